@@ -1,0 +1,68 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const url = z.string().url();
+
+/**
+ * Everything the service reads from the environment, validated once at start-up.
+ * A bad value stops the process with a message naming the variable.
+ */
+const schema = z.object({
+  /** PostgreSQL connection string. Defaults to an embedded PostgreSQL started from Node. */
+  DATABASE_URL: url.optional(),
+  /** Redis connection string. Defaults to in-memory stores. */
+  REDIS_URL: url.optional(),
+  /** Interface the gateway and subgraphs listen on. Defaults to 127.0.0.1. */
+  HOST: z.string().min(1).default('127.0.0.1'),
+  /** Gateway port. Defaults to 4000. */
+  GATEWAY_PORT: port.default(4000),
+  /** Subgraph ports. Default to 4001, 4002, 4003. */
+  ACCOUNTS_PORT: port.default(4001),
+  CATALOG_PORT: port.default(4002),
+  REVIEWS_PORT: port.default(4003),
+  /** Subgraph URLs the gateway calls, overriding those in the supergraph. Default to the local ports above. */
+  ACCOUNTS_URL: url.optional(),
+  CATALOG_URL: url.optional(),
+  REVIEWS_URL: url.optional(),
+  /** Where the embedded PostgreSQL keeps its data. Defaults to .data/postgres in the repository. */
+  DATA_DIR: z.string().min(1).default(resolve(__dirname, '..', '.data')),
+  /** Port of the embedded PostgreSQL. Defaults to 54329 (clear of a local server on 5432). */
+  EMBEDDED_PG_PORT: port.default(54329),
+  /** Seed scale used by `npm start` when the database is empty (N × 100 users, 50 products, 2,000 reviews). Defaults to 10. */
+  SEED_SCALE: z.coerce.number().int().min(0).max(1000).default(10),
+  /** Connections per subgraph pool. Defaults to 10. */
+  DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  /** pino log level. Defaults to info. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
+});
+
+export type Config = z.infer<typeof schema>;
+
+export class ConfigError extends Error {}
+
+/** Parses and validates configuration; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings mean "unset", as in most .env tooling.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+export type SubgraphName = 'accounts' | 'catalog' | 'reviews';
+
+/** Where a subgraph listens, and the URL others reach it at (config override first). */
+export function subgraphPort(config: Config, name: SubgraphName): number {
+  return { accounts: config.ACCOUNTS_PORT, catalog: config.CATALOG_PORT, reviews: config.REVIEWS_PORT }[name];
+}
+
+export function subgraphUrl(config: Config, name: SubgraphName): string {
+  const override = { accounts: config.ACCOUNTS_URL, catalog: config.CATALOG_URL, reviews: config.REVIEWS_URL }[name];
+  return override ?? `http://${config.HOST}:${subgraphPort(config, name)}/graphql`;
+}

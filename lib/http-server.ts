@@ -1,0 +1,89 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer, type ApolloServerOptions, type BaseContext } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { expressMiddleware, type ExpressContextFunctionArgument } from '@as-integrations/express5';
+import express, { type ErrorRequestHandler } from 'express';
+import { ErrorCode } from './errors';
+import type { Logger } from './logger';
+
+export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
+  /** Apollo Server options; the drain plugin and error masking are added here. */
+  apollo: ApolloServerOptions<TContext>;
+  /** Builds the per-request context. */
+  context: (args: ExpressContextFunctionArgument) => Promise<TContext>;
+  /** Answers /readyz: true when every dependency is reachable. */
+  ready: () => Promise<boolean>;
+  /** Interface to listen on. Defaults to 127.0.0.1. */
+  host?: string;
+  /** Port to listen on; 0 picks a free one. Defaults to 0. */
+  port?: number;
+  /** Largest accepted request body. Defaults to 100kb. */
+  bodyLimit?: string;
+  /** How long stop() lets in-flight requests finish. Defaults to 10000 ms. */
+  shutdownGraceMs?: number;
+  logger: Logger;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  /** Stops accepting connections, lets in-flight requests finish, then closes. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Express + Apollo Server with /graphql, /healthz (alive) and /readyz (dependencies reachable).
+ * Shared by the gateway and every subgraph so they behave the same at the HTTP level.
+ */
+export async function startGraphQLHttpServer<TContext extends BaseContext>(
+  options: GraphQLHttpServerOptions<TContext>,
+): Promise<RunningServer> {
+  const app = express();
+  const httpServer = http.createServer(app);
+  const apollo = new ApolloServer<TContext>({
+    ...options.apollo,
+    includeStacktraceInErrorResponses: false,
+    plugins: [
+      ...(options.apollo.plugins ?? []),
+      ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: options.shutdownGraceMs ?? 10_000 }),
+    ],
+  } as ApolloServerOptions<TContext>);
+  await apollo.start();
+
+  let stopping = false;
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const ok = !stopping && (await options.ready().catch(() => false));
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable' });
+  });
+  app.use('/graphql', express.json({ limit: options.bodyLimit ?? '100kb' }), expressMiddleware(apollo, { context: options.context }));
+  app.use((_req, res) => {
+    res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: 'NOT_FOUND' } }] });
+  });
+  // Body-parser and other middleware errors: a JSON answer with a code, never Express's HTML stack page.
+  const onError: ErrorRequestHandler = (error, _req, res, _next) => {
+    const status = typeof error?.status === 'number' && error.status < 500 ? error.status : 500;
+    if (status === 500) options.logger.error({ err: error }, 'request failed');
+    const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : status === 500 ? ErrorCode.INTERNAL_SERVER_ERROR : 'BAD_REQUEST';
+    const message = status === 413 ? 'Request body too large.' : status === 500 ? 'Internal error' : 'Malformed request body.';
+    res.status(status).json({ errors: [{ message, extensions: { code } }] });
+  };
+  app.use(onError);
+
+  await new Promise<void>((resolve) => httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  const { port } = httpServer.address() as AddressInfo;
+  const host = options.host ?? '127.0.0.1';
+  const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
+  return {
+    url: `http://${urlHost}:${port}/graphql`,
+    port,
+    stop: async () => {
+      stopping = true;
+      await apollo.stop();
+    },
+  };
+}

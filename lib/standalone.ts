@@ -1,0 +1,24 @@
+import type { DatabaseClient } from './db';
+import type { Config, SubgraphName } from './config';
+import { loadConfig } from './config';
+import { runSubgraph, type SubgraphDefinition } from './subgraph';
+
+/** Runs one subgraph as its own process (DATABASE_URL required), draining on SIGTERM/SIGINT. */
+export function runStandalone<TContext extends object>(
+  name: SubgraphName,
+  build: (database: DatabaseClient, config: Config) => SubgraphDefinition<TContext>,
+): void {
+  (async () => {
+    const config = loadConfig();
+    if (!config.DATABASE_URL) throw new Error('DATABASE_URL is required to run a subgraph on its own (npm start runs everything with an embedded database).');
+    const running = await runSubgraph(name, build, config, config.DATABASE_URL);
+    const shutdown = () => {
+      running.stop().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once('SIGTERM', shutdown);
+    process.once('SIGINT', shutdown);
+  })().catch((error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
+import { buildSubgraphSchema } from '@apollo/subgraph';
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
+import { parse } from 'graphql';
+import type { Config, SubgraphName } from './config';
+import { subgraphPort } from './config';
+import { createDatabaseClient, type DatabaseClient } from './db';
+import { maskUnexpectedErrors } from './errors';
+import { startGraphQLHttpServer, type RunningServer } from './http-server';
+import { createLogger, type Logger } from './logger';
+
+export const SCHEMA_DIR = join(__dirname, '..', 'schema');
+
+/** A subgraph's parts: its contract, its resolvers and how it builds a request context. */
+export interface SubgraphDefinition<TContext extends object> {
+  name: SubgraphName;
+  resolvers: unknown;
+  createContext(args: ExpressContextFunctionArgument): Promise<TContext>;
+}
+
+export interface StartSubgraphOptions {
+  /** Port to listen on; 0 picks a free one. */
+  port: number;
+  host: string;
+  database: DatabaseClient;
+  logger: Logger;
+  shutdownGraceMs?: number;
+}
+
+/** Builds the federated schema from schema/<name>.graphql (the contract is the source of truth). */
+export function buildSchemaFor(name: SubgraphName, resolvers: unknown) {
+  const typeDefs = parse(readFileSync(join(SCHEMA_DIR, `${name}.graphql`), 'utf8'));
+  return buildSubgraphSchema([{ typeDefs, resolvers: resolvers as GraphQLResolverMap<unknown> }]);
+}
+
+export function startSubgraph<TContext extends object>(
+  definition: SubgraphDefinition<TContext>,
+  options: StartSubgraphOptions,
+): Promise<RunningServer> {
+  return startGraphQLHttpServer<TContext>({
+    apollo: {
+      schema: buildSchemaFor(definition.name, definition.resolvers),
+      formatError: maskUnexpectedErrors(options.logger),
+      // Subgraphs are reached only by the gateway; no landing page, no introspection needed beyond _service.
+      introspection: true,
+    },
+    context: (args) => definition.createContext(args),
+    ready: () => options.database.ping(),
+    host: options.host,
+    port: options.port,
+    shutdownGraceMs: options.shutdownGraceMs,
+    logger: options.logger,
+  });
+}
+
+/**
+ * The `index.ts` of every subgraph: read config, connect, listen, and on SIGTERM/SIGINT drain and exit.
+ */
+export async function runSubgraph<TContext extends object>(
+  name: SubgraphName,
+  build: (database: DatabaseClient, config: Config) => SubgraphDefinition<TContext>,
+  config: Config,
+  databaseUrl: string,
+): Promise<{ server: RunningServer; stop(): Promise<void> }> {
+  const logger = createLogger(name, config.LOG_LEVEL);
+  const database = createDatabaseClient(databaseUrl, config.DB_POOL_SIZE);
+  const server = await startSubgraph(build(database, config), {
+    port: subgraphPort(config, name),
+    host: config.HOST,
+    database,
+    logger,
+    shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
+  });
+  logger.info({ url: server.url }, `${name} subgraph ready`);
+  return {
+    server,
+    stop: async () => {
+      await server.stop();
+      await database.close();
+    },
+  };
+}

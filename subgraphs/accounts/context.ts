@@ -1,0 +1,22 @@
+import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
+import type { PrismaClient } from '../../lib/db';
+import { readCallerId } from '../../lib/identity';
+import { createLoaders, type Loaders } from './loaders';
+
+/** The accounts subgraph sees only the tables it owns. */
+export type AccountsDb = Pick<PrismaClient, 'user'>;
+
+export interface Context {
+  db: AccountsDb;
+  /** The signed-in user's id, or null. */
+  callerId: string | null;
+  loaders: Loaders;
+}
+
+export function createContext(db: AccountsDb) {
+  return async ({ req }: ExpressContextFunctionArgument): Promise<Context> => ({
+    db,
+    callerId: readCallerId(req.headers),
+    loaders: createLoaders(db),
+  });
+}

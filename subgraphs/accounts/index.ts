@@ -1,0 +1,4 @@
+import { runStandalone } from '../../lib/standalone';
+import { accountsSubgraph } from './server';
+
+runStandalone('accounts', accountsSubgraph);

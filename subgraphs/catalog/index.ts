@@ -1,0 +1,4 @@
+import { runStandalone } from '../../lib/standalone';
+import { catalogSubgraph } from './server';
+
+runStandalone('catalog', catalogSubgraph);

@@ -1,0 +1,88 @@
+import { DateTimeResolver } from 'graphql-scalars';
+import { z } from 'zod';
+import { clientError, ErrorCode, isPrismaError, notFound } from '../../../lib/errors';
+import { isUuid, parseId } from '../../../lib/ids';
+import { dateSeek, pageRequest, seekQuery, toConnection } from '../../../lib/pagination';
+import { validate } from '../../../lib/validation';
+import type { ProductOrderField, Resolvers } from '../__generated__/resolvers-types';
+
+const SORT_COLUMNS = { CREATED_AT: 'createdAt', PRICE: 'priceCents' } as const satisfies Record<ProductOrderField, string>;
+
+const money = z.object({
+  amountCents: z.number().int().min(0, 'must not be negative').max(100_000_000, 'is too large'),
+  currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as USD'),
+});
+const title = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+const description = z.string().max(10_000, 'must be at most 10000 characters');
+const createInput = z.object({
+  sku: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores'),
+  title,
+  description: description.nullish().transform((value) => value ?? ''),
+  price: money,
+  status: z.enum(['ACTIVE', 'DRAFT', 'ARCHIVED']).nullish().transform((value) => value ?? 'DRAFT'),
+});
+const updateInput = z
+  .object({
+    title: title.nullish(),
+    description: description.nullish(),
+    price: money.nullish(),
+    status: z.enum(['ACTIVE', 'DRAFT', 'ARCHIVED']).nullish(),
+  })
+  .refine((input) => Object.values(input).some((value) => value != null), 'give at least one field to change');
+
+export const resolvers: Resolvers = {
+  DateTime: DateTimeResolver,
+  Query: {
+    product: (_root, { id }, { loaders }) => loaders.productById.load(parseId(id, 'id')),
+    products: async (_root, { filter, orderBy, first, after }, { db }) => {
+      const field = SORT_COLUMNS[orderBy?.field ?? 'CREATED_AT'];
+      const direction = orderBy ? (orderBy.direction === 'DESC' ? 'desc' : 'asc') : 'desc';
+      const sortKey = `products:${field}:${direction}`;
+      const page = pageRequest({ first, after }, sortKey);
+      const seek = seekQuery(field, direction, page.after, field === 'createdAt' ? dateSeek : Number);
+      const rows = await db.product.findMany({
+        where: { ...seek.where, ...(filter?.status ? { status: filter.status } : {}) },
+        orderBy: seek.orderBy,
+        take: page.size + 1,
+      });
+      return toConnection(rows, page, sortKey, (row) => (field === 'createdAt' ? row.createdAt.toISOString() : row.priceCents));
+    },
+  },
+  Mutation: {
+    createProduct: async (_root, { input }, { db }) => {
+      const data = validate(createInput, input, 'input');
+      try {
+        return await db.product.create({
+          data: { sku: data.sku, title: data.title, description: data.description, priceCents: data.price.amountCents, currency: data.price.currency, status: data.status },
+        });
+      } catch (error) {
+        if (isPrismaError(error, 'P2002')) {
+          throw clientError(ErrorCode.CONFLICT, `A product with sku ${data.sku} already exists.`, { argumentName: 'input.sku' });
+        }
+        throw error;
+      }
+    },
+    updateProduct: async (_root, { id, input }, { db }) => {
+      const productId = parseId(id, 'id');
+      const data = validate(updateInput, input, 'input');
+      try {
+        return await db.product.update({
+          where: { id: productId },
+          data: {
+            ...(data.title != null && { title: data.title }),
+            ...(data.description != null && { description: data.description }),
+            ...(data.price != null && { priceCents: data.price.amountCents, currency: data.price.currency }),
+            ...(data.status != null && { status: data.status }),
+          },
+        });
+      } catch (error) {
+        if (isPrismaError(error, 'P2025')) throw notFound('id', `No product with id ${productId}.`);
+        throw error;
+      }
+    },
+  },
+  Product: {
+    __resolveReference: (ref, { loaders }) => (isUuid(ref.id) ? loaders.productById.load(ref.id.toLowerCase()) : null),
+    price: (product) => ({ amountCents: product.priceCents, currency: product.currency }),
+  },
+};

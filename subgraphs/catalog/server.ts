@@ -1,0 +1,8 @@
+import type { DatabaseClient } from '../../lib/db';
+import type { SubgraphDefinition } from '../../lib/subgraph';
+import { createContext, type Context } from './context';
+import { resolvers } from './resolvers';
+
+export function catalogSubgraph(database: DatabaseClient): SubgraphDefinition<Context> {
+  return { name: 'catalog', resolvers, createContext: createContext(database.prisma) };
+}

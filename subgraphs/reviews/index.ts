@@ -1,0 +1,4 @@
+import { runStandalone } from '../../lib/standalone';
+import { reviewsSubgraph } from './server';
+
+runStandalone('reviews', reviewsSubgraph);

@@ -1,0 +1,75 @@
+import { DateTimeResolver } from 'graphql-scalars';
+import { z } from 'zod';
+import { forbidden, isPrismaError, notFound, unauthenticated } from '../../../lib/errors';
+import { isUuid, parseId } from '../../../lib/ids';
+import { dateSeek, pageRequest, seekQuery, toConnection } from '../../../lib/pagination';
+import { validate } from '../../../lib/validation';
+import type { Resolvers } from '../__generated__/resolvers-types';
+import type { Context } from '../context';
+
+const REVIEWS_SORT = 'reviews:createdAt:desc';
+
+const createInput = z.object({
+  productId: z.string().uuid('must be a UUID'),
+  rating: z.number().int().min(1, 'must be between 1 and 5').max(5, 'must be between 1 and 5'),
+  body: z.string().trim().min(1, 'must not be empty').max(5_000, 'must be at most 5000 characters'),
+});
+
+/** One page of reviews, newest first, for a product or an author. */
+async function reviewPage(db: Context['db'], where: { productId: string } | { authorId: string }, args: { first?: number | null; after?: string | null }) {
+  const page = pageRequest(args, REVIEWS_SORT);
+  const seek = seekQuery('createdAt', 'desc', page.after, dateSeek);
+  const rows = await db.review.findMany({ where: { ...where, ...seek.where }, orderBy: seek.orderBy, take: page.size + 1 });
+  return toConnection(rows, page, REVIEWS_SORT, (review) => review.createdAt.toISOString());
+}
+
+export const resolvers: Resolvers = {
+  DateTime: DateTimeResolver,
+  Query: {
+    review: (_root, { id }, { loaders }) => loaders.reviewById.load(parseId(id, 'id')),
+  },
+  Mutation: {
+    createReview: async (_root, { input }, { db, callerId, catalog }) => {
+      if (!callerId) throw unauthenticated('Sign in to write a review.');
+      const data = validate(createInput, input, 'input');
+      const productId = data.productId.toLowerCase();
+      if (!(await catalog.productExists(productId))) throw notFound('input.productId', `No product with id ${productId}.`);
+      return db.review.create({ data: { productId, authorId: callerId, rating: data.rating, body: data.body } });
+    },
+    deleteReview: async (_root, { id }, { db, callerId }) => {
+      if (!callerId) throw unauthenticated('Sign in to delete a review.');
+      const reviewId = parseId(id, 'id');
+      try {
+        // Deletes only the caller's own review, in one statement: no check-then-act race.
+        const deleted = await db.review.delete({ where: { id: reviewId, authorId: callerId }, select: { productId: true } });
+        return { deletedReviewId: reviewId, productId: deleted.productId };
+      } catch (error) {
+        if (!isPrismaError(error, 'P2025')) throw error;
+      }
+      const existing = await db.review.findUnique({ where: { id: reviewId }, select: { id: true } });
+      if (existing) throw forbidden('Only the author can delete a review.');
+      throw notFound('id', `No review with id ${reviewId}.`);
+    },
+  },
+  Review: {
+    __resolveReference: (ref, { loaders }) => (isUuid(ref.id) ? loaders.reviewById.load(ref.id.toLowerCase()) : null),
+    author: (review) => ({ id: review.authorId }),
+    product: (review) => ({ id: review.productId }),
+  },
+  Product: {
+    // Products are owned by catalog: a reference is all this subgraph needs to contribute fields.
+    __resolveReference: (ref) => ({ id: ref.id }),
+    reviews: (product, args, { db }) => (isUuid(product.id) ? reviewPage(db, { productId: product.id }, args) : null),
+    reviewCount: async (product, _args, { loaders }) =>
+      isUuid(product.id) ? ((await loaders.ratingStatsByProduct.load(product.id))?.reviewCount ?? 0) : null,
+    averageRating: async (product, _args, { loaders }) =>
+      isUuid(product.id) ? ((await loaders.ratingStatsByProduct.load(product.id))?.averageRating ?? null) : null,
+  },
+  DeleteReviewPayload: {
+    product: (payload) => ({ id: payload.productId }),
+  },
+  User: {
+    __resolveReference: (ref) => ({ id: ref.id }),
+    reviews: (user, args, { db }) => (isUuid(user.id) ? reviewPage(db, { authorId: user.id }, args) : null),
+  },
+};
