@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
+import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { parse } from 'graphql';
@@ -43,8 +44,9 @@ export function startSubgraph<TContext extends object>(
     apollo: {
       schema: buildSchemaFor(definition.name, definition.resolvers),
       formatError: maskUnexpectedErrors(options.logger),
-      // Subgraphs are reached only by the gateway; no landing page, no introspection needed beyond _service.
       introspection: true,
+      // Apollo's inline traces (ftv1) are for GraphOS reporting, which this service does not use.
+      plugins: [ApolloServerPluginInlineTraceDisabled()],
     },
     context: (args) => definition.createContext(args),
     ready: () => options.database.ping(),

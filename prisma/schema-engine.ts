@@ -27,9 +27,13 @@ async function load(): Promise<Bindings> {
   const bindings = await import('@prisma/schema-engine-wasm/schema_engine_bg');
   const bgPath = require.resolve('@prisma/schema-engine-wasm/schema_engine_bg');
   const module = new WebAssembly.Module(readFileSync(join(dirname(bgPath), 'schema_engine_bg.wasm')));
-  const instance = new WebAssembly.Instance(module, {
-    './schema_engine_bg.js': bindings,
-  });
+  // The engine arms timers (timeouts) it does not always clear; unref them so a finished migration
+  // does not hold the process open for ten seconds.
+  const imports: Record<string, unknown> = { ...bindings };
+  for (const name of Object.keys(imports).filter((key) => key.startsWith('__wbg_setTimeout_'))) {
+    imports[name] = (callback: () => void, ms: number) => setTimeout(callback, ms >>> 0).unref();
+  }
+  const instance = new WebAssembly.Instance(module, { './schema_engine_bg.js': imports });
   bindings.__wbg_set_wasm(instance.exports as never);
   (instance.exports.__wbindgen_start as () => void)();
   return bindings;

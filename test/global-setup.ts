@@ -1,0 +1,42 @@
+import { rmSync } from 'node:fs';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../lib/database';
+import { migrate } from '../prisma/migrate';
+import { generateDataset, seed } from '../prisma/seed';
+import { adminQuery, canConnect, embeddedDataDir, freePort, LOCAL_ADMIN_URL, withDatabase } from './databases';
+
+/** Seed scale of the fixture every test database starts from (100 users, 50 products, 2,000 reviews). */
+export const FIXTURE_SCALE = 1;
+
+/**
+ * Once per run: a template database on the local PostgreSQL (or, with none reachable, an embedded one),
+ * migrated through the real migration path and seeded with the fixed fixture. Each test file then
+ * clones it (CREATE DATABASE ... TEMPLATE), so files never see each other's writes.
+ */
+export default async function globalSetup(): Promise<void> {
+  let adminUrl = LOCAL_ADMIN_URL;
+  if (!(await canConnect(adminUrl))) {
+    const dataDir = embeddedDataDir();
+    const port = await freePort();
+    const server = await startEmbeddedPostgres(dataDir, port, () => {});
+    adminUrl = `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`;
+    (globalThis as Record<string, unknown>).__embeddedPostgres = { server, dataDir };
+    console.log(`\nNo PostgreSQL at ${LOCAL_ADMIN_URL}; tests run on an embedded one (port ${port}).`);
+  }
+  const template = `storefront_test_${Date.now()}_${process.pid}`;
+  await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(template)}`);
+  const templateUrl = withDatabase(adminUrl, template);
+  await migrate(templateUrl);
+  await seed(templateUrl, generateDataset(FIXTURE_SCALE));
+  process.env.TEST_ADMIN_URL = adminUrl;
+  process.env.TEST_TEMPLATE_DB = template;
+}
+
+export async function stopEmbedded(): Promise<void> {
+  const embedded = (globalThis as Record<string, unknown>).__embeddedPostgres as
+    | { server: { stop(): Promise<void> }; dataDir: string }
+    | undefined;
+  if (!embedded) return;
+  await embedded.server.stop();
+  rmSync(embedded.dataDir, { recursive: true, force: true });
+}
