@@ -1,0 +1,98 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import pg from 'pg';
+import { ConfigError, loadConfig } from '../lib/config';
+import { generateDataset } from '../prisma/seed';
+import { composeSupergraph, CompositionError, SCHEMA_DIR, SUPERGRAPH_PATH } from '../scripts/compose';
+import { createTestDatabase } from './harness';
+
+const ROOT = join(__dirname, '..');
+const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+
+describe('the contract in schema/', () => {
+  it('commits the supergraph that the subgraph SDLs compose to (run `npm run compose` after an SDL change)', () => {
+    expect(readFileSync(SUPERGRAPH_PATH, 'utf8').trimEnd()).toBe(composeSupergraph().trimEnd());
+  });
+
+  it('prints every composition error in full', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'schema-'));
+    cpSync(SCHEMA_DIR, dir, { recursive: true });
+    // Two incompatible definitions of the same shared field.
+    const reviews = readFileSync(join(dir, 'reviews.graphql'), 'utf8').replace('hasNextPage: Boolean!', 'hasNextPage: String!');
+    writeFileSync(join(dir, 'reviews.graphql'), reviews);
+    expect(() => composeSupergraph(dir)).toThrow(CompositionError);
+    expect(() => composeSupergraph(dir)).toThrow(/\[FIELD_TYPE_MISMATCH\] .*PageInfo\.hasNextPage/);
+  });
+});
+
+describe('migrations', () => {
+  it('apply through the WebAssembly engine, are recorded like `prisma migrate deploy`, and re-applying is a no-op', async () => {
+    const database = await createTestDatabase();
+    const url = new URL(database.url);
+    const empty = `${url.pathname.slice(1)}_empty`;
+    const admin = new pg.Client({ connectionString: process.env.TEST_ADMIN_URL });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(empty)}`);
+      url.pathname = `/${empty}`;
+      // The real command, as `npm run db:migrate` runs it (the engine is an ES module jest cannot load).
+      const run = () => execFileSync(TSX, ['prisma/migrate.ts'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: url.toString() }, encoding: 'utf8' });
+      const firstRun = run();
+      const first = [firstRun.match(/Applied (\S+)/)?.[1]];
+      expect(first[0]).toMatch(/^\d{14}_init$/);
+      expect(run()).toMatch(/up to date; nothing applied/);
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      const { rows } = await client.query('SELECT migration_name, finished_at IS NOT NULL AS finished, rolled_back_at, applied_steps_count FROM _prisma_migrations');
+      const tables = await client.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
+      await client.end();
+      expect(rows).toEqual([{ migration_name: first[0], finished: true, rolled_back_at: null, applied_steps_count: 1 }]);
+      expect(tables.rows.map((r) => r.tablename)).toEqual(['_prisma_migrations', 'products', 'reviews', 'users']);
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(empty)} WITH (FORCE)`);
+      await admin.end();
+      await database.drop();
+    }
+  });
+
+  it('enforce the rating range in the database as a last line of defence', async () => {
+    const database = await createTestDatabase();
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      await expect(
+        client.query("INSERT INTO reviews (id, rating, body, author_id, product_id) VALUES (gen_random_uuid(), 6, 'x', gen_random_uuid(), gen_random_uuid())"),
+      ).rejects.toThrow(/reviews_rating_range/);
+    } finally {
+      await client.end();
+      await database.drop();
+    }
+  });
+});
+
+describe('seed data', () => {
+  it('is deterministic for a seed and differs between seeds', () => {
+    expect(generateDataset(1)).toEqual(generateDataset(1));
+    expect(generateDataset(1, 7).users[0]!.id).not.toBe(generateDataset(1).users[0]!.id);
+    const { users, products, reviews } = generateDataset(2);
+    expect([users.length, products.length, reviews.length]).toEqual([200, 100, 4000]);
+    expect(new Set(products.map((p) => p.sku)).size).toBe(products.length);
+    expect(new Set(users.map((u) => u.email)).size).toBe(users.length);
+  });
+});
+
+describe('configuration', () => {
+  it('applies defaults', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ GATEWAY_PORT: 4000, ACCOUNTS_PORT: 4001, HOST: '127.0.0.1', SEED_SCALE: 10 });
+    expect(config.DATABASE_URL).toBeUndefined();
+  });
+
+  it('stops start-up with a message naming each bad variable', () => {
+    expect(() => loadConfig({ GATEWAY_PORT: 'eighty', DATABASE_URL: 'not a url' })).toThrow(ConfigError);
+    expect(() => loadConfig({ GATEWAY_PORT: 'eighty', DATABASE_URL: 'not a url' })).toThrow(/GATEWAY_PORT[\s\S]*DATABASE_URL|DATABASE_URL[\s\S]*GATEWAY_PORT/);
+    expect(() => loadConfig({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL/);
+  });
+});
