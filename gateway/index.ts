@@ -1,9 +1,10 @@
+import { runServer } from '../lib/cli';
 import { loadConfig, subgraphUrl } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { startGateway } from './server';
 
 /** Runs the gateway on its own, calling subgraphs at ACCOUNTS_URL, CATALOG_URL and REVIEWS_URL (or the default ports). */
-(async () => {
+runServer(async () => {
   const config = loadConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const server = await startGateway({
@@ -18,12 +19,5 @@ import { startGateway } from './server';
     logger,
   });
   logger.info({ url: server.url }, 'gateway ready');
-  const shutdown = () => {
-    server.stop().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
-})().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  process.exit(1);
+  return () => server.stop();
 });

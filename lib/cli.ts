@@ -11,3 +11,32 @@ export function runMain(main: () => Promise<void>): void {
     },
   );
 }
+
+/**
+ * Runs a long-lived server entry point: `start` resolves to a stop function, which SIGTERM or SIGINT
+ * calls once (drain, then exit 0; exit 1 if draining fails). A start-up failure exits 1 with its message.
+ */
+export function runServer(start: () => Promise<() => Promise<void>>): void {
+  start().then(
+    (stop) => {
+      let stopping = false;
+      const shutdown = () => {
+        if (stopping) return;
+        stopping = true;
+        stop().then(
+          () => process.exit(0),
+          (error: unknown) => {
+            console.error(error);
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', shutdown);
+      process.once('SIGINT', shutdown);
+    },
+    (error: unknown) => {
+      console.error(error instanceof Error ? `Start-up failed: ${error.message}` : error);
+      process.exit(1);
+    },
+  );
+}

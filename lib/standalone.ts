@@ -1,3 +1,4 @@
+import { runServer } from './cli';
 import type { DatabaseClient } from './db';
 import type { Config, SubgraphName } from './config';
 import { loadConfig } from './config';
@@ -8,17 +9,10 @@ export function runStandalone<TContext extends object>(
   name: SubgraphName,
   build: (database: DatabaseClient, config: Config) => SubgraphDefinition<TContext>,
 ): void {
-  (async () => {
+  runServer(async () => {
     const config = loadConfig();
     if (!config.DATABASE_URL) throw new Error('DATABASE_URL is required to run a subgraph on its own (npm start runs everything with an embedded database).');
     const running = await runSubgraph(name, build, config, config.DATABASE_URL);
-    const shutdown = () => {
-      running.stop().then(() => process.exit(0), () => process.exit(1));
-    };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
-  })().catch((error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
+    return running.stop;
   });
 }

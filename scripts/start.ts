@@ -1,4 +1,5 @@
-import { ConfigError, loadConfig, type Config } from '../lib/config';
+import { runServer } from '../lib/cli';
+import { loadConfig } from '../lib/config';
 import { ensureDatabase } from '../lib/database';
 import type { RunningServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
@@ -14,7 +15,8 @@ import { reviewsSubgraph } from '../subgraphs/reviews/server';
  * `npm start`: the whole service in one process. Database (embedded unless DATABASE_URL), migrations,
  * seed on first run, three subgraphs on their ports, and the gateway. SIGTERM/SIGINT drain everything.
  */
-async function main(config: Config): Promise<void> {
+async function main(): Promise<() => Promise<void>> {
+  const config = loadConfig();
   const started = Date.now();
   const logger = createLogger('start', config.LOG_LEVEL);
   const database = await ensureDatabase(config, (message) => logger.warn(message));
@@ -45,35 +47,12 @@ async function main(config: Config): Promise<void> {
   logger.info({ url, readyInMs: Date.now() - started }, 'storefront supergraph ready');
   console.log(`\n  Storefront supergraph ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}\n`);
 
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'draining');
-    (async () => {
-      await gateway.stop();
-      await Promise.all(subgraphs.map((s) => s.stop()));
-      await database.stop();
-    })().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+  return async () => {
+    logger.info('draining');
+    await gateway.stop();
+    await Promise.all(subgraphs.map((s) => s.stop()));
+    await database.stop();
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
 }
 
-let config: Config;
-try {
-  config = loadConfig();
-} catch (error) {
-  console.error(error instanceof ConfigError ? error.message : error);
-  process.exit(1);
-}
-main(config).catch((error: unknown) => {
-  console.error(`Start-up failed: ${error instanceof Error ? error.message : String(error)}`);
-  process.exit(1);
-});
+runServer(main);
