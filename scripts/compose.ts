@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { composeServices } from '@apollo/composition';
 import { parse } from 'graphql';
 import { runMain } from '../lib/cli';
+import type { SubgraphName } from '../lib/config';
 
 export const SCHEMA_DIR = join(__dirname, '..', 'schema');
 export const SUPERGRAPH_PATH = join(SCHEMA_DIR, 'supergraph.graphql');
@@ -12,9 +13,7 @@ export const SUBGRAPHS = [
   { name: 'accounts', url: 'http://localhost:4001/graphql' },
   { name: 'catalog', url: 'http://localhost:4002/graphql' },
   { name: 'reviews', url: 'http://localhost:4003/graphql' },
-] as const;
-
-export type SubgraphName = (typeof SUBGRAPHS)[number]['name'];
+] as const satisfies ReadonlyArray<{ name: SubgraphName; url: string }>;
 
 export function readSubgraphSdl(name: SubgraphName, dir: string = SCHEMA_DIR): string {
   return readFileSync(join(dir, `${name}.graphql`), 'utf8');
