@@ -33,6 +33,11 @@ const schema = z.object({
   SEED_SCALE: z.coerce.number().int().min(0).max(1000).default(10),
   /** Connections per subgraph pool. Defaults to 10. */
   DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  /**
+   * `off` turns DataLoader batching off so every lookup is its own statement, as a naive first
+   * implementation would be. Only for measuring N+1 (`npm run bench:n1`). Defaults to on.
+   */
+  BATCHING: z.enum(['on', 'off']).default('on'),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */

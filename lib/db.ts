@@ -4,6 +4,22 @@ import { PrismaClient } from '../generated/prisma/client';
 
 export type { PrismaClient };
 
+/** One SQL statement as it was sent to PostgreSQL. */
+export interface SqlStatement {
+  text: string;
+  values: unknown[];
+}
+
+export interface DatabaseClientOptions {
+  /** Connections in the pool. Defaults to 10. */
+  poolSize?: number;
+  /**
+   * Called for every statement sent on any pooled connection (Prisma's, raw ones, transactions'),
+   * before it is sent. Tests and `bench:n1` count with it. Defaults to none.
+   */
+  onStatement?: (statement: SqlStatement) => void;
+}
+
 export interface DatabaseClient {
   prisma: PrismaClient;
   pool: pg.Pool;
@@ -12,14 +28,35 @@ export interface DatabaseClient {
   close(): Promise<void>;
 }
 
+/** pg's `client.query` takes a config object or (text, values?, callback?). */
+function describeStatement(args: unknown[]): SqlStatement {
+  const [first, second] = args;
+  if (typeof first === 'string') return { text: first, values: Array.isArray(second) ? second : [] };
+  const config = first as { text?: string; values?: unknown[] };
+  return { text: config.text ?? '', values: config.values ?? (Array.isArray(second) ? second : []) };
+}
+
 /**
  * A Prisma client over our own pg pool (driver adapter, no Rust engine). Owning the pool lets
- * readiness checks and shutdown use it directly.
+ * readiness checks and shutdown use it directly, and lets us see every statement that reaches PostgreSQL.
  */
-export function createDatabaseClient(url: string, poolSize = 10): DatabaseClient {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, idleTimeoutMillis: 30_000 });
+export function createDatabaseClient(url: string, options: DatabaseClientOptions = {}): DatabaseClient {
+  // Prisma's pg adapter sends DateTime parameters as UTC wall-clock text without a zone, so the
+  // session must be in UTC whatever the server's default is.
+  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000, options: '-c TimeZone=UTC' });
   // An idle client that dies (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  const { onStatement } = options;
+  if (onStatement) {
+    // Every pool.query() and every checked-out client's query() goes through the client's query().
+    pool.on('connect', (client) => {
+      const send = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as { query: unknown }).query = (...args: unknown[]) => {
+        onStatement(describeStatement(args));
+        return send(...args);
+      };
+    });
+  }
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,

@@ -1,5 +1,18 @@
 import DataLoader from 'dataloader';
 
+export interface LoaderOptions {
+  /**
+   * Batch and de-duplicate loads within a request. Turned off only to measure what N+1 costs
+   * (`BATCHING=off`, `npm run bench:n1`): every load is then its own statement. Defaults to true.
+   */
+  batching?: boolean;
+}
+
+/** DataLoader options for a per-request loader, honouring `batching`. */
+export function dataLoaderOptions<K, C = K>(options: LoaderOptions, cacheKeyFn?: (key: K) => C): DataLoader.Options<K, any, C> {
+  return options.batching === false ? { batch: false, cache: false } : { cacheKeyFn };
+}
+
 /**
  * A per-request DataLoader whose batch function loads many rows by key in one statement; results
  * come back in key order with null for a key that has no row (DataLoader's contract).
@@ -7,10 +20,11 @@ import DataLoader from 'dataloader';
 export function keyedLoader<K extends string, V>(
   load: (keys: K[]) => Promise<V[]>,
   keyOf: (row: V) => K,
+  options: LoaderOptions = {},
 ): DataLoader<K, V | null> {
   return new DataLoader<K, V | null>(async (keys) => {
     const rows = await load([...keys]);
     const byKey = new Map(rows.map((row) => [keyOf(row), row]));
     return keys.map((key) => byKey.get(key) ?? null);
-  });
+  }, dataLoaderOptions(options));
 }

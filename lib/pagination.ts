@@ -1,8 +1,8 @@
 import { badInput } from './errors';
 
-/** Page size when a client gives no `first`. */
+/** Page size when a client gives neither `first` nor `last`. */
 export const DEFAULT_PAGE_SIZE = 20;
-/** The largest `first` a client may ask for. */
+/** The largest `first` or `last` a client may ask for. */
 export const MAX_PAGE_SIZE = 100;
 
 export interface PageInfo {
@@ -17,95 +17,158 @@ export interface Connection<T> {
   pageInfo: PageInfo;
 }
 
+/** The Relay connection arguments every list field takes. */
+export interface PageArgs {
+  first?: number | null;
+  after?: string | null;
+  last?: number | null;
+  before?: string | null;
+}
+
 /** A keyset position: the sort key's value and the id that breaks ties. */
 export interface Seek {
   value: string | number;
   id: string;
 }
 
+/**
+ * How a list is ordered: by one column, then by id so the order is total and every cursor is
+ * unique. The key names list and order inside cursors.
+ */
+export interface Ordering<F extends string = string> {
+  key: string;
+  field: F;
+  direction: Direction;
+  /** `date`: the column is a DateTime (an ISO string in cursors); `int`: a whole number. */
+  kind: 'date' | 'int';
+}
+
+export type Direction = 'asc' | 'desc';
+
+/** A validated page: which window of the ordered list, and from which end to take `size` rows. */
 export interface PageRequest {
   /** Rows the page shows. */
   size: number;
-  /** Where the page starts (exclusive), or null for the first page. */
+  /** True for `last`: rows are fetched from the far end (reverse order) and flipped back. */
+  backward: boolean;
+  /** Only rows strictly after this position, or null. */
   after: Seek | null;
+  /** Only rows strictly before this position, or null. */
+  before: Seek | null;
 }
 
 /**
  * Cursors are opaque to clients: base64url of [sortKey, value, id]. The sort key is included so a
- * cursor from one ordering cannot be replayed against another.
+ * cursor from one list or ordering cannot be replayed against another.
  */
-export function encodeCursor(sortKey: string, seek: Seek): string {
-  return Buffer.from(JSON.stringify([sortKey, seek.value, seek.id])).toString('base64url');
+export function encodeCursor(ordering: Ordering, seek: Seek): string {
+  return Buffer.from(JSON.stringify([ordering.key, seek.value, seek.id])).toString('base64url');
 }
 
-export function decodeCursor(cursor: string, sortKey: string, argumentName = 'after'): Seek {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function decodeCursor(cursor: string, ordering: Ordering, argumentName = 'after'): Seek {
   let decoded: unknown;
   try {
     decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     decoded = null;
   }
-  if (
-    !Array.isArray(decoded) ||
-    decoded.length !== 3 ||
-    decoded[0] !== sortKey ||
-    !(typeof decoded[1] === 'string' || typeof decoded[1] === 'number') ||
-    typeof decoded[2] !== 'string'
-  ) {
-    throw badInput(argumentName, `${argumentName} is not a cursor from this list.`);
-  }
-  return { value: decoded[1], id: decoded[2] };
+  const valid =
+    Array.isArray(decoded) &&
+    decoded.length === 3 &&
+    decoded[0] === ordering.key &&
+    // Values go into SQL as parameters; still, refuse anything that is not the shape we wrote.
+    (ordering.kind === 'date'
+      ? typeof decoded[1] === 'string' && !Number.isNaN(Date.parse(decoded[1]))
+      : Number.isSafeInteger(decoded[1])) &&
+    typeof decoded[2] === 'string' &&
+    UUID.test(decoded[2]);
+  if (!valid) throw badInput(argumentName, `${argumentName} is not a cursor from this list.`);
+  return { value: (decoded as [string, string | number, string])[1], id: (decoded as [string, string | number, string])[2] };
 }
 
-/** Validates `first`/`after` into a page request. */
-export function pageRequest(args: { first?: number | null; after?: string | null }, sortKey: string): PageRequest {
-  const size = args.first ?? DEFAULT_PAGE_SIZE;
-  if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
-    throw badInput('first', `first must be between 0 and ${MAX_PAGE_SIZE}; got ${size}.`);
+function pageSize(value: number, argumentName: 'first' | 'last'): number {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_PAGE_SIZE) {
+    throw badInput(argumentName, `${argumentName} must be between 0 and ${MAX_PAGE_SIZE}; got ${value}.`);
   }
-  return { size, after: args.after == null ? null : decodeCursor(args.after, sortKey) };
+  return value;
+}
+
+/** Validates Relay arguments into a page request; each mistake is a BAD_USER_INPUT naming the argument. */
+export function pageRequest(args: PageArgs, ordering: Ordering): PageRequest {
+  if (args.first != null && args.last != null) throw badInput('last', 'Pass first or last, not both.');
+  const backward = args.last != null;
+  return {
+    size: backward ? pageSize(args.last!, 'last') : pageSize(args.first ?? DEFAULT_PAGE_SIZE, 'first'),
+    backward,
+    after: args.after == null ? null : decodeCursor(args.after, ordering, 'after'),
+    before: args.before == null ? null : decodeCursor(args.before, ordering, 'before'),
+  };
+}
+
+/** A stable string for a page request, so loads asking for the same page can be batched together. */
+export function pageKey(page: PageRequest): string {
+  return JSON.stringify([page.size, page.backward, page.after, page.before]);
 }
 
 /**
- * Builds a connection from rows fetched with `take: size + 1`: the extra row only tells whether
- * there is a next page.
+ * Builds a connection from rows fetched with `limit size + 1` in fetch order (reversed for `last`):
+ * the extra row only tells whether the list goes on past the page.
  */
-export function toConnection<T extends { id: string }>(
-  rows: T[],
-  page: PageRequest,
-  sortKey: string,
-  seekValue: (row: T) => string | number,
-): Connection<T> {
+export function toConnection<T extends { id: string }>(rows: T[], page: PageRequest, ordering: Ordering<keyof T & string>): Connection<T> {
+  const hasMore = rows.length > page.size;
   const visible = rows.slice(0, page.size);
-  const edges = visible.map((node) => ({ cursor: encodeCursor(sortKey, { value: seekValue(node), id: node.id }), node }));
+  if (page.backward) visible.reverse();
+  const edges = visible.map((node) => ({ cursor: encodeCursor(ordering, { value: seekValue(ordering, node[ordering.field]), id: node.id }), node }));
   return {
     edges,
     pageInfo: {
-      hasNextPage: rows.length > page.size,
-      hasPreviousPage: page.after !== null,
+      // A cursor bound means rows exist beyond it (the cursor's own row, at least).
+      hasNextPage: page.backward ? page.before !== null : hasMore || page.before !== null,
+      hasPreviousPage: page.backward ? hasMore || page.after !== null : page.after !== null,
       startCursor: edges[0]?.cursor ?? null,
       endCursor: edges.at(-1)?.cursor ?? null,
     },
   };
 }
 
-/**
- * Prisma `where` and `orderBy` for a keyset page over (field, id): rows strictly after the cursor in
- * the given direction. Served by a composite index on (filter columns, field, id).
- */
-export function seekQuery<F extends string>(
-  field: F,
-  direction: 'asc' | 'desc',
-  after: Seek | null,
-  toValue: (raw: string | number) => unknown = (raw) => raw,
-) {
-  const op = direction === 'asc' ? 'gt' : 'lt';
-  const where = after
-    ? { OR: [{ [field]: { [op]: toValue(after.value) } }, { [field]: toValue(after.value), id: { [op]: after.id } }] }
-    : {};
-  const orderBy = [{ [field]: direction }, { id: direction }] as Array<Record<F | 'id', 'asc' | 'desc'>>;
-  return { where, orderBy };
+const flip = (direction: Direction): Direction => (direction === 'asc' ? 'desc' : 'asc');
+
+/** The order rows are fetched in: the list's own, or reversed when taking the last rows. */
+export function fetchDirection(ordering: Ordering, page: PageRequest): Direction {
+  return page.backward ? flip(ordering.direction) : ordering.direction;
 }
 
-/** DateTime sort keys travel in cursors as ISO strings. */
-export const dateSeek = (raw: string | number) => new Date(raw);
+/** A row's sort value as a cursor holds it. */
+function seekValue(ordering: Ordering, value: unknown): string | number {
+  return ordering.kind === 'date' ? (value as Date).toISOString() : (value as number);
+}
+
+/** A cursor's sort value as the database compares it. */
+export function sortValue(ordering: Ordering, seek: Seek): Date | number {
+  return ordering.kind === 'date' ? new Date(seek.value) : Number(seek.value);
+}
+
+/**
+ * Prisma `where` and `orderBy` for a keyset page over (field, id), never OFFSET. A bound is written
+ * `field <= v AND (field < v OR id < id0)` rather than a bare OR: the first conjunct lets PostgreSQL
+ * start the index scan at the cursor, the second only filters rows that tie on `field`. Served by a
+ * composite index on (filter columns, field, id).
+ */
+export function seekQuery<F extends string>(ordering: Ordering<F>, page: PageRequest) {
+  const { field } = ordering;
+  const bound = (seek: Seek, beyond: 'gt' | 'lt') => {
+    const value = sortValue(ordering, seek);
+    return { [field]: { [`${beyond}e`]: value }, OR: [{ [field]: { [beyond]: value } }, { id: { [beyond]: seek.id } }] };
+  };
+  const forward = ordering.direction === 'asc' ? 'gt' : 'lt';
+  const backward = ordering.direction === 'asc' ? 'lt' : 'gt';
+  const bounds = [...(page.after ? [bound(page.after, forward)] : []), ...(page.before ? [bound(page.before, backward)] : [])];
+  const direction = fetchDirection(ordering, page);
+  return {
+    where: bounds.length ? { AND: bounds } : {},
+    orderBy: [{ [field]: direction }, { id: direction }] as Array<Record<F | 'id', Direction>>,
+    take: page.size + 1,
+  };
+}

@@ -67,7 +67,7 @@ export async function runSubgraph<TContext extends object>(
   databaseUrl: string,
 ): Promise<{ server: RunningServer; stop(): Promise<void> }> {
   const logger = createLogger(name, config.LOG_LEVEL);
-  const database = createDatabaseClient(databaseUrl, config.DB_POOL_SIZE);
+  const database = createDatabaseClient(databaseUrl, { poolSize: config.DB_POOL_SIZE });
   const server = await startSubgraph(build(database, config), {
     port: subgraphPort(config, name),
     host: config.HOST,

@@ -217,8 +217,8 @@ describe('HTTP surface', () => {
   });
 
   it('reports a subgraph as not ready when its database is unreachable', async () => {
-    const unreachable = createDatabaseClient('postgresql://postgres@127.0.0.1:1/nowhere', 1);
-    const server = await startSubgraph(accountsSubgraph(unreachable), { port: 0, host: '127.0.0.1', database: unreachable, logger: createLogger('test', 'silent') });
+    const unreachable = createDatabaseClient('postgresql://postgres@127.0.0.1:1/nowhere', { poolSize: 1 });
+    const server = await startSubgraph(accountsSubgraph(unreachable, { BATCHING: 'on' }), { port: 0, host: '127.0.0.1', database: unreachable, logger: createLogger('test', 'silent') });
     try {
       const ready = await fetch(server.url.replace('/graphql', '/readyz'));
       expect(ready.status).toBe(503);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { loadConfig } from '../lib/config';
-import { createDatabaseClient, type DatabaseClient } from '../lib/db';
+import { loadConfig, type SubgraphName } from '../lib/config';
+import { createDatabaseClient, type DatabaseClient, type SqlStatement } from '../lib/db';
 import type { RunningServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
 import { startSubgraph } from '../lib/subgraph';
@@ -32,10 +32,36 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
   };
 }
 
+/** Every SQL statement each subgraph sent to PostgreSQL, as the pg driver sent it. */
+export interface StatementLog {
+  readonly statements: Record<SubgraphName, SqlStatement[]>;
+  /** Statements per subgraph since the last reset. */
+  counts(): Record<SubgraphName, number>;
+  reset(): void;
+}
+
+function createStatementLog(): StatementLog {
+  const statements: Record<SubgraphName, SqlStatement[]> = { accounts: [], catalog: [], reviews: [] };
+  return {
+    statements,
+    counts: () => ({ accounts: statements.accounts.length, catalog: statements.catalog.length, reviews: statements.reviews.length }),
+    reset: () => {
+      for (const list of Object.values(statements)) list.length = 0;
+    },
+  };
+}
+
+export interface HarnessOptions {
+  /** DataLoader batching in every subgraph; false is the naive N+1 mode of `npm run bench:n1`. Defaults to true. */
+  batching?: boolean;
+}
+
 export interface Harness {
   gatewayUrl: string;
-  subgraphs: Record<'accounts' | 'catalog' | 'reviews', RunningServer>;
+  subgraphs: Record<SubgraphName, RunningServer>;
+  /** A client of the test database for setting up and checking rows (not counted). */
   database: DatabaseClient;
+  sql: StatementLog;
   /** POSTs an operation to the gateway (or `url`) and returns status, headers and the JSON body. */
   query<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: { headers?: Record<string, string>; url?: string }): Promise<GraphQLResponse<T>>;
   stop(): Promise<void>;
@@ -45,14 +71,19 @@ export interface Harness {
  * Boots the three subgraphs and the gateway on free ports (port 0) against `databaseUrl`, as real
  * HTTP servers, in the way apollographql/federation's tests do.
  */
-export async function startSubgraphsAndGateway(databaseUrl: string): Promise<Harness> {
-  const config = loadConfig({ ...process.env, DATABASE_URL: databaseUrl });
+export async function startSubgraphsAndGateway(databaseUrl: string, options: HarnessOptions = {}): Promise<Harness> {
+  const config = loadConfig({ ...process.env, DATABASE_URL: databaseUrl, BATCHING: options.batching === false ? 'off' : 'on' });
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
-  const database = createDatabaseClient(databaseUrl, 5);
-  const common = { port: 0, host: '127.0.0.1', database, logger, shutdownGraceMs: 1_000 };
-  const accounts = await startSubgraph(accountsSubgraph(database), common);
-  const catalog = await startSubgraph(catalogSubgraph(database), common);
-  const reviews = await startSubgraph(reviewsSubgraph(database, config, createCatalogClient(catalog.url)), common);
+  const sql = createStatementLog();
+  // Each subgraph has its own pool, as in production, so statements are counted per subgraph.
+  const databases = Object.fromEntries(
+    (['accounts', 'catalog', 'reviews'] as const).map((name) => [name, createDatabaseClient(databaseUrl, { poolSize: 5, onStatement: (s) => sql.statements[name].push(s) })]),
+  ) as Record<SubgraphName, DatabaseClient>;
+  const database = createDatabaseClient(databaseUrl, { poolSize: 2 });
+  const common = { port: 0, host: '127.0.0.1', logger, shutdownGraceMs: 1_000 };
+  const accounts = await startSubgraph(accountsSubgraph(databases.accounts, config), { ...common, database: databases.accounts });
+  const catalog = await startSubgraph(catalogSubgraph(databases.catalog, config), { ...common, database: databases.catalog });
+  const reviews = await startSubgraph(reviewsSubgraph(databases.reviews, config, createCatalogClient(catalog.url)), { ...common, database: databases.reviews });
   const gateway = await startGateway({
     port: 0,
     logger,
@@ -63,6 +94,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string): Promise<Har
     gatewayUrl: gateway.url,
     subgraphs: { accounts, catalog, reviews },
     database,
+    sql,
     async query(query, variables = {}, options = {}) {
       const response = await fetch(options.url ?? gateway.url, {
         method: 'POST',
@@ -75,7 +107,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string): Promise<Har
     async stop() {
       await gateway.stop();
       await Promise.all([accounts.stop(), catalog.stop(), reviews.stop()]);
-      await database.close();
+      await Promise.all([database, ...Object.values(databases)].map((client) => client.close()));
     },
   };
 }

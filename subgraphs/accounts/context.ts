@@ -1,6 +1,7 @@
 import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
 import type { PrismaClient } from '../../lib/db';
 import { readCallerId } from '../../lib/identity';
+import type { LoaderOptions } from '../../lib/loaders';
 import { createLoaders, type Loaders } from './loaders';
 
 /** The accounts subgraph sees only the tables it owns. */
@@ -13,10 +14,10 @@ export interface Context {
   loaders: Loaders;
 }
 
-export function createContext(db: AccountsDb) {
+export function createContext(db: AccountsDb, loaderOptions: LoaderOptions = {}) {
   return async ({ req }: ExpressContextFunctionArgument): Promise<Context> => ({
     db,
     callerId: readCallerId(req.headers),
-    loaders: createLoaders(db),
+    loaders: createLoaders(db, loaderOptions),
   });
 }

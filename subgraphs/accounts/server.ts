@@ -1,8 +1,9 @@
+import type { Config } from '../../lib/config';
 import type { DatabaseClient } from '../../lib/db';
 import type { SubgraphDefinition } from '../../lib/subgraph';
 import { createContext, type Context } from './context';
 import { resolvers } from './resolvers';
 
-export function accountsSubgraph(database: DatabaseClient): SubgraphDefinition<Context> {
-  return { name: 'accounts', resolvers, createContext: createContext(database.prisma) };
+export function accountsSubgraph(database: DatabaseClient, config: Pick<Config, 'BATCHING'>): SubgraphDefinition<Context> {
+  return { name: 'accounts', resolvers, createContext: createContext(database.prisma, { batching: config.BATCHING === 'on' }) };
 }

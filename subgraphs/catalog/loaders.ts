@@ -1,10 +1,10 @@
-import { keyedLoader } from '../../lib/loaders';
+import { keyedLoader, type LoaderOptions } from '../../lib/loaders';
 import type { CatalogDb } from './context';
 
 /** Created once per request: batching within a request, never a cache across requests. */
-export function createLoaders(db: CatalogDb) {
+export function createLoaders(db: CatalogDb, options: LoaderOptions = {}) {
   return {
-    productById: keyedLoader((ids: string[]) => db.product.findMany({ where: { id: { in: ids } } }), (product) => product.id),
+    productById: keyedLoader((ids: string[]) => db.product.findMany({ where: { id: { in: ids } } }), (product) => product.id, options),
   };
 }
 

@@ -1,11 +1,12 @@
 import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
 import type { PrismaClient } from '../../lib/db';
 import { readCallerId } from '../../lib/identity';
+import type { LoaderOptions } from '../../lib/loaders';
 import type { CatalogClient } from './catalog-client';
 import { createLoaders, type Loaders } from './loaders';
 
 /** The reviews subgraph sees only the tables it owns; products and users are known by key only. */
-export type ReviewsDb = Pick<PrismaClient, 'review'>;
+export type ReviewsDb = Pick<PrismaClient, 'review' | '$queryRaw'>;
 
 export interface Context {
   db: ReviewsDb;
@@ -14,11 +15,11 @@ export interface Context {
   catalog: CatalogClient;
 }
 
-export function createContext(db: ReviewsDb, catalog: CatalogClient) {
+export function createContext(db: ReviewsDb, catalog: CatalogClient, loaderOptions: LoaderOptions = {}) {
   return async ({ req }: ExpressContextFunctionArgument): Promise<Context> => ({
     db,
     callerId: readCallerId(req.headers),
-    loaders: createLoaders(db),
+    loaders: createLoaders(db, loaderOptions),
     catalog,
   });
 }

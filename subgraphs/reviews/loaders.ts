@@ -1,29 +1,137 @@
-import { keyedLoader } from '../../lib/loaders';
+import DataLoader from 'dataloader';
+import { Prisma, type Review } from '../../generated/prisma/client';
+import { dataLoaderOptions, keyedLoader, type LoaderOptions } from '../../lib/loaders';
+import { pageKey, sortValue, type Ordering, type PageRequest } from '../../lib/pagination';
 import type { ReviewsDb } from './context';
 
+/** The one order reviews are listed in; the SQL below spells it out (created_at, id). */
+export const NEWEST_FIRST: Ordering<'createdAt'> = { key: 'reviews:createdAt:desc', field: 'createdAt', direction: 'desc', kind: 'date' };
+
 export interface RatingStats {
-  productId: string;
   reviewCount: number;
   averageRating: number | null;
 }
 
+/** Whose reviews a page lists: a product's or an author's. */
+export type ReviewParent = 'product' | 'author';
+
+/** One thing a resolver wants from the reviews table about one parent entity. */
+type ReviewSlice =
+  | { kind: 'ratingStats'; productId: string }
+  | { kind: 'page'; parent: ReviewParent; parentId: string; page: PageRequest };
+
+type SliceResult = RatingStats | Review[];
+
+/**
+ * A row of the combined statement: either a product's rating stats or one review of a page. Every
+ * branch names its columns, since any branch may come first and name them for the union.
+ */
+interface SliceRow {
+  branch: number;
+  parent_id: string;
+  review_count: number | null;
+  average_rating: number | null;
+  id: string | null;
+  rating: number | null;
+  body: string | null;
+  author_id: string | null;
+  product_id: string | null;
+  created_at: Date | null;
+}
+
+const PARENT_COLUMN: Record<ReviewParent, Prisma.Sql> = { product: Prisma.raw('product_id'), author: Prisma.raw('author_id') };
+const STATS_BRANCH = 0;
+
+/** Count and mean rating per product, grouped; served by the (product_id, ...) index. */
+function ratingStatsSql(productIds: string[]): Prisma.Sql {
+  return Prisma.sql`(SELECT ${STATS_BRANCH}::int AS branch, product_id AS parent_id, count(*)::int AS review_count,
+      avg(rating)::float8 AS average_rating, NULL::uuid AS id, NULL::int2 AS rating, NULL::text AS body,
+      NULL::uuid AS author_id, NULL::uuid AS product_id, NULL::timestamptz AS created_at
+    FROM reviews WHERE product_id = ANY(${productIds}::uuid[]) GROUP BY product_id)`;
+}
+
+/**
+ * The same page of reviews for each parent: a LATERAL subquery per parent walks the
+ * (parent column, created_at, id) index from the cursor and stops after size + 1 rows.
+ */
+function pageSql(branch: number, parent: ReviewParent, parentIds: string[], page: PageRequest): Prisma.Sql {
+  const position = (seek: NonNullable<PageRequest['after']>) => Prisma.sql`(${sortValue(NEWEST_FIRST, seek)}::timestamptz, ${seek.id}::uuid)`;
+  // Newest first: rows after a cursor are older (smaller), rows before it newer.
+  const bounds = [
+    ...(page.after ? [Prisma.sql`AND (created_at, id) < ${position(page.after)}`] : []),
+    ...(page.before ? [Prisma.sql`AND (created_at, id) > ${position(page.before)}`] : []),
+  ];
+  const order = page.backward ? Prisma.raw('created_at ASC, id ASC') : Prisma.raw('created_at DESC, id DESC');
+  return Prisma.sql`(SELECT ${branch}::int AS branch, p.parent_id, NULL::int AS review_count, NULL::float8 AS average_rating,
+      r.id, r.rating, r.body, r.author_id, r.product_id, r.created_at
+    FROM unnest(${parentIds}::uuid[]) AS p(parent_id)
+    CROSS JOIN LATERAL (
+      SELECT id, rating, body, author_id, product_id, created_at FROM reviews
+      WHERE ${PARENT_COLUMN[parent]} = p.parent_id ${bounds.length ? Prisma.join(bounds, ' ') : Prisma.empty}
+      ORDER BY ${order} LIMIT ${page.size + 1}
+    ) r)`;
+}
+
+/**
+ * Everything the resolvers of one subgraph fetch asked about reviews by parent (rating stats,
+ * pages of a product's or an author's reviews) in ONE statement: a UNION ALL with a branch per
+ * kind of request. Results come back in slice order.
+ */
+async function loadSlices(db: ReviewsDb, slices: readonly ReviewSlice[]): Promise<SliceResult[]> {
+  const statsIds = new Set<string>();
+  const pageGroups = new Map<string, { branch: number; parent: ReviewParent; page: PageRequest; parentIds: Set<string> }>();
+  for (const slice of slices) {
+    if (slice.kind === 'ratingStats') {
+      statsIds.add(slice.productId);
+      continue;
+    }
+    const groupKey = `${slice.parent}:${pageKey(slice.page)}`;
+    let group = pageGroups.get(groupKey);
+    if (!group) {
+      group = { branch: pageGroups.size + 1, parent: slice.parent, page: slice.page, parentIds: new Set() };
+      pageGroups.set(groupKey, group);
+    }
+    group.parentIds.add(slice.parentId);
+  }
+  const branches = [
+    ...(statsIds.size ? [ratingStatsSql([...statsIds])] : []),
+    ...[...pageGroups.values()].map((group) => pageSql(group.branch, group.parent, [...group.parentIds], group.page)),
+  ];
+  const rows = await db.$queryRaw<SliceRow[]>`${Prisma.join(branches, ' UNION ALL ')}`;
+
+  const stats = new Map<string, RatingStats>();
+  const pages = new Map<string, Review[]>();
+  for (const row of rows) {
+    if (row.branch === STATS_BRANCH) {
+      stats.set(row.parent_id, { reviewCount: row.review_count!, averageRating: row.average_rating });
+      continue;
+    }
+    const key = `${row.branch}:${row.parent_id}`;
+    const review: Review = { id: row.id!, rating: row.rating!, body: row.body!, authorId: row.author_id!, productId: row.product_id!, createdAt: row.created_at! };
+    const page = pages.get(key);
+    if (page) page.push(review);
+    else pages.set(key, [review]);
+  }
+  return slices.map((slice) => {
+    if (slice.kind === 'ratingStats') return stats.get(slice.productId) ?? { reviewCount: 0, averageRating: null };
+    const group = pageGroups.get(`${slice.parent}:${pageKey(slice.page)}`)!;
+    return pages.get(`${group.branch}:${slice.parentId}`) ?? [];
+  });
+}
+
+const sliceKey = (slice: ReviewSlice) =>
+  slice.kind === 'ratingStats' ? `stats:${slice.productId}` : `page:${slice.parent}:${slice.parentId}:${pageKey(slice.page)}`;
+
 /** Created once per request: batching within a request, never a cache across requests. */
-export function createLoaders(db: ReviewsDb) {
+export function createLoaders(db: ReviewsDb, options: LoaderOptions = {}) {
+  const slices = new DataLoader<ReviewSlice, SliceResult, string>((keys) => loadSlices(db, keys), dataLoaderOptions(options, sliceKey));
   return {
-    reviewById: keyedLoader((ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }), (review) => review.id),
-    /** Count and mean rating for a batch of products: one grouped statement. */
-    ratingStatsByProduct: keyedLoader(
-      async (productIds: string[]): Promise<RatingStats[]> => {
-        const groups = await db.review.groupBy({
-          by: ['productId'],
-          where: { productId: { in: productIds } },
-          _count: { _all: true },
-          _avg: { rating: true },
-        });
-        return groups.map((group) => ({ productId: group.productId, reviewCount: group._count._all, averageRating: group._avg.rating }));
-      },
-      (stats) => stats.productId,
-    ),
+    reviewById: keyedLoader((ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }), (review) => review.id, options),
+    /** Count and mean rating of a product's reviews. */
+    ratingStats: (productId: string) => slices.load({ kind: 'ratingStats', productId }) as Promise<RatingStats>,
+    /** One page of a product's or an author's reviews, in fetch order (see toConnection). */
+    reviewPage: (parent: ReviewParent, parentId: string, page: PageRequest) =>
+      slices.load({ kind: 'page', parent, parentId, page }) as Promise<Review[]>,
   };
 }
 

@@ -10,6 +10,6 @@ export function reviewsSubgraph(database: DatabaseClient, config: Config, catalo
   return {
     name: 'reviews',
     resolvers,
-    createContext: createContext(database.prisma, catalog ?? createCatalogClient(subgraphUrl(config, 'catalog'))),
+    createContext: createContext(database.prisma, catalog ?? createCatalogClient(subgraphUrl(config, 'catalog')), { batching: config.BATCHING === 'on' }),
   };
 }

@@ -1,19 +1,18 @@
 import { DateTimeResolver } from 'graphql-scalars';
 import { isUuid, parseId } from '../../../lib/ids';
-import { dateSeek, pageRequest, seekQuery, toConnection } from '../../../lib/pagination';
+import { pageRequest, seekQuery, toConnection, type Ordering } from '../../../lib/pagination';
 import type { Resolvers } from '../__generated__/resolvers-types';
 
-const USERS_SORT = 'users:createdAt:desc';
+const NEWEST_FIRST: Ordering<'createdAt'> = { key: 'users:createdAt:desc', field: 'createdAt', direction: 'desc', kind: 'date' };
 
 export const resolvers: Resolvers = {
   DateTime: DateTimeResolver,
   Query: {
     user: (_root, { id }, { loaders }) => loaders.userById.load(parseId(id, 'id')),
     users: async (_root, args, { db }) => {
-      const page = pageRequest(args, USERS_SORT);
-      const { where, orderBy } = seekQuery('createdAt', 'desc', page.after, dateSeek);
-      const rows = await db.user.findMany({ where, orderBy, take: page.size + 1 });
-      return toConnection(rows, page, USERS_SORT, (user) => user.createdAt.toISOString());
+      const page = pageRequest(args, NEWEST_FIRST);
+      const rows = await db.user.findMany(seekQuery(NEWEST_FIRST, page));
+      return toConnection(rows, page, NEWEST_FIRST);
     },
     me: (_root, _args, { callerId, loaders }) => (callerId ? loaders.userById.load(callerId) : null),
   },

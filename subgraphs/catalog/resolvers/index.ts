@@ -2,11 +2,18 @@ import { DateTimeResolver } from 'graphql-scalars';
 import { z } from 'zod';
 import { clientError, ErrorCode, isPrismaError, notFound } from '../../../lib/errors';
 import { isUuid, parseId } from '../../../lib/ids';
-import { dateSeek, pageRequest, seekQuery, toConnection } from '../../../lib/pagination';
+import { pageRequest, seekQuery, toConnection, type Ordering } from '../../../lib/pagination';
 import { validate } from '../../../lib/validation';
-import type { ProductOrderField, Resolvers } from '../__generated__/resolvers-types';
+import type { ProductOrder, Resolvers } from '../__generated__/resolvers-types';
 
-const SORT_COLUMNS = { CREATED_AT: 'createdAt', PRICE: 'priceCents' } as const satisfies Record<ProductOrderField, string>;
+type ProductSortField = 'createdAt' | 'priceCents';
+
+/** Every order the schema offers, each served by an index ending in (field, id); newest first by default. */
+function productOrdering(orderBy: ProductOrder | null | undefined): Ordering<ProductSortField> {
+  const field = orderBy?.field === 'PRICE' ? 'priceCents' : 'createdAt';
+  const direction = orderBy ? (orderBy.direction === 'DESC' ? 'desc' : 'asc') : 'desc';
+  return { key: `products:${field}:${direction}`, field, direction, kind: field === 'priceCents' ? 'int' : 'date' };
+}
 
 const money = z.object({
   amountCents: z.number().int().min(0, 'must not be negative').max(100_000_000, 'is too large'),
@@ -34,18 +41,12 @@ export const resolvers: Resolvers = {
   DateTime: DateTimeResolver,
   Query: {
     product: (_root, { id }, { loaders }) => loaders.productById.load(parseId(id, 'id')),
-    products: async (_root, { filter, orderBy, first, after }, { db }) => {
-      const field = SORT_COLUMNS[orderBy?.field ?? 'CREATED_AT'];
-      const direction = orderBy ? (orderBy.direction === 'DESC' ? 'desc' : 'asc') : 'desc';
-      const sortKey = `products:${field}:${direction}`;
-      const page = pageRequest({ first, after }, sortKey);
-      const seek = seekQuery(field, direction, page.after, field === 'createdAt' ? dateSeek : Number);
-      const rows = await db.product.findMany({
-        where: { ...seek.where, ...(filter?.status ? { status: filter.status } : {}) },
-        orderBy: seek.orderBy,
-        take: page.size + 1,
-      });
-      return toConnection(rows, page, sortKey, (row) => (field === 'createdAt' ? row.createdAt.toISOString() : row.priceCents));
+    products: async (_root, { filter, orderBy, ...pageArgs }, { db }) => {
+      const ordering = productOrdering(orderBy);
+      const page = pageRequest(pageArgs, ordering);
+      const seek = seekQuery(ordering, page);
+      const rows = await db.product.findMany({ ...seek, where: { ...seek.where, ...(filter?.status ? { status: filter.status } : {}) } });
+      return toConnection(rows, page, ordering);
     },
   },
   Mutation: {

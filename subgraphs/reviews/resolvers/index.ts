@@ -2,12 +2,11 @@ import { DateTimeResolver } from 'graphql-scalars';
 import { z } from 'zod';
 import { forbidden, isPrismaError, notFound, unauthenticated } from '../../../lib/errors';
 import { isUuid, parseId } from '../../../lib/ids';
-import { dateSeek, pageRequest, seekQuery, toConnection } from '../../../lib/pagination';
+import { pageRequest, toConnection, type PageArgs } from '../../../lib/pagination';
 import { validate } from '../../../lib/validation';
 import type { Resolvers } from '../__generated__/resolvers-types';
 import type { Context } from '../context';
-
-const REVIEWS_SORT = 'reviews:createdAt:desc';
+import { NEWEST_FIRST, type ReviewParent } from '../loaders';
 
 const createInput = z.object({
   productId: z.string().uuid('must be a UUID'),
@@ -15,12 +14,10 @@ const createInput = z.object({
   body: z.string().trim().min(1, 'must not be empty').max(5_000, 'must be at most 5000 characters'),
 });
 
-/** One page of reviews, newest first, for a product or an author. */
-async function reviewPage(db: Context['db'], where: { productId: string } | { authorId: string }, args: { first?: number | null; after?: string | null }) {
-  const page = pageRequest(args, REVIEWS_SORT);
-  const seek = seekQuery('createdAt', 'desc', page.after, dateSeek);
-  const rows = await db.review.findMany({ where: { ...where, ...seek.where }, orderBy: seek.orderBy, take: page.size + 1 });
-  return toConnection(rows, page, REVIEWS_SORT, (review) => review.createdAt.toISOString());
+/** One page of a product's or an author's reviews, newest first, batched with its siblings. */
+async function reviewPage({ loaders }: Context, parent: ReviewParent, parentId: string, args: PageArgs) {
+  const page = pageRequest(args, NEWEST_FIRST);
+  return toConnection(await loaders.reviewPage(parent, parentId, page), page, NEWEST_FIRST);
 }
 
 export const resolvers: Resolvers = {
@@ -59,17 +56,17 @@ export const resolvers: Resolvers = {
   Product: {
     // Products are owned by catalog: a reference is all this subgraph needs to contribute fields.
     __resolveReference: (ref) => ({ id: ref.id }),
-    reviews: (product, args, { db }) => (isUuid(product.id) ? reviewPage(db, { productId: product.id }, args) : null),
+    reviews: (product, args, context) => (isUuid(product.id) ? reviewPage(context, 'product', product.id, args) : null),
     reviewCount: async (product, _args, { loaders }) =>
-      isUuid(product.id) ? ((await loaders.ratingStatsByProduct.load(product.id))?.reviewCount ?? 0) : null,
+      isUuid(product.id) ? (await loaders.ratingStats(product.id)).reviewCount : null,
     averageRating: async (product, _args, { loaders }) =>
-      isUuid(product.id) ? ((await loaders.ratingStatsByProduct.load(product.id))?.averageRating ?? null) : null,
+      isUuid(product.id) ? (await loaders.ratingStats(product.id)).averageRating : null,
   },
   DeleteReviewPayload: {
     product: (payload) => ({ id: payload.productId }),
   },
   User: {
     __resolveReference: (ref) => ({ id: ref.id }),
-    reviews: (user, args, { db }) => (isUuid(user.id) ? reviewPage(db, { authorId: user.id }, args) : null),
+    reviews: (user, args, context) => (isUuid(user.id) ? reviewPage(context, 'author', user.id, args) : null),
   },
 };
