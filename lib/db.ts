@@ -28,6 +28,16 @@ export interface DatabaseClient {
   close(): Promise<void>;
 }
 
+/**
+ * Settings of every session the service opens.
+ * - TimeZone=UTC: Prisma's pg adapter sends DateTime parameters as UTC wall-clock text without a zone.
+ * - random_page_cost=1.1: PostgreSQL's default (4) models spinning disks and makes it scan a whole
+ *   table rather than fetch 100 rows by primary key; on SSDs or cached data the index is the faster
+ *   choice (measured here: 0.34 ms against 1.4 ms for 100 of 10,000 users). PostgreSQL's docs suggest 1.1 for SSDs.
+ * Tests that EXPLAIN statements use the same settings, so they plan as the service does.
+ */
+export const SESSION_OPTIONS = '-c TimeZone=UTC -c random_page_cost=1.1';
+
 /** pg's `client.query` takes a config object or (text, values?, callback?). */
 function describeStatement(args: unknown[]): SqlStatement {
   const [first, second] = args;
@@ -41,9 +51,7 @@ function describeStatement(args: unknown[]): SqlStatement {
  * readiness checks and shutdown use it directly, and lets us see every statement that reaches PostgreSQL.
  */
 export function createDatabaseClient(url: string, options: DatabaseClientOptions = {}): DatabaseClient {
-  // Prisma's pg adapter sends DateTime parameters as UTC wall-clock text without a zone, so the
-  // session must be in UTC whatever the server's default is.
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000, options: '-c TimeZone=UTC' });
+  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000, options: SESSION_OPTIONS });
   // An idle client that dies (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
   const { onStatement } = options;

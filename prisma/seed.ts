@@ -10,6 +10,11 @@ import { ensureDatabase } from '../lib/database';
  */
 export const PER_SCALE = { users: 100, products: 50, reviews: 2_000 } as const;
 const DEFAULT_SEED = 20_261_122;
+/**
+ * Scale of the database `npm run bench:n1` and the index test run on: large enough that PostgreSQL's
+ * planner costs an index against a sequential scan as it would in production.
+ */
+export const BENCH_SCALE = 100;
 const EPOCH = Date.UTC(2025, 0, 1);
 
 export interface SeedUser { id: string; displayName: string; email: string; createdAt: Date }

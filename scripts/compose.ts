@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { composeServices } from '@apollo/composition';
-import { parse } from 'graphql';
+import { parse, type GraphQLSchema } from 'graphql';
 import { runMain } from '../lib/cli';
 import type { SubgraphName } from '../lib/config';
 
@@ -21,8 +21,7 @@ export function readSubgraphSdl(name: SubgraphName, dir: string = SCHEMA_DIR): s
 
 export class CompositionError extends Error {}
 
-/** Composes schema/<subgraph>.graphql into supergraph SDL; throws with every composition error listed. */
-export function composeSupergraph(dir: string = SCHEMA_DIR): string {
+function compose(dir: string) {
   const result = composeServices(
     SUBGRAPHS.map(({ name, url }) => ({ name, url, typeDefs: parse(readSubgraphSdl(name, dir)) })),
   );
@@ -33,7 +32,17 @@ export function composeSupergraph(dir: string = SCHEMA_DIR): string {
     });
     throw new CompositionError(`Composition failed with ${result.errors.length} error(s):\n${lines.join('\n')}`);
   }
-  return result.supergraphSdl;
+  return result;
+}
+
+/** Composes schema/<subgraph>.graphql into supergraph SDL; throws with every composition error listed. */
+export function composeSupergraph(dir: string = SCHEMA_DIR): string {
+  return compose(dir).supergraphSdl;
+}
+
+/** The API schema clients see through the gateway: the composition without federation's machinery. */
+export function composeApiSchema(dir: string = SCHEMA_DIR): GraphQLSchema {
+  return compose(dir).schema.toAPISchema().toGraphQLJSSchema();
 }
 
 if (require.main === module) {

@@ -27,9 +27,13 @@ export default async function globalSetup(): Promise<void> {
   await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(template)}`);
   const templateUrl = withDatabase(adminUrl, template);
   await migrate(templateUrl);
+  // A migrated but empty copy, for tests that seed their own data (the bench-scale ones).
+  const emptyTemplate = `${template}_empty`;
+  await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(emptyTemplate)} TEMPLATE ${pg.escapeIdentifier(template)}`);
   await seed(templateUrl, generateDataset(FIXTURE_SCALE));
   process.env.TEST_ADMIN_URL = adminUrl;
   process.env.TEST_TEMPLATE_DB = template;
+  process.env.TEST_EMPTY_TEMPLATE_DB = emptyTemplate;
 }
 
 export async function stopEmbedded(): Promise<void> {

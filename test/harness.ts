@@ -10,6 +10,7 @@ import { accountsSubgraph } from '../subgraphs/accounts/server';
 import { catalogSubgraph } from '../subgraphs/catalog/server';
 import { createCatalogClient } from '../subgraphs/reviews/catalog-client';
 import { reviewsSubgraph } from '../subgraphs/reviews/server';
+import { generateDataset, seed } from '../prisma/seed';
 import { adminQuery, withDatabase } from './databases';
 
 export interface GraphQLResponse<T = Record<string, any>> {
@@ -19,13 +20,20 @@ export interface GraphQLResponse<T = Record<string, any>> {
   errors?: Array<{ message: string; path?: Array<string | number>; extensions?: Record<string, any> }>;
 }
 
-/** A private copy of the seeded fixture database for one test file. */
-export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+/**
+ * A private database for one test file: a copy of the seeded fixture, or, given `scale`, a migrated
+ * empty copy seeded with `generateDataset(scale)` (e.g. BENCH_SCALE).
+ */
+export async function createTestDatabase(options: { scale?: number } = {}): Promise<{ url: string; drop(): Promise<void> }> {
   const adminUrl = process.env.TEST_ADMIN_URL;
-  const template = process.env.TEST_TEMPLATE_DB;
-  if (!adminUrl || !template) throw new Error('Run through jest: test/global-setup.ts prepares the template database.');
-  const name = `${template}_${randomBytes(4).toString('hex')}`;
+  const fixture = process.env.TEST_TEMPLATE_DB;
+  const empty = process.env.TEST_EMPTY_TEMPLATE_DB;
+  if (!adminUrl || !fixture || !empty) throw new Error('Run through jest: test/global-setup.ts prepares the template databases.');
+  // Named after the fixture template so global teardown drops it with the rest.
+  const name = `${fixture}_${randomBytes(4).toString('hex')}`;
+  const template = options.scale === undefined ? fixture : empty;
   await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(template)}`);
+  if (options.scale !== undefined) await seed(withDatabase(adminUrl, name), generateDataset(options.scale));
   return {
     url: withDatabase(adminUrl, name),
     drop: () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
