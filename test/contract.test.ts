@@ -2,10 +2,11 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { getNamedType, getNullableType, isListType, isObjectType, type GraphQLSchema } from 'graphql';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../lib/config';
 import { generateDataset } from '../prisma/seed';
-import { composeSupergraph, CompositionError, SCHEMA_DIR, SUPERGRAPH_PATH } from '../scripts/compose';
+import { composeApiSchema, composeSupergraph, CompositionError, SCHEMA_DIR, SUPERGRAPH_PATH } from '../scripts/compose';
 import { createTestDatabase } from './harness';
 
 const ROOT = join(__dirname, '..');
@@ -24,6 +25,44 @@ describe('the contract in schema/', () => {
     writeFileSync(join(dir, 'reviews.graphql'), reviews);
     expect(() => composeSupergraph(dir)).toThrow(CompositionError);
     expect(() => composeSupergraph(dir)).toThrow(/\[FIELD_TYPE_MISMATCH\] .*PageInfo\.hasNextPage/);
+  });
+});
+
+/**
+ * Every field of the API schema that could return an unbounded list: a list anywhere but a
+ * connection's `edges`, or a connection field that does not take all four Relay arguments (the
+ * resolvers bound `first`/`last` to 100).
+ */
+function unboundedLists(schema: GraphQLSchema): string[] {
+  const offenders: string[] = [];
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (!isObjectType(type) || type.name.startsWith('__')) continue;
+    for (const field of Object.values(type.getFields())) {
+      const name = `${type.name}.${field.name}`;
+      if (isListType(getNullableType(field.type)) && !(type.name.endsWith('Connection') && field.name === 'edges')) offenders.push(name);
+      if (getNamedType(field.type).name.endsWith('Connection')) {
+        const args = new Set(field.args.map((arg) => arg.name));
+        if (!['first', 'after', 'last', 'before'].every((arg) => args.has(arg))) offenders.push(`${name} (connection without first/after/last/before)`);
+      }
+    }
+  }
+  return offenders;
+}
+
+describe('the API schema', () => {
+  it('has no unbounded list: every list is a Relay connection', () => {
+    const schema = composeApiSchema();
+    expect(Object.keys(schema.getTypeMap()).filter((name) => name.endsWith('Connection')).sort()).toEqual(['ProductConnection', 'ReviewConnection', 'UserConnection']);
+    expect(unboundedLists(schema)).toEqual([]);
+  });
+
+  it('catches a plain list or a connection missing its arguments in any subgraph', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'schema-'));
+    cpSync(SCHEMA_DIR, dir, { recursive: true });
+    const catalog = readFileSync(join(dir, 'catalog.graphql'), 'utf8')
+      .replace('type Query {', 'type Query {\n  allProducts: [Product!]!\n  someProducts(first: Int): ProductConnection!');
+    writeFileSync(join(dir, 'catalog.graphql'), catalog);
+    expect(unboundedLists(composeApiSchema(dir))).toEqual(['Query.allProducts', 'Query.someProducts (connection without first/after/last/before)']);
   });
 });
 

@@ -1,0 +1,211 @@
+/** Relay connections through the gateway: both directions, both ends, bad arguments, and walks under writes. */
+import { randomUUID } from 'node:crypto';
+import { generateDataset } from '../prisma/seed';
+import { FIXTURE_SCALE } from './global-setup';
+import { createTestDatabase, startSubgraphsAndGateway, type Harness } from './harness';
+import { PRODUCT_REVIEWS, PRODUCTS_BY_PRICE, USERS_LIST } from './operations';
+
+const dataset = generateDataset(FIXTURE_SCALE);
+const byPrice = <T extends { priceCents: number; id: string }>(rows: T[]) =>
+  [...rows].sort((a, b) => a.priceCents - b.priceCents || (a.id < b.id ? -1 : 1));
+const newestFirst = <T extends { createdAt: Date; id: string }>(rows: T[]) =>
+  [...rows].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
+
+let harness: Harness;
+let drop: () => Promise<void>;
+
+beforeAll(async () => {
+  const database = await createTestDatabase();
+  drop = database.drop;
+  harness = await startSubgraphsAndGateway(database.url);
+});
+
+afterAll(async () => {
+  await harness?.stop();
+  await drop?.();
+});
+
+interface Page {
+  ids: string[];
+  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
+}
+
+/** Runs a connection query and returns its node ids and pageInfo; `pick` finds the connection in data. */
+async function page(query: string, variables: Record<string, unknown>, pick: (data: any) => any): Promise<Page> {
+  const { data, errors } = await harness.query(query, variables);
+  expect(errors).toBeUndefined();
+  const connection = pick(data);
+  return { ids: connection.edges.map((edge: any) => edge.node.id), pageInfo: connection.pageInfo };
+}
+
+const productsByPrice = (variables: Record<string, unknown>) => page(PRODUCTS_BY_PRICE, { direction: 'ASC', ...variables }, (d) => d.products);
+
+describe('walking a connection', () => {
+  it('forward with first/after and backward with last/before give the same rows, with pageInfo right at both ends', async () => {
+    const expected = byPrice(dataset.products).map((p) => p.id);
+    const forward: Page[] = [];
+    let after: string | null = null;
+    do {
+      forward.push(await productsByPrice({ first: 15, after }));
+      after = forward.at(-1)!.pageInfo.endCursor;
+    } while (forward.at(-1)!.pageInfo.hasNextPage);
+    expect(forward.flatMap((p) => p.ids)).toEqual(expected);
+    expect(forward[0]!.pageInfo.hasPreviousPage).toBe(false);
+    expect(forward.slice(1).every((p) => p.pageInfo.hasPreviousPage)).toBe(true);
+    expect(forward.at(-1)!.pageInfo.hasNextPage).toBe(false);
+
+    const backward: Page[] = [];
+    let before: string | null = null;
+    do {
+      backward.push(await productsByPrice({ last: 15, before }));
+      before = backward.at(-1)!.pageInfo.startCursor;
+    } while (backward.at(-1)!.pageInfo.hasPreviousPage);
+    expect(backward.reverse().flatMap((p) => p.ids)).toEqual(expected);
+    expect(backward[0]!.pageInfo.hasPreviousPage).toBe(false);
+    expect(backward.at(-1)!.pageInfo.hasNextPage).toBe(false);
+  });
+
+  it('returns a window between two cursors', async () => {
+    const all = byPrice(dataset.products).map((p) => p.id);
+    const first = await productsByPrice({ first: 20 });
+    const { data } = await harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', first: 20 });
+    const cursors = data!.products.edges.map((edge: any) => edge.cursor);
+    const window = await productsByPrice({ first: 50, after: cursors[4], before: cursors[12] });
+    expect(window.ids).toEqual(all.slice(5, 12));
+    expect(window.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: true });
+    expect(first.ids).toEqual(all.slice(0, 20));
+  });
+
+  it("walks a product's reviews backwards as well", async () => {
+    const product = dataset.products[0]!;
+    const expected = newestFirst(dataset.reviews.filter((r) => r.productId === product.id)).map((r) => r.id);
+    const pages: Page[] = [];
+    let before: string | null = null;
+    do {
+      pages.push(await page(PRODUCT_REVIEWS, { id: product.id, last: 4, before }, (d) => d.product.reviews));
+      before = pages.at(-1)!.pageInfo.startCursor;
+    } while (pages.at(-1)!.pageInfo.hasPreviousPage);
+    expect(pages.reverse().flatMap((p) => p.ids)).toEqual(expected);
+  });
+
+  it('returns an empty page, not an error, for first: 0', async () => {
+    const empty = await page(USERS_LIST, { first: 0 }, (d) => d.users);
+    expect(empty).toEqual({ ids: [], pageInfo: { hasNextPage: true, hasPreviousPage: false, startCursor: null, endCursor: null } });
+  });
+});
+
+describe('bad connection arguments', () => {
+  const tamper = (cursor: string, change: (parts: unknown[]) => unknown[]) =>
+    Buffer.from(JSON.stringify(change(JSON.parse(Buffer.from(cursor, 'base64url').toString())))).toString('base64url');
+
+  it.each([
+    ['first above the maximum', { first: 101 }, 'first'],
+    ['a negative first', { first: -1 }, 'first'],
+    ['last above the maximum', { last: 1000 }, 'last'],
+    ['both first and last', { first: 5, last: 5 }, 'last'],
+    ['a cursor that is not one', { after: 'bm90IGEgY3Vyc29y' }, 'after'],
+  ])('rejects %s with BAD_USER_INPUT naming the argument', async (_name, variables, argumentName) => {
+    const { status, data, errors } = await harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', ...variables });
+    expect(status).toBe(200);
+    expect(data).toBeNull();
+    expect(errors).toHaveLength(1);
+    expect(errors![0]!.extensions).toEqual({ code: 'BAD_USER_INPUT', argumentName, serviceName: 'catalog' });
+  });
+
+  it('rejects a cursor from another list, another order or with a tampered id', async () => {
+    const userCursor = (await harness.query(USERS_LIST, { first: 1 })).data!.users.pageInfo.endCursor as string;
+    const { data } = await harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', first: 1 });
+    const priceCursor = data!.products.pageInfo.endCursor as string;
+    const cases = [
+      { direction: 'ASC', after: userCursor },
+      { direction: 'DESC', after: priceCursor },
+      { direction: 'ASC', before: tamper(priceCursor, ([key, value]) => [key, value, "x' OR 1=1 --"]) },
+      { direction: 'ASC', after: tamper(priceCursor, ([key, , id]) => [key, 'cheap', id]) },
+    ];
+    for (const variables of cases) {
+      const { errors } = await harness.query(PRODUCTS_BY_PRICE, variables);
+      expect(errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after' in variables ? 'after' : 'before', serviceName: 'catalog' }]);
+    }
+  });
+
+  it('rejects a bad nested page on its own field and still renders the rest', async () => {
+    const product = dataset.products[0]!;
+    const { data, errors } = await harness.query(PRODUCT_REVIEWS, { id: product.id, first: 500 });
+    expect(data!.product).toMatchObject({ id: product.id, reviews: null });
+    expect(errors).toHaveLength(1);
+    expect(errors![0]).toMatchObject({ path: ['product', 'reviews'], extensions: { code: 'BAD_USER_INPUT', argumentName: 'first' } });
+  });
+});
+
+describe('walking while rows are inserted and deleted', () => {
+  it('never repeats a product and never skips one that existed for the whole walk (ties on price included)', async () => {
+    const { prisma } = harness.database;
+    const initial = byPrice(dataset.products);
+    const priceOf = new Map(initial.map((p) => [p.id, p.priceCents]));
+    const deleted = new Set<string>();
+    const seen: string[] = [];
+    let after: string | null = null;
+    let step = 0;
+    for (;;) {
+      const current = await productsByPrice({ first: 7, after });
+      seen.push(...current.ids);
+      if (!current.pageInfo.hasNextPage) break;
+      after = current.pageInfo.endCursor;
+      step += 1;
+      // Between pages: new products tying the cursor's price, behind it and ahead of it...
+      const cursorPrice = priceOf.get(current.ids.at(-1)!)!;
+      for (const priceCents of [cursorPrice, cursorPrice, 100, 60_000]) {
+        const created = await prisma.product.create({ data: { sku: `WALK-${step}-${randomUUID().slice(0, 8)}`, title: 'Inserted mid-walk', priceCents, currency: 'USD' } });
+        priceOf.set(created.id, priceCents);
+      }
+      // ...and deletions both of a product already shown and of one not reached yet.
+      const ahead = initial.find((p) => !seen.includes(p.id) && !deleted.has(p.id) && p.id !== initial.at(-1)!.id);
+      const behind = initial.find((p) => seen.includes(p.id) && !deleted.has(p.id));
+      for (const victim of [ahead, behind]) {
+        if (!victim) continue;
+        await prisma.product.delete({ where: { id: victim.id } });
+        deleted.add(victim.id);
+      }
+    }
+    expect(step).toBeGreaterThan(3);
+    expect(seen.length).toBeGreaterThan(initial.length - deleted.size);
+    expect(new Set(seen).size).toBe(seen.length);
+    const survivors = initial.filter((p) => !deleted.has(p.id)).map((p) => p.id);
+    expect(survivors.filter((id) => !seen.includes(id))).toEqual([]);
+    // Deleted rows not yet reached never show up.
+    const deletedAhead = [...deleted].filter((id) => seen.indexOf(id) === -1);
+    expect(deletedAhead.length).toBeGreaterThan(0);
+  });
+
+  it("does the same for a product's reviews, with ties on createdAt", async () => {
+    const { prisma } = harness.database;
+    const product = dataset.products[1]!;
+    const initial = newestFirst(dataset.reviews.filter((r) => r.productId === product.id));
+    const createdAtOf = new Map(initial.map((r) => [r.id, r.createdAt]));
+    const author = dataset.users[0]!.id;
+    const deleted = new Set<string>();
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const current = await page(PRODUCT_REVIEWS, { id: product.id, first: 6, after }, (d) => d.product.reviews);
+      seen.push(...current.ids);
+      if (!current.pageInfo.hasNextPage) break;
+      after = current.pageInfo.endCursor;
+      const cursorCreatedAt = createdAtOf.get(current.ids.at(-1)!)!;
+      for (const createdAt of [cursorCreatedAt, cursorCreatedAt, new Date(), new Date(0)]) {
+        const created = await prisma.review.create({ data: { productId: product.id, authorId: author, rating: 3, body: 'Mid-walk.', createdAt } });
+        createdAtOf.set(created.id, createdAt);
+      }
+      const ahead = initial.find((r) => !seen.includes(r.id) && !deleted.has(r.id) && r.id !== initial.at(-1)!.id);
+      const behind = initial.find((r) => seen.includes(r.id) && !deleted.has(r.id));
+      for (const victim of [ahead, behind]) {
+        if (!victim) continue;
+        await prisma.review.delete({ where: { id: victim.id } });
+        deleted.add(victim.id);
+      }
+    }
+    expect(deleted.size).toBeGreaterThan(2);
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(initial.filter((r) => !deleted.has(r.id) && !seen.includes(r.id))).toEqual([]);
+  });
+});
