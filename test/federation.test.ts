@@ -4,26 +4,14 @@ import { startSubgraph } from '../lib/subgraph';
 import { generateDataset } from '../prisma/seed';
 import { accountsSubgraph } from '../subgraphs/accounts/server';
 import { FIXTURE_SCALE } from './global-setup';
-import { createTestDatabase, startSubgraphsAndGateway, type Harness } from './harness';
+import { useHarness } from './harness';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const newestFirst = <T extends { createdAt: Date; id: string }>(rows: T[]) =>
   [...rows].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
 const usersById = new Map(dataset.users.map((u) => [u.id, u]));
 
-let harness: Harness;
-let drop: () => Promise<void>;
-
-beforeAll(async () => {
-  const database = await createTestDatabase();
-  drop = database.drop;
-  harness = await startSubgraphsAndGateway(database.url);
-});
-
-afterAll(async () => {
-  await harness?.stop();
-  await drop?.();
-});
+const suite = useHarness();
 
 const STOREFRONT = /* GraphQL */ `
   query Storefront($first: Int, $after: String) {
@@ -43,7 +31,7 @@ const STOREFRONT = /* GraphQL */ `
 
 describe('a query crossing all three subgraphs', () => {
   it('returns exactly the seeded products, their newest reviews and each review author', async () => {
-    const { status, data, errors } = await harness.query(STOREFRONT, { first: 5 });
+    const { status, data, errors } = await suite.harness.query(STOREFRONT, { first: 5 });
     expect(status).toBe(200);
     expect(errors).toBeUndefined();
 
@@ -75,7 +63,7 @@ describe('a query crossing all three subgraphs', () => {
     const seen: string[] = [];
     let after: string | null = null;
     for (;;) {
-      const { data, errors }: any = await harness.query('query ($after: String) { products(first: 15, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }', { after });
+      const { data, errors }: any = await suite.harness.query('query ($after: String) { products(first: 15, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }', { after });
       expect(errors).toBeUndefined();
       seen.push(...data.products.edges.map((e: any) => e.node.id));
       if (!data.products.pageInfo.hasNextPage) break;
@@ -85,7 +73,7 @@ describe('a query crossing all three subgraphs', () => {
   });
 
   it('orders and filters products by price within a status', async () => {
-    const { data, errors } = await harness.query('{ products(first: 10, filter: { status: ACTIVE }, orderBy: { field: PRICE, direction: ASC }) { edges { node { id } } } }');
+    const { data, errors } = await suite.harness.query('{ products(first: 10, filter: { status: ACTIVE }, orderBy: { field: PRICE, direction: ASC }) { edges { node { id } } } }');
     expect(errors).toBeUndefined();
     const expected = dataset.products
       .filter((p) => p.status === 'ACTIVE')
@@ -97,7 +85,7 @@ describe('a query crossing all three subgraphs', () => {
 
   it("resolves a user's reviews and the reviewed products through the gateway", async () => {
     const user = dataset.users[0]!;
-    const { data, errors } = await harness.query('query ($id: ID!) { user(id: $id) { displayName reviews(first: 2) { edges { node { id product { id title } } } } } }', { id: user.id });
+    const { data, errors } = await suite.harness.query('query ($id: ID!) { user(id: $id) { displayName reviews(first: 2) { edges { node { id product { id title } } } } } }', { id: user.id });
     expect(errors).toBeUndefined();
     const expected = newestFirst(dataset.reviews.filter((r) => r.authorId === user.id)).slice(0, 2);
     expect(data!.user.displayName).toBe(user.displayName);
@@ -114,33 +102,33 @@ describe('writes through the gateway', () => {
   const CREATE = 'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id rating body author { id displayName } product { id title } } }';
 
   it('creates a review as the caller and reads it back as the newest review of the product', async () => {
-    const created = await harness.query(CREATE, { input: { productId: product.id, rating: 4, body: 'Sturdy and light.' } }, { headers: { 'x-user-id': author.id } });
+    const created = await suite.harness.query(CREATE, { input: { productId: product.id, rating: 4, body: 'Sturdy and light.' } }, { headers: { 'x-user-id': author.id } });
     expect(created.errors).toBeUndefined();
     const review = created.data!.createReview;
     expect(review).toMatchObject({ rating: 4, body: 'Sturdy and light.', author: { id: author.id, displayName: author.displayName }, product: { id: product.id, title: product.title } });
 
-    const read = await harness.query('query ($id: ID!) { product(id: $id) { reviewCount reviews(first: 1) { edges { node { id body } } } } }', { id: product.id });
+    const read = await suite.harness.query('query ($id: ID!) { product(id: $id) { reviewCount reviews(first: 1) { edges { node { id body } } } } }', { id: product.id });
     expect(read.data!.product.reviews.edges[0].node).toEqual({ id: review.id, body: 'Sturdy and light.' });
     expect(read.data!.product.reviewCount).toBe(dataset.reviews.filter((r) => r.productId === product.id).length + 1);
 
-    const forbidden = await harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: review.id }, { headers: { 'x-user-id': someoneElse.id } });
+    const forbidden = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: review.id }, { headers: { 'x-user-id': someoneElse.id } });
     expect(forbidden.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
 
-    const deleted = await harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId product { id } } }', { id: review.id }, { headers: { 'x-user-id': author.id } });
+    const deleted = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId product { id } } }', { id: review.id }, { headers: { 'x-user-id': author.id } });
     expect(deleted.errors).toBeUndefined();
     expect(deleted.data!.deleteReview).toEqual({ deletedReviewId: review.id, product: { id: product.id } });
-    const again = await harness.query('query ($id: ID!) { review(id: $id) { id } }', { id: review.id });
+    const again = await suite.harness.query('query ($id: ID!) { review(id: $id) { id } }', { id: review.id });
     expect(again.data!.review).toBeNull();
   });
 
   it('creates and updates a product, keeping money exact', async () => {
-    const created = await harness.query('mutation { createProduct(input: { sku: "TEST-1", title: "Test kettle", price: { amountCents: 1999, currency: "EUR" }, status: ACTIVE }) { id sku price { amountCents currency } status } }');
+    const created = await suite.harness.query('mutation { createProduct(input: { sku: "TEST-1", title: "Test kettle", price: { amountCents: 1999, currency: "EUR" }, status: ACTIVE }) { id sku price { amountCents currency } status } }');
     expect(created.errors).toBeUndefined();
     const id = created.data!.createProduct.id;
     expect(created.data!.createProduct).toMatchObject({ sku: 'TEST-1', price: { amountCents: 1999, currency: 'EUR' }, status: 'ACTIVE' });
-    const updated = await harness.query('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Better kettle" }) { title price { amountCents } } }', { id });
+    const updated = await suite.harness.query('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Better kettle" }) { title price { amountCents } } }', { id });
     expect(updated.data!.updateProduct).toEqual({ title: 'Better kettle', price: { amountCents: 1999 } });
-    const duplicate = await harness.query('mutation { createProduct(input: { sku: "TEST-1", title: "Again", price: { amountCents: 1 } }) { id } }');
+    const duplicate = await suite.harness.query('mutation { createProduct(input: { sku: "TEST-1", title: "Again", price: { amountCents: 1 } }) { id } }');
     expect(duplicate.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', argumentName: 'input.sku' });
   });
 });
@@ -159,59 +147,59 @@ describe('bad input gets a clear, coded error', () => {
   };
 
   it('rejects a rating of 0', async () => {
-    const response = await harness.query(CREATE, { input: { productId: product.id, rating: 0, body: 'zero' } }, asAuthor);
+    const response = await suite.harness.query(CREATE, { input: { productId: product.id, rating: 0, body: 'zero' } }, asAuthor);
     expectCleanError(response, 'BAD_USER_INPUT');
     expect(response.errors![0].extensions!.argumentName).toBe('input.rating');
   });
 
   it('rejects an unknown product id', async () => {
-    const response = await harness.query(CREATE, { input: { productId: '00000000-0000-4000-8000-000000000000', rating: 3, body: 'ghost' } }, asAuthor);
+    const response = await suite.harness.query(CREATE, { input: { productId: '00000000-0000-4000-8000-000000000000', rating: 3, body: 'ghost' } }, asAuthor);
     expectCleanError(response, 'NOT_FOUND');
     expect(response.errors![0].extensions!.argumentName).toBe('input.productId');
   });
 
   it('rejects a malformed id', async () => {
-    expectCleanError(await harness.query('{ product(id: "not-a-uuid") { id } }'), 'BAD_USER_INPUT');
-    expectCleanError(await harness.query(CREATE, { input: { productId: 'nope', rating: 3, body: 'x' } }, asAuthor), 'BAD_USER_INPUT');
+    expectCleanError(await suite.harness.query('{ product(id: "not-a-uuid") { id } }'), 'BAD_USER_INPUT');
+    expectCleanError(await suite.harness.query(CREATE, { input: { productId: 'nope', rating: 3, body: 'x' } }, asAuthor), 'BAD_USER_INPUT');
   });
 
   it('rejects a review without a signed-in user', async () => {
-    expectCleanError(await harness.query(CREATE, { input: { productId: product.id, rating: 3, body: 'anon' } }), 'UNAUTHENTICATED');
+    expectCleanError(await suite.harness.query(CREATE, { input: { productId: product.id, rating: 3, body: 'anon' } }), 'UNAUTHENTICATED');
   });
 
   it('rejects page sizes out of bounds and tampered cursors', async () => {
-    const tooMany = await harness.query('{ users(first: 101) { edges { cursor } } }');
+    const tooMany = await suite.harness.query('{ users(first: 101) { edges { cursor } } }');
     expectCleanError(tooMany, 'BAD_USER_INPUT');
     expect(tooMany.errors![0].extensions!.argumentName).toBe('first');
-    expectCleanError(await harness.query('{ users(first: -1) { edges { cursor } } }'), 'BAD_USER_INPUT');
-    expectCleanError(await harness.query('{ users(after: "garbage") { edges { cursor } } }'), 'BAD_USER_INPUT');
-    const { data } = await harness.query('{ products(first: 1) { pageInfo { endCursor } } }');
+    expectCleanError(await suite.harness.query('{ users(first: -1) { edges { cursor } } }'), 'BAD_USER_INPUT');
+    expectCleanError(await suite.harness.query('{ users(after: "garbage") { edges { cursor } } }'), 'BAD_USER_INPUT');
+    const { data } = await suite.harness.query('{ products(first: 1) { pageInfo { endCursor } } }');
     // A cursor from the products list is refused by the users list.
-    expectCleanError(await harness.query('query ($after: String) { users(after: $after) { edges { cursor } } }', { after: data!.products.pageInfo.endCursor }), 'BAD_USER_INPUT');
+    expectCleanError(await suite.harness.query('query ($after: String) { users(after: $after) { edges { cursor } } }', { after: data!.products.pageInfo.endCursor }), 'BAD_USER_INPUT');
   });
 
   it('answers a malformed body and an unknown field with codes, and keeps serving', async () => {
-    const malformed = await fetch(harness.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' });
+    const malformed = await fetch(suite.harness.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' });
     expect(malformed.status).toBe(400);
     const body = await malformed.text();
     expect(JSON.parse(body).errors[0].extensions.code).toBe('BAD_REQUEST');
     expect(body).not.toMatch(/    at /);
-    expectCleanError(await harness.query('{ nope }'), 'GRAPHQL_VALIDATION_FAILED');
-    const after = await harness.query('{ products(first: 1) { edges { node { id } } } }');
+    expectCleanError(await suite.harness.query('{ nope }'), 'GRAPHQL_VALIDATION_FAILED');
+    const after = await suite.harness.query('{ products(first: 1) { edges { node { id } } } }');
     expect(after.errors).toBeUndefined();
   });
 });
 
 describe('HTTP surface', () => {
   it('serves health, readiness and the Sandbox landing page', async () => {
-    const gatewayBase = harness.gatewayUrl.replace('/graphql', '');
-    for (const server of [gatewayBase, ...Object.values(harness.subgraphs).map((s) => s.url.replace('/graphql', ''))]) {
+    const gatewayBase = suite.harness.gatewayUrl.replace('/graphql', '');
+    for (const server of [gatewayBase, ...Object.values(suite.harness.subgraphs).map((s) => s.url.replace('/graphql', ''))]) {
       expect((await fetch(`${server}/healthz`)).status).toBe(200);
       const ready = await fetch(`${server}/readyz`);
       expect(ready.status).toBe(200);
       expect(await ready.json()).toEqual({ status: 'ready' });
     }
-    const landing = await fetch(harness.gatewayUrl, { headers: { accept: 'text/html' } });
+    const landing = await fetch(suite.harness.gatewayUrl, { headers: { accept: 'text/html' } });
     expect(landing.status).toBe(200);
     expect(await landing.text()).toMatch(/embeddable-sandbox/);
   });
@@ -222,7 +210,7 @@ describe('HTTP surface', () => {
     try {
       const ready = await fetch(server.url.replace('/graphql', '/readyz'));
       expect(ready.status).toBe(503);
-      const masked = await harness.query('{ users(first: 1) { edges { cursor } } }', {}, { url: server.url });
+      const masked = await suite.harness.query('{ users(first: 1) { edges { cursor } } }', {}, { url: server.url });
       expect(masked.errors![0].message).toBe('Internal error');
       expect(masked.errors![0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', errorId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     } finally {

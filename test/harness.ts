@@ -119,3 +119,29 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     },
   };
 }
+
+/**
+ * For a test file: before its tests, a private database (the fixture, or seeded at `scale`) and the
+ * servers on it; after them, both gone. Read `suite.harness` inside tests, not at load time.
+ */
+export function useHarness(options: { scale?: number } = {}): { readonly harness: Harness; readonly databaseUrl: string } {
+  let database: { url: string; drop(): Promise<void> } | undefined;
+  let harness: Harness | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase(options);
+    harness = await startSubgraphsAndGateway(database.url);
+  }, 120_000);
+  afterAll(async () => {
+    await harness?.stop();
+    await database?.drop();
+  });
+  return {
+    get harness() {
+      if (!harness) throw new Error('The harness starts in beforeAll; use it inside a test or hook.');
+      return harness;
+    },
+    get databaseUrl() {
+      return database!.url;
+    },
+  };
+}

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
-import { createTestDatabase, startSubgraphsAndGateway, type Harness } from './harness';
+import { useHarness } from './harness';
 import { PRODUCT_REVIEWS, PRODUCTS_BY_PRICE, USERS_LIST } from './operations';
 
 const dataset = generateDataset(FIXTURE_SCALE);
@@ -11,19 +11,7 @@ const byPrice = <T extends { priceCents: number; id: string }>(rows: T[]) =>
 const newestFirst = <T extends { createdAt: Date; id: string }>(rows: T[]) =>
   [...rows].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
 
-let harness: Harness;
-let drop: () => Promise<void>;
-
-beforeAll(async () => {
-  const database = await createTestDatabase();
-  drop = database.drop;
-  harness = await startSubgraphsAndGateway(database.url);
-});
-
-afterAll(async () => {
-  await harness?.stop();
-  await drop?.();
-});
+const suite = useHarness();
 
 interface Page {
   ids: string[];
@@ -32,7 +20,7 @@ interface Page {
 
 /** Runs a connection query and returns its node ids and pageInfo; `pick` finds the connection in data. */
 async function page(query: string, variables: Record<string, unknown>, pick: (data: any) => any): Promise<Page> {
-  const { data, errors } = await harness.query(query, variables);
+  const { data, errors } = await suite.harness.query(query, variables);
   expect(errors).toBeUndefined();
   const connection = pick(data);
   return { ids: connection.edges.map((edge: any) => edge.node.id), pageInfo: connection.pageInfo };
@@ -68,7 +56,7 @@ describe('walking a connection', () => {
   it('returns a window between two cursors', async () => {
     const all = byPrice(dataset.products).map((p) => p.id);
     const first = await productsByPrice({ first: 20 });
-    const { data } = await harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', first: 20 });
+    const { data } = await suite.harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', first: 20 });
     const cursors = data!.products.edges.map((edge: any) => edge.cursor);
     const window = await productsByPrice({ first: 50, after: cursors[4], before: cursors[12] });
     expect(window.ids).toEqual(all.slice(5, 12));
@@ -105,7 +93,7 @@ describe('bad connection arguments', () => {
     ['both first and last', { first: 5, last: 5 }, 'last'],
     ['a cursor that is not one', { after: 'bm90IGEgY3Vyc29y' }, 'after'],
   ])('rejects %s with BAD_USER_INPUT naming the argument', async (_name, variables, argumentName) => {
-    const { status, data, errors } = await harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', ...variables });
+    const { status, data, errors } = await suite.harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', ...variables });
     expect(status).toBe(200);
     expect(data).toBeNull();
     expect(errors).toHaveLength(1);
@@ -113,8 +101,8 @@ describe('bad connection arguments', () => {
   });
 
   it('rejects a cursor from another list, another order or with a tampered id', async () => {
-    const userCursor = (await harness.query(USERS_LIST, { first: 1 })).data!.users.pageInfo.endCursor as string;
-    const { data } = await harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', first: 1 });
+    const userCursor = (await suite.harness.query(USERS_LIST, { first: 1 })).data!.users.pageInfo.endCursor as string;
+    const { data } = await suite.harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', first: 1 });
     const priceCursor = data!.products.pageInfo.endCursor as string;
     const cases = [
       { direction: 'ASC', after: userCursor },
@@ -123,89 +111,113 @@ describe('bad connection arguments', () => {
       { direction: 'ASC', after: tamper(priceCursor, ([key, , id]) => [key, 'cheap', id]) },
     ];
     for (const variables of cases) {
-      const { errors } = await harness.query(PRODUCTS_BY_PRICE, variables);
+      const { errors } = await suite.harness.query(PRODUCTS_BY_PRICE, variables);
       expect(errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after' in variables ? 'after' : 'before', serviceName: 'catalog' }]);
     }
   });
 
   it('rejects a bad nested page on its own field and still renders the rest', async () => {
     const product = dataset.products[0]!;
-    const { data, errors } = await harness.query(PRODUCT_REVIEWS, { id: product.id, first: 500 });
+    const { data, errors } = await suite.harness.query(PRODUCT_REVIEWS, { id: product.id, first: 500 });
     expect(data!.product).toMatchObject({ id: product.id, reviews: null });
     expect(errors).toHaveLength(1);
     expect(errors![0]).toMatchObject({ path: ['product', 'reviews'], extensions: { code: 'BAD_USER_INPUT', argumentName: 'first' } });
   });
 });
 
+interface WalkOptions<T extends { id: string }> {
+  /** The rows in list order before the walk starts. */
+  initial: T[];
+  fetchPage(after: string | null): Promise<Page>;
+  /** Inserts rows around the cursor's row (ties on its sort value, far behind, far ahead). */
+  insertAround(cursorRowId: string, step: number): Promise<void>;
+  remove(id: string): Promise<void>;
+}
+
+/**
+ * Pages forward through a list; between pages, inserts rows around the cursor and deletes one row
+ * already shown and one not reached yet. Returns what was seen and what was deleted when.
+ */
+async function walkWhileWriting<T extends { id: string }>({ initial, fetchPage, insertAround, remove }: WalkOptions<T>) {
+  const seen: string[] = [];
+  const deletedUnseen = new Set<string>();
+  const deletedSeen = new Set<string>();
+  const deleted = (id: string) => deletedUnseen.has(id) || deletedSeen.has(id);
+  let after: string | null = null;
+  let steps = 0;
+  for (;;) {
+    const current = await fetchPage(after);
+    seen.push(...current.ids);
+    if (!current.pageInfo.hasNextPage) break;
+    after = current.pageInfo.endCursor;
+    steps += 1;
+    await insertAround(current.ids.at(-1)!, steps);
+    const ahead = initial.find((row) => !seen.includes(row.id) && !deleted(row.id) && row.id !== initial.at(-1)!.id);
+    const behind = initial.find((row) => seen.includes(row.id) && !deleted(row.id));
+    if (ahead) {
+      await remove(ahead.id);
+      deletedUnseen.add(ahead.id);
+    }
+    if (behind) {
+      await remove(behind.id);
+      deletedSeen.add(behind.id);
+    }
+  }
+  return { seen, steps, deletedUnseen, deletedSeen };
+}
+
+function expectNoDuplicateAndNoSkip(initial: Array<{ id: string }>, walk: Awaited<ReturnType<typeof walkWhileWriting>>) {
+  expect(walk.steps).toBeGreaterThan(3);
+  expect(walk.deletedUnseen.size).toBeGreaterThan(2);
+  expect(walk.deletedSeen.size).toBeGreaterThan(2);
+  expect(new Set(walk.seen).size).toBe(walk.seen.length);
+  // Every row that existed for the whole walk was seen; a row deleted before it was reached was not.
+  const survivors = initial.filter((row) => !walk.deletedUnseen.has(row.id) && !walk.deletedSeen.has(row.id));
+  expect(survivors.filter((row) => !walk.seen.includes(row.id))).toEqual([]);
+  expect([...walk.deletedUnseen].filter((id) => walk.seen.includes(id))).toEqual([]);
+}
+
 describe('walking while rows are inserted and deleted', () => {
   it('never repeats a product and never skips one that existed for the whole walk (ties on price included)', async () => {
-    const { prisma } = harness.database;
+    const { prisma } = suite.harness.database;
     const initial = byPrice(dataset.products);
     const priceOf = new Map(initial.map((p) => [p.id, p.priceCents]));
-    const deleted = new Set<string>();
-    const seen: string[] = [];
-    let after: string | null = null;
-    let step = 0;
-    for (;;) {
-      const current = await productsByPrice({ first: 7, after });
-      seen.push(...current.ids);
-      if (!current.pageInfo.hasNextPage) break;
-      after = current.pageInfo.endCursor;
-      step += 1;
-      // Between pages: new products tying the cursor's price, behind it and ahead of it...
-      const cursorPrice = priceOf.get(current.ids.at(-1)!)!;
-      for (const priceCents of [cursorPrice, cursorPrice, 100, 60_000]) {
-        const created = await prisma.product.create({ data: { sku: `WALK-${step}-${randomUUID().slice(0, 8)}`, title: 'Inserted mid-walk', priceCents, currency: 'USD' } });
-        priceOf.set(created.id, priceCents);
-      }
-      // ...and deletions both of a product already shown and of one not reached yet.
-      const ahead = initial.find((p) => !seen.includes(p.id) && !deleted.has(p.id) && p.id !== initial.at(-1)!.id);
-      const behind = initial.find((p) => seen.includes(p.id) && !deleted.has(p.id));
-      for (const victim of [ahead, behind]) {
-        if (!victim) continue;
-        await prisma.product.delete({ where: { id: victim.id } });
-        deleted.add(victim.id);
-      }
-    }
-    expect(step).toBeGreaterThan(3);
-    expect(seen.length).toBeGreaterThan(initial.length - deleted.size);
-    expect(new Set(seen).size).toBe(seen.length);
-    const survivors = initial.filter((p) => !deleted.has(p.id)).map((p) => p.id);
-    expect(survivors.filter((id) => !seen.includes(id))).toEqual([]);
-    // Deleted rows not yet reached never show up.
-    const deletedAhead = [...deleted].filter((id) => seen.indexOf(id) === -1);
-    expect(deletedAhead.length).toBeGreaterThan(0);
+    const walk = await walkWhileWriting({
+      initial,
+      fetchPage: (after) => productsByPrice({ first: 7, after }),
+      insertAround: async (cursorRowId, step) => {
+        const cursorPrice = priceOf.get(cursorRowId)!;
+        for (const priceCents of [cursorPrice, cursorPrice, 100, 60_000]) {
+          const created = await prisma.product.create({ data: { sku: `WALK-${step}-${randomUUID().slice(0, 8)}`, title: 'Inserted mid-walk', priceCents, currency: 'USD' } });
+          priceOf.set(created.id, priceCents);
+        }
+      },
+      remove: async (id) => {
+        await prisma.product.delete({ where: { id } });
+      },
+    });
+    expectNoDuplicateAndNoSkip(initial, walk);
   });
 
   it("does the same for a product's reviews, with ties on createdAt", async () => {
-    const { prisma } = harness.database;
+    const { prisma } = suite.harness.database;
     const product = dataset.products[1]!;
     const initial = newestFirst(dataset.reviews.filter((r) => r.productId === product.id));
     const createdAtOf = new Map(initial.map((r) => [r.id, r.createdAt]));
-    const author = dataset.users[0]!.id;
-    const deleted = new Set<string>();
-    const seen: string[] = [];
-    let after: string | null = null;
-    for (;;) {
-      const current = await page(PRODUCT_REVIEWS, { id: product.id, first: 6, after }, (d) => d.product.reviews);
-      seen.push(...current.ids);
-      if (!current.pageInfo.hasNextPage) break;
-      after = current.pageInfo.endCursor;
-      const cursorCreatedAt = createdAtOf.get(current.ids.at(-1)!)!;
-      for (const createdAt of [cursorCreatedAt, cursorCreatedAt, new Date(), new Date(0)]) {
-        const created = await prisma.review.create({ data: { productId: product.id, authorId: author, rating: 3, body: 'Mid-walk.', createdAt } });
-        createdAtOf.set(created.id, createdAt);
-      }
-      const ahead = initial.find((r) => !seen.includes(r.id) && !deleted.has(r.id) && r.id !== initial.at(-1)!.id);
-      const behind = initial.find((r) => seen.includes(r.id) && !deleted.has(r.id));
-      for (const victim of [ahead, behind]) {
-        if (!victim) continue;
-        await prisma.review.delete({ where: { id: victim.id } });
-        deleted.add(victim.id);
-      }
-    }
-    expect(deleted.size).toBeGreaterThan(2);
-    expect(new Set(seen).size).toBe(seen.length);
-    expect(initial.filter((r) => !deleted.has(r.id) && !seen.includes(r.id))).toEqual([]);
+    const walk = await walkWhileWriting({
+      initial,
+      fetchPage: (after) => page(PRODUCT_REVIEWS, { id: product.id, first: 6, after }, (d) => d.product.reviews),
+      insertAround: async (cursorRowId) => {
+        const cursorCreatedAt = createdAtOf.get(cursorRowId)!;
+        for (const createdAt of [cursorCreatedAt, cursorCreatedAt, new Date(), new Date(0)]) {
+          const created = await prisma.review.create({ data: { productId: product.id, authorId: dataset.users[0]!.id, rating: 3, body: 'Mid-walk.', createdAt } });
+          createdAtOf.set(created.id, createdAt);
+        }
+      },
+      remove: async (id) => {
+        await prisma.review.delete({ where: { id } });
+      },
+    });
+    expectNoDuplicateAndNoSkip(initial, walk);
   });
 });

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { SESSION_OPTIONS, type SqlStatement } from '../lib/db';
 import { BENCH_SCALE, generateDataset, type SeedReview } from '../prisma/seed';
-import { createTestDatabase, startSubgraphsAndGateway, type Harness } from './harness';
+import { startSubgraphsAndGateway, useHarness } from './harness';
 import {
   PRODUCT_REVIEWS,
   PRODUCTS_BY_DATE,
@@ -31,28 +31,14 @@ const usersById = new Map(dataset.users.map((u) => [u.id, u]));
 const productsById = new Map(dataset.products.map((p) => [p.id, p]));
 const mean = (reviews: SeedReview[]) => (reviews.length ? reviews.reduce((sum, r) => sum + r.rating, 0) / reviews.length : null);
 
-let harness: Harness;
-let databaseUrl: string;
-let drop: () => Promise<void>;
-
-beforeAll(async () => {
-  const database = await createTestDatabase({ scale: BENCH_SCALE });
-  databaseUrl = database.url;
-  drop = database.drop;
-  harness = await startSubgraphsAndGateway(database.url);
-}, 120_000);
-
-afterAll(async () => {
-  await harness?.stop();
-  await drop?.();
-});
+const suite = useHarness({ scale: BENCH_SCALE });
 
 /** Runs an operation through the gateway and returns its data and the statements each subgraph sent. */
 async function counted(query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
-  harness.sql.reset();
-  const { data, errors } = await harness.query(query, variables, { headers });
+  suite.harness.sql.reset();
+  const { data, errors } = await suite.harness.query(query, variables, { headers });
   expect(errors).toBeUndefined();
-  return { data: data!, counts: harness.sql.counts() };
+  return { data: data!, counts: suite.harness.sql.counts() };
 }
 
 describe('statements per operation', () => {
@@ -116,33 +102,49 @@ describe('statements per operation', () => {
   ] as const)('resolves 100 %s representations in one statement, in order, null for each miss', async (subgraph, typename, field, rows) => {
     const known = rows.slice(0, 97).map((row) => row.id);
     const ids = [...known.slice(0, 50), '00000000-0000-4000-8000-000000000000', 'not-a-uuid', ...known.slice(50), crypto.randomUUID()];
-    harness.sql.reset();
-    const { data, errors } = await harness.query(
+    suite.harness.sql.reset();
+    const { data, errors } = await suite.harness.query(
       `query ($representations: [_Any!]!) { _entities(representations: $representations) { ... on ${typename} { id ${field} } } }`,
       { representations: ids.map((id) => ({ __typename: typename, id })) },
-      { url: harness.subgraphs[subgraph].url },
+      { url: suite.harness.subgraphs[subgraph].url },
     );
     expect(errors).toBeUndefined();
-    expect(harness.sql.counts()[subgraph]).toBe(1);
+    expect(suite.harness.sql.counts()[subgraph]).toBe(1);
     const byId = new Map<string, any>(rows.map((row) => [row.id, row]));
     expect(data!._entities).toEqual(ids.map((id) => (byId.has(id) ? { id, [field]: byId.get(id)[field] } : null)));
   });
 
   it('resolves 100 review representations in one statement', async () => {
     const ids = dataset.reviews.slice(0, 100).map((r) => r.id);
-    harness.sql.reset();
-    const { data, errors } = await harness.query(
+    suite.harness.sql.reset();
+    const { data, errors } = await suite.harness.query(
       'query ($representations: [_Any!]!) { _entities(representations: $representations) { ... on Review { id rating } } }',
       { representations: ids.map((id) => ({ __typename: 'Review', id })) },
-      { url: harness.subgraphs.reviews.url },
+      { url: suite.harness.subgraphs.reviews.url },
     );
     expect(errors).toBeUndefined();
-    expect(harness.sql.counts().reviews).toBe(1);
+    expect(suite.harness.sql.counts().reviews).toBe(1);
     expect(data!._entities).toEqual(dataset.reviews.slice(0, 100).map((r) => ({ id: r.id, rating: r.rating })));
   });
 
+  it('keeps loaders to one request: the next request reads again and sees a change made in between', async () => {
+    const product = dataset.products[10]!;
+    const query = 'query ($id: ID!) { product(id: $id) { title } again: product(id: $id) { title } }';
+    const before = await counted(query, { id: product.id });
+    // Within a request the two lookups of one key are one statement.
+    expect(before).toEqual({ data: { product: { title: product.title }, again: { title: product.title } }, counts: { catalog: 1, reviews: 0, accounts: 0 } });
+    await suite.harness.database.prisma.product.update({ where: { id: product.id }, data: { title: 'Changed between requests' } });
+    try {
+      const after = await counted(query, { id: product.id });
+      expect(after.data.product.title).toBe('Changed between requests');
+      expect(after.counts.catalog).toBe(1);
+    } finally {
+      await suite.harness.database.prisma.product.update({ where: { id: product.id }, data: { title: product.title } });
+    }
+  });
+
   it('counts one statement per item when batching is off (the N+1 the loaders prevent)', async () => {
-    const naive = await startSubgraphsAndGateway(databaseUrl, { batching: false });
+    const naive = await startSubgraphsAndGateway(suite.databaseUrl, { batching: false });
     try {
       naive.sql.reset();
       const { data, errors } = await naive.query(STOREFRONT_PAGE, { first: 10 });
@@ -169,7 +171,7 @@ type CapturedStatement = SqlStatement & { subgraph: string };
 /** Plans each SELECT/UPDATE/DELETE and returns those that read users, products or reviews sequentially. */
 async function sequentialScans(statements: CapturedStatement[], options: { enableSeqscan: boolean }) {
   // Planned with the service's own session settings, as its statements are.
-  const client = new pg.Client({ connectionString: databaseUrl, options: SESSION_OPTIONS });
+  const client = new pg.Client({ connectionString: suite.databaseUrl, options: SESSION_OPTIONS });
   await client.connect();
   try {
     if (!options.enableSeqscan) await client.query('SET enable_seqscan = off');
@@ -191,10 +193,10 @@ describe('every statement is served by an index', () => {
   const planned = (from: CapturedStatement[]) =>
     [...new Map(from.map((s) => [s.text, s])).values()].filter((s) => /^\s*\(?\s*(SELECT|UPDATE|DELETE|WITH)\b/i.test(s.text));
   const run = async (query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}, into = captured) => {
-    harness.sql.reset();
-    const response = await harness.query(query, variables, { headers });
+    suite.harness.sql.reset();
+    const response = await suite.harness.query(query, variables, { headers });
     expect(response.errors).toBeUndefined();
-    for (const [subgraph, list] of Object.entries(harness.sql.statements)) into.push(...list.map((s) => ({ ...s, subgraph })));
+    for (const [subgraph, list] of Object.entries(suite.harness.sql.statements)) into.push(...list.map((s) => ({ ...s, subgraph })));
     return response.data!;
   };
 
