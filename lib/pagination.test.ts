@@ -1,5 +1,5 @@
 import { GraphQLError } from 'graphql';
-import { decodeCursor, encodeCursor, MAX_PAGE_SIZE, pageRequest, seekQuery, toConnection, type Ordering } from './pagination';
+import { decodeCursor, encodeCursor, forList, MAX_PAGE_SIZE, pageRequest, seekQuery, toConnection, type Ordering } from './pagination';
 
 const BY_DATE: Ordering<'createdAt'> = { key: 'things:createdAt:desc', field: 'createdAt', direction: 'desc', kind: 'date' };
 const BY_PRICE: Ordering<'price'> = { key: 'things:price:asc', field: 'price', direction: 'asc', kind: 'int' };
@@ -30,12 +30,23 @@ describe('cursors', () => {
     ['a value of the wrong kind', raw([BY_PRICE.key, '2026-01-01T00:00:00.000Z', ID])],
     ['a non-integer price', raw([BY_PRICE.key, 12.5, ID])],
     ['an id that is not a UUID', raw([BY_PRICE.key, 100, "1' OR '1'='1"])],
+    ['an integer beyond int4', raw([BY_PRICE.key, 2 ** 31, ID])],
+    ['a huge integer', raw([BY_PRICE.key, 1e300, ID])],
+    ['a cursor of the same order on another list', encodeCursor(forList(BY_PRICE, 'ACTIVE'), { value: 100, id: ID })],
   ])('reject %s with BAD_USER_INPUT naming the argument', (_name, cursor) => {
     expect(badInputArgument(() => decodeCursor(cursor, BY_PRICE, 'before'))).toBe('before');
   });
 
-  it('reject a date cursor that is not a date', () => {
-    expect(badInputArgument(() => decodeCursor(raw([BY_DATE.key, 'yesterday', ID]), BY_DATE))).toBe('after');
+  it.each(['yesterday', '1', 'Tue, 01 Jan 2030 00:00:00 GMT', '0000-01-01T00:00:00.000Z', '2026-02-30T00:00:00.000Z', '2026-01-01T00:00:00Z', '+275760-09-13T00:00:00.000Z'])(
+    'reject %j as a date cursor value: only instants encodeCursor could have written',
+    (value) => {
+      expect(badInputArgument(() => decodeCursor(raw([BY_DATE.key, value, ID]), BY_DATE))).toBe('after');
+    },
+  );
+
+  it('accept the instants encodeCursor writes', () => {
+    const value = new Date('0001-01-01T00:00:00.000Z').toISOString();
+    expect(decodeCursor(encodeCursor(BY_DATE, { value, id: ID }), BY_DATE)).toEqual({ value, id: ID });
   });
 });
 

@@ -58,14 +58,29 @@ export interface PageRequest {
 }
 
 /**
- * Cursors are opaque to clients: base64url of [sortKey, value, id]. The sort key is included so a
- * cursor from one list or ordering cannot be replayed against another.
+ * Cursors are opaque to clients: base64url of [key, value, id]. The key names the list (its parent
+ * and filter included) and its order, so a cursor from one list or ordering cannot be replayed
+ * against another.
  */
 export function encodeCursor(ordering: Ordering, seek: Seek): string {
   return Buffer.from(JSON.stringify([ordering.key, seek.value, seek.id])).toString('base64url');
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/** Sort columns of kind `int` are PostgreSQL int4. */
+const INT4 = { min: -(2 ** 31), max: 2 ** 31 - 1 };
+
+/**
+ * Exactly the values encodeCursor writes, so nothing a client forges can fail later in the
+ * database (a year 0 date, an int beyond int4) and turn into an internal error.
+ */
+function isSortValue(kind: Ordering['kind'], value: unknown): boolean {
+  if (kind === 'int') return Number.isInteger(value) && (value as number) >= INT4.min && (value as number) <= INT4.max;
+  if (typeof value !== 'string' || !ISO_INSTANT.test(value)) return false;
+  const date = new Date(value);
+  return !Number.isNaN(date.getTime()) && date.toISOString() === value && date.getUTCFullYear() >= 1;
+}
 
 export function decodeCursor(cursor: string, ordering: Ordering, argumentName = 'after'): Seek {
   let decoded: unknown;
@@ -78,10 +93,7 @@ export function decodeCursor(cursor: string, ordering: Ordering, argumentName = 
     Array.isArray(decoded) &&
     decoded.length === 3 &&
     decoded[0] === ordering.key &&
-    // Values go into SQL as parameters; still, refuse anything that is not the shape we wrote.
-    (ordering.kind === 'date'
-      ? typeof decoded[1] === 'string' && !Number.isNaN(Date.parse(decoded[1]))
-      : Number.isSafeInteger(decoded[1])) &&
+    isSortValue(ordering.kind, decoded[1]) &&
     typeof decoded[2] === 'string' &&
     UUID.test(decoded[2]);
   if (!valid) throw badInput(argumentName, `${argumentName} is not a cursor from this list.`);
@@ -124,7 +136,8 @@ export function toConnection<T extends { id: string }>(rows: T[], page: PageRequ
   return {
     edges,
     pageInfo: {
-      // A cursor bound means rows exist beyond it (the cursor's own row, at least).
+      // Relay lets a server answer the far side of a cursor cheaply: a client that holds a cursor got it
+      // from a row on that side, so it says true rather than spend a query to confirm rows remain there.
       hasNextPage: page.backward ? page.before !== null : hasMore || page.before !== null,
       hasPreviousPage: page.backward ? hasMore || page.after !== null : page.after !== null,
       startCursor: edges[0]?.cursor ?? null,
@@ -148,6 +161,11 @@ function seekValue(ordering: Ordering, value: unknown): string | number {
 /** A cursor's sort value as the database compares it. */
 export function sortValue(ordering: Ordering, seek: Seek): Date | number {
   return ordering.kind === 'date' ? new Date(seek.value) : Number(seek.value);
+}
+
+/** The same ordering for one list of it: cursors then name that list (a parent, a filter) as well. */
+export function forList<F extends string>(ordering: Ordering<F>, ...list: Array<string | null | undefined>): Ordering<F> {
+  return { ...ordering, key: [ordering.key, ...list.map((part) => part ?? '')].join(':') };
 }
 
 /**

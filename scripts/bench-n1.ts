@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { runMain } from '../lib/cli';
@@ -17,7 +18,8 @@ import { STOREFRONT_PAGE, USERS_PAGE } from '../test/operations';
  * PostgreSQL: the server of DATABASE_URL (the bench creates and drops its own database there), or
  * the embedded one. `--iterations K` sets the timed runs per cell (default 30).
  */
-const BENCH_DB = 'storefront_bench_n1';
+/** Its own database, dropped afterwards; the random suffix means it can never be someone else's. */
+const BENCH_DB = `storefront_bench_n1_${randomBytes(4).toString('hex')}`;
 const SIZES = [10, 50, 100];
 const OPERATIONS = [
   { name: 'products(first: N) { reviews(first: 5) { author } averageRating }', query: STOREFRONT_PAGE },
@@ -52,11 +54,10 @@ function parseIterations(argv: string[]): number {
   return value;
 }
 
-async function resetDatabase(serverUrl: string): Promise<string> {
+async function createBenchDatabase(serverUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: serverUrl });
   await client.connect();
   try {
-    await client.query(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
     await client.query(`CREATE DATABASE ${BENCH_DB}`);
   } finally {
     await client.end();
@@ -69,7 +70,7 @@ async function resetDatabase(serverUrl: string): Promise<string> {
 async function main() {
   const iterations = parseIterations(process.argv.slice(2));
   const server = await ensureDatabase(loadConfig());
-  const url = await resetDatabase(server.url);
+  const url = await createBenchDatabase(server.url);
   let batched: Harness | undefined;
   let naive: Harness | undefined;
   try {

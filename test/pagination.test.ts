@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { PRODUCT_REVIEWS, PRODUCTS_BY_PRICE, USERS_LIST } from './operations';
+import { PRODUCT_REVIEWS, PRODUCTS_BY_DATE, PRODUCTS_BY_PRICE, USERS_LIST } from './operations';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const byPrice = <T extends { priceCents: number; id: string }>(rows: T[]) =>
@@ -38,9 +38,8 @@ describe('walking a connection', () => {
       after = forward.at(-1)!.pageInfo.endCursor;
     } while (forward.at(-1)!.pageInfo.hasNextPage);
     expect(forward.flatMap((p) => p.ids)).toEqual(expected);
-    expect(forward[0]!.pageInfo.hasPreviousPage).toBe(false);
-    expect(forward.slice(1).every((p) => p.pageInfo.hasPreviousPage)).toBe(true);
-    expect(forward.at(-1)!.pageInfo.hasNextPage).toBe(false);
+    // 50 products in pages of 15: only the first page has nothing before it, only the last nothing after.
+    expect(forward.map((p) => [p.pageInfo.hasPreviousPage, p.pageInfo.hasNextPage])).toEqual([[false, true], [true, true], [true, true], [true, false]]);
 
     const backward: Page[] = [];
     let before: string | null = null;
@@ -48,9 +47,9 @@ describe('walking a connection', () => {
       backward.push(await productsByPrice({ last: 15, before }));
       before = backward.at(-1)!.pageInfo.startCursor;
     } while (backward.at(-1)!.pageInfo.hasPreviousPage);
+    // Fetched from the end: the first page fetched has nothing after it, the last nothing before it.
+    expect(backward.map((p) => [p.pageInfo.hasPreviousPage, p.pageInfo.hasNextPage])).toEqual([[true, false], [true, true], [true, true], [false, true]]);
     expect(backward.reverse().flatMap((p) => p.ids)).toEqual(expected);
-    expect(backward[0]!.pageInfo.hasPreviousPage).toBe(false);
-    expect(backward.at(-1)!.pageInfo.hasNextPage).toBe(false);
   });
 
   it('returns a window between two cursors', async () => {
@@ -100,20 +99,36 @@ describe('bad connection arguments', () => {
     expect(errors![0]!.extensions).toEqual({ code: 'BAD_USER_INPUT', argumentName, serviceName: 'catalog' });
   });
 
-  it('rejects a cursor from another list, another order or with a tampered id', async () => {
+  it('rejects a cursor from another list, another order or filter, or with a tampered value or id', async () => {
     const userCursor = (await suite.harness.query(USERS_LIST, { first: 1 })).data!.users.pageInfo.endCursor as string;
     const { data } = await suite.harness.query(PRODUCTS_BY_PRICE, { direction: 'ASC', first: 1 });
     const priceCursor = data!.products.pageInfo.endCursor as string;
     const cases = [
       { direction: 'ASC', after: userCursor },
       { direction: 'DESC', after: priceCursor },
+      { direction: 'ASC', status: 'ACTIVE', after: priceCursor },
       { direction: 'ASC', before: tamper(priceCursor, ([key, value]) => [key, value, "x' OR 1=1 --"]) },
       { direction: 'ASC', after: tamper(priceCursor, ([key, , id]) => [key, 'cheap', id]) },
+      // Values that would pass a lax check and then fail in PostgreSQL (an int4 column).
+      { direction: 'ASC', after: tamper(priceCursor, ([key, , id]) => [key, 2 ** 40, id]) },
     ];
     for (const variables of cases) {
       const { errors } = await suite.harness.query(PRODUCTS_BY_PRICE, variables);
       expect(errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after' in variables ? 'after' : 'before', serviceName: 'catalog' }]);
     }
+  });
+
+  it("rejects one product's review cursor on another product, and a date no encoder writes", async () => {
+    const [first, second] = dataset.products;
+    const reviews = await page(PRODUCT_REVIEWS, { id: first!.id, first: 2 }, (d) => d.product.reviews);
+    const foreign = await suite.harness.query(PRODUCT_REVIEWS, { id: second!.id, first: 2, after: reviews.pageInfo.endCursor });
+    expect(foreign.data!.product).toMatchObject({ id: second!.id, reviews: null });
+    expect(foreign.errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after', serviceName: 'reviews' }]);
+
+    const users = await page(USERS_LIST, { first: 1 }, (d) => d.users);
+    const yearZero = tamper(users.pageInfo.endCursor!, ([key, , id]) => [key, '0000-01-01T00:00:00.000Z', id]);
+    const { errors } = await suite.harness.query(USERS_LIST, { first: 1, after: yearZero });
+    expect(errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after', serviceName: 'accounts' }]);
   });
 
   it('rejects a bad nested page on its own field and still renders the rest', async () => {
@@ -129,14 +144,18 @@ interface WalkOptions<T extends { id: string }> {
   /** The rows in list order before the walk starts. */
   initial: T[];
   fetchPage(after: string | null): Promise<Page>;
-  /** Inserts rows around the cursor's row (ties on its sort value, far behind, far ahead). */
+  /**
+   * Inserts rows around the cursor's row: ties on its sort value with ids just below and just above
+   * its id (one lands before the cursor, one after, whatever the direction), and rows far on each side.
+   */
   insertAround(cursorRowId: string, step: number): Promise<void>;
   remove(id: string): Promise<void>;
 }
 
 /**
- * Pages forward through a list; between pages, inserts rows around the cursor and deletes one row
- * already shown and one not reached yet. Returns what was seen and what was deleted when.
+ * Pages forward through a list; between pages, inserts rows around the cursor and deletes the
+ * cursor's own row, one row shown earlier and one not reached yet. Returns what was seen and what
+ * was deleted when.
  */
 async function walkWhileWriting<T extends { id: string }>({ initial, fetchPage, insertAround, remove }: WalkOptions<T>) {
   const seen: string[] = [];
@@ -151,19 +170,28 @@ async function walkWhileWriting<T extends { id: string }>({ initial, fetchPage, 
     if (!current.pageInfo.hasNextPage) break;
     after = current.pageInfo.endCursor;
     steps += 1;
-    await insertAround(current.ids.at(-1)!, steps);
+    const cursorRow = current.ids.at(-1)!;
+    await insertAround(cursorRow, steps);
     const ahead = initial.find((row) => !seen.includes(row.id) && !deleted(row.id) && row.id !== initial.at(-1)!.id);
-    const behind = initial.find((row) => seen.includes(row.id) && !deleted(row.id));
+    const behind = initial.find((row) => seen.includes(row.id) && !deleted(row.id) && row.id !== cursorRow);
     if (ahead) {
       await remove(ahead.id);
       deletedUnseen.add(ahead.id);
     }
-    if (behind) {
-      await remove(behind.id);
-      deletedSeen.add(behind.id);
+    // The next page starts from a cursor whose row no longer exists: keyset pages need no row, only its values.
+    for (const id of [cursorRow, behind?.id]) {
+      if (!id || deleted(id)) continue;
+      await remove(id);
+      deletedSeen.add(id);
     }
   }
   return { seen, steps, deletedUnseen, deletedSeen };
+}
+
+/** A UUID sorting just below or above `id` (the last 12 hex digits changed by one). */
+function neighbourId(id: string, offset: -1 | 1): string {
+  const tail = BigInt(`0x${id.slice(24)}`) + BigInt(offset);
+  return `${id.slice(0, 24)}${tail.toString(16).padStart(12, '0')}`;
 }
 
 function expectNoDuplicateAndNoSkip(initial: Array<{ id: string }>, walk: Awaited<ReturnType<typeof walkWhileWriting>>) {
@@ -180,16 +208,23 @@ function expectNoDuplicateAndNoSkip(initial: Array<{ id: string }>, walk: Awaite
 describe('walking while rows are inserted and deleted', () => {
   it('never repeats a product and never skips one that existed for the whole walk (ties on price included)', async () => {
     const { prisma } = suite.harness.database;
-    const initial = byPrice(dataset.products);
+    // The list as it stands (earlier tests in this file write too), not as seeded.
+    const initial = byPrice(await prisma.product.findMany({ select: { id: true, priceCents: true } }));
     const priceOf = new Map(initial.map((p) => [p.id, p.priceCents]));
     const walk = await walkWhileWriting({
       initial,
       fetchPage: (after) => productsByPrice({ first: 7, after }),
       insertAround: async (cursorRowId, step) => {
         const cursorPrice = priceOf.get(cursorRowId)!;
-        for (const priceCents of [cursorPrice, cursorPrice, 100, 60_000]) {
-          const created = await prisma.product.create({ data: { sku: `WALK-${step}-${randomUUID().slice(0, 8)}`, title: 'Inserted mid-walk', priceCents, currency: 'USD' } });
-          priceOf.set(created.id, priceCents);
+        const rows = [
+          { id: neighbourId(cursorRowId, -1), priceCents: cursorPrice },
+          { id: neighbourId(cursorRowId, 1), priceCents: cursorPrice },
+          { id: randomUUID(), priceCents: 100 },
+          { id: randomUUID(), priceCents: 60_000 },
+        ];
+        for (const row of rows) {
+          await prisma.product.create({ data: { ...row, sku: `WALK-${step}-${randomUUID().slice(0, 8)}`, title: 'Inserted mid-walk', currency: 'USD' } });
+          priceOf.set(row.id, row.priceCents);
         }
       },
       remove: async (id) => {
@@ -202,16 +237,22 @@ describe('walking while rows are inserted and deleted', () => {
   it("does the same for a product's reviews, with ties on createdAt", async () => {
     const { prisma } = suite.harness.database;
     const product = dataset.products[1]!;
-    const initial = newestFirst(dataset.reviews.filter((r) => r.productId === product.id));
+    const initial = newestFirst(await prisma.review.findMany({ where: { productId: product.id }, select: { id: true, createdAt: true } }));
     const createdAtOf = new Map(initial.map((r) => [r.id, r.createdAt]));
     const walk = await walkWhileWriting({
       initial,
       fetchPage: (after) => page(PRODUCT_REVIEWS, { id: product.id, first: 6, after }, (d) => d.product.reviews),
       insertAround: async (cursorRowId) => {
         const cursorCreatedAt = createdAtOf.get(cursorRowId)!;
-        for (const createdAt of [cursorCreatedAt, cursorCreatedAt, new Date(), new Date(0)]) {
-          const created = await prisma.review.create({ data: { productId: product.id, authorId: dataset.users[0]!.id, rating: 3, body: 'Mid-walk.', createdAt } });
-          createdAtOf.set(created.id, createdAt);
+        const rows = [
+          { id: neighbourId(cursorRowId, -1), createdAt: cursorCreatedAt },
+          { id: neighbourId(cursorRowId, 1), createdAt: cursorCreatedAt },
+          { id: randomUUID(), createdAt: new Date() },
+          { id: randomUUID(), createdAt: new Date(0) },
+        ];
+        for (const row of rows) {
+          await prisma.review.create({ data: { ...row, productId: product.id, authorId: dataset.users[0]!.id, rating: 3, body: 'Mid-walk.' } });
+          createdAtOf.set(row.id, row.createdAt);
         }
       },
       remove: async (id) => {
@@ -219,5 +260,44 @@ describe('walking while rows are inserted and deleted', () => {
       },
     });
     expectNoDuplicateAndNoSkip(initial, walk);
+  });
+
+  it('does the same for active products newest first and for users', async () => {
+    const { prisma } = suite.harness.database;
+    const active = newestFirst(await prisma.product.findMany({ where: { status: 'ACTIVE' }, select: { id: true, createdAt: true } }));
+    const productCreatedAt = new Map(active.map((p) => [p.id, p.createdAt]));
+    const products = await walkWhileWriting({
+      initial: active,
+      fetchPage: (after) => page(PRODUCTS_BY_DATE, { status: 'ACTIVE', first: 6, after }, (d) => d.products),
+      insertAround: async (cursorRowId, step) => {
+        const createdAt = productCreatedAt.get(cursorRowId)!;
+        for (const [index, id] of [neighbourId(cursorRowId, -1), neighbourId(cursorRowId, 1)].entries()) {
+          await prisma.product.create({ data: { id, createdAt, status: 'ACTIVE', sku: `DATE-${step}-${index}`, title: 'Tie', priceCents: 900, currency: 'USD' } });
+          productCreatedAt.set(id, createdAt);
+        }
+      },
+      remove: async (id) => {
+        await prisma.product.delete({ where: { id } });
+      },
+    });
+    expectNoDuplicateAndNoSkip(active, products);
+
+    const initialUsers = newestFirst(await prisma.user.findMany({ select: { id: true, createdAt: true } }));
+    const userCreatedAt = new Map(initialUsers.map((u) => [u.id, u.createdAt]));
+    const users = await walkWhileWriting({
+      initial: initialUsers,
+      fetchPage: (after) => page(USERS_LIST, { first: 15, after }, (d) => d.users),
+      insertAround: async (cursorRowId) => {
+        const createdAt = userCreatedAt.get(cursorRowId)!;
+        for (const id of [neighbourId(cursorRowId, -1), neighbourId(cursorRowId, 1)]) {
+          await prisma.user.create({ data: { id, createdAt, displayName: 'Tie', email: `${id}@example.com` } });
+          userCreatedAt.set(id, createdAt);
+        }
+      },
+      remove: async (id) => {
+        await prisma.user.delete({ where: { id } });
+      },
+    });
+    expectNoDuplicateAndNoSkip(initialUsers, users);
   });
 });

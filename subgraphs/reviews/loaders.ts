@@ -1,7 +1,7 @@
 import DataLoader from 'dataloader';
 import { Prisma, type Review } from '../../generated/prisma/client';
 import { dataLoaderOptions, keyedLoader, type LoaderOptions } from '../../lib/loaders';
-import { pageKey, sortValue, type Ordering, type PageRequest } from '../../lib/pagination';
+import { pageKey, type Ordering, type PageRequest, type Seek } from '../../lib/pagination';
 import type { ReviewsDb } from './context';
 
 /** The one order reviews are listed in; the SQL below spells it out (created_at, id). */
@@ -55,7 +55,8 @@ function ratingStatsSql(productIds: string[]): Prisma.Sql {
  * (parent column, created_at, id) index from the cursor and stops after size + 1 rows.
  */
 function pageSql(branch: number, parent: ReviewParent, parentIds: string[], page: PageRequest): Prisma.Sql {
-  const position = (seek: NonNullable<PageRequest['after']>) => Prisma.sql`(${sortValue(NEWEST_FIRST, seek)}::timestamptz, ${seek.id}::uuid)`;
+  // The cursor's ISO instant carries its zone (Z), so the comparison holds in any session time zone.
+  const position = (seek: Seek) => Prisma.sql`(${String(seek.value)}::timestamptz, ${seek.id}::uuid)`;
   // Newest first: rows after a cursor are older (smaller), rows before it newer.
   const bounds = [
     ...(page.after ? [Prisma.sql`AND (created_at, id) < ${position(page.after)}`] : []),
@@ -75,7 +76,8 @@ function pageSql(branch: number, parent: ReviewParent, parentIds: string[], page
 /**
  * Everything the resolvers of one subgraph fetch asked about reviews by parent (rating stats,
  * pages of a product's or an author's reviews) in ONE statement: a UNION ALL with a branch per
- * kind of request. Results come back in slice order.
+ * kind of request. Results come back in slice order. Being one statement, it fails as one: the
+ * resolvers validate arguments (pageRequest) before loading, so only a database failure gets here.
  */
 async function loadSlices(db: ReviewsDb, slices: readonly ReviewSlice[]): Promise<SliceResult[]> {
   const statsIds = new Set<string>();
@@ -115,9 +117,13 @@ async function loadSlices(db: ReviewsDb, slices: readonly ReviewSlice[]): Promis
   return slices.map((slice) => {
     if (slice.kind === 'ratingStats') return stats.get(slice.productId) ?? { reviewCount: 0, averageRating: null };
     const group = pageGroups.get(`${slice.parent}:${pageKey(slice.page)}`)!;
-    return pages.get(`${group.branch}:${slice.parentId}`) ?? [];
+    // A UNION ALL promises no row order, so each page is put in fetch order here (at most 101 rows).
+    return (pages.get(`${group.branch}:${slice.parentId}`) ?? []).sort(slice.page.backward ? oldestFirst : newestFirst);
   });
 }
+
+const newestFirst = (a: Review, b: Review) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+const oldestFirst = (a: Review, b: Review) => -newestFirst(a, b);
 
 const sliceKey = (slice: ReviewSlice) =>
   slice.kind === 'ratingStats' ? `stats:${slice.productId}` : `page:${slice.parent}:${slice.parentId}:${pageKey(slice.page)}`;

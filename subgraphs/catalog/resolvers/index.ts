@@ -2,7 +2,7 @@ import { DateTimeResolver } from 'graphql-scalars';
 import { z } from 'zod';
 import { clientError, ErrorCode, isPrismaError, notFound } from '../../../lib/errors';
 import { isUuid, parseId } from '../../../lib/ids';
-import { pageRequest, seekQuery, toConnection, type Ordering } from '../../../lib/pagination';
+import { forList, pageRequest, seekQuery, toConnection, type Ordering } from '../../../lib/pagination';
 import { validate } from '../../../lib/validation';
 import type { ProductOrder, Resolvers } from '../__generated__/resolvers-types';
 
@@ -42,7 +42,8 @@ export const resolvers: Resolvers = {
   Query: {
     product: (_root, { id }, { loaders }) => loaders.productById.load(parseId(id, 'id')),
     products: async (_root, { filter, orderBy, ...pageArgs }, { db }) => {
-      const ordering = productOrdering(orderBy);
+      // A cursor belongs to one filter as well as one order.
+      const ordering = forList(productOrdering(orderBy), filter?.status);
       const page = pageRequest(pageArgs, ordering);
       const seek = seekQuery(ordering, page);
       const rows = await db.product.findMany({ ...seek, where: { ...seek.where, ...(filter?.status ? { status: filter.status } : {}) } });

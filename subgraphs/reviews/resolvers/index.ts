@@ -2,7 +2,7 @@ import { DateTimeResolver } from 'graphql-scalars';
 import { z } from 'zod';
 import { forbidden, isPrismaError, notFound, unauthenticated } from '../../../lib/errors';
 import { isUuid, parseId } from '../../../lib/ids';
-import { pageRequest, toConnection, type PageArgs } from '../../../lib/pagination';
+import { forList, pageRequest, toConnection, type PageArgs } from '../../../lib/pagination';
 import { validate } from '../../../lib/validation';
 import type { Resolvers } from '../__generated__/resolvers-types';
 import type { Context } from '../context';
@@ -16,8 +16,10 @@ const createInput = z.object({
 
 /** One page of a product's or an author's reviews, newest first, batched with its siblings. */
 async function reviewPage({ loaders }: Context, parent: ReviewParent, parentId: string, args: PageArgs) {
-  const page = pageRequest(args, NEWEST_FIRST);
-  return toConnection(await loaders.reviewPage(parent, parentId, page), page, NEWEST_FIRST);
+  // A cursor from one product's (or author's) reviews is refused on another's.
+  const ordering = forList(NEWEST_FIRST, parent, parentId);
+  const page = pageRequest(args, ordering);
+  return toConnection(await loaders.reviewPage(parent, parentId, page), page, ordering);
 }
 
 export const resolvers: Resolvers = {
@@ -55,7 +57,8 @@ export const resolvers: Resolvers = {
   },
   Product: {
     // Products are owned by catalog: a reference is all this subgraph needs to contribute fields.
-    __resolveReference: (ref) => ({ id: ref.id }),
+    // Ids are stored and returned lower-case; a representation may not be.
+    __resolveReference: (ref) => ({ id: ref.id.toLowerCase() }),
     reviews: (product, args, context) => (isUuid(product.id) ? reviewPage(context, 'product', product.id, args) : null),
     reviewCount: async (product, _args, { loaders }) =>
       isUuid(product.id) ? (await loaders.ratingStats(product.id)).reviewCount : null,
@@ -66,7 +69,7 @@ export const resolvers: Resolvers = {
     product: (payload) => ({ id: payload.productId }),
   },
   User: {
-    __resolveReference: (ref) => ({ id: ref.id }),
+    __resolveReference: (ref) => ({ id: ref.id.toLowerCase() }),
     reviews: (user, args, context) => (isUuid(user.id) ? reviewPage(context, 'author', user.id, args) : null),
   },
 };
