@@ -1,6 +1,7 @@
 import { runServer } from '../lib/cli';
 import { loadConfig, subgraphUrl } from '../lib/config';
 import { createLogger } from '../lib/logger';
+import { gatewaySecurity } from './auth';
 import { startGateway } from './server';
 
 /** Runs the gateway on its own, calling subgraphs at ACCOUNTS_URL, CATALOG_URL and REVIEWS_URL (or the default ports). */
@@ -16,6 +17,7 @@ runServer(async () => {
       catalog: subgraphUrl(config, 'catalog'),
       reviews: subgraphUrl(config, 'reviews'),
     },
+    ...gatewaySecurity(config),
     logger,
   });
   logger.info({ url: server.url }, 'gateway ready');

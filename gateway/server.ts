@@ -7,8 +7,9 @@ import { ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/
 import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
 import { maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
-import { readCallerId, USER_ID_HEADER } from '../lib/identity';
+import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
 import type { Logger } from '../lib/logger';
+import type { BearerAuthenticator } from './auth';
 
 // Nothing in this service may call out to the internet.
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
@@ -16,7 +17,10 @@ process.env.APOLLO_TELEMETRY_DISABLED = '1';
 export const SUPERGRAPH_PATH = join(__dirname, '..', 'schema', 'supergraph.graphql');
 
 export interface GatewayContext extends BaseContext {
+  /** The verified user id from the bearer token, or null for an anonymous caller. */
   callerId: string | null;
+  /** The caller's identity signed for subgraphs: made once per request, on the first subgraph fetch. */
+  signedIdentity?: Promise<string>;
 }
 
 export interface GatewayOptions {
@@ -30,13 +34,25 @@ export interface GatewayOptions {
   host?: string;
   /** How long SIGTERM lets in-flight requests finish. Defaults to 10000 ms. */
   shutdownGraceMs?: number;
+  /** Verifies the client's bearer token (see createBearerAuthenticator). */
+  authenticate: BearerAuthenticator;
+  /** Signs the caller's identity for subgraphs (see createIdentitySigner). */
+  signIdentity: IdentitySigner;
   logger: Logger;
 }
 
-/** Forwards the caller's identity to every subgraph fetch. */
+/** Passes the caller's identity, signed, to every subgraph fetch (anonymous callers too). */
 class IdentityForwardingDataSource extends RemoteGraphQLDataSource<GatewayContext> {
-  override willSendRequest({ request, context }: Parameters<NonNullable<RemoteGraphQLDataSource<GatewayContext>['willSendRequest']>>[0]) {
-    if (context.callerId) request.http?.headers.set(USER_ID_HEADER, context.callerId);
+  constructor(
+    config: ConstructorParameters<typeof RemoteGraphQLDataSource<GatewayContext>>[0],
+    private readonly signIdentity: IdentitySigner,
+  ) {
+    super(config);
+  }
+
+  override async willSendRequest({ request, context }: Parameters<NonNullable<RemoteGraphQLDataSource<GatewayContext>['willSendRequest']>>[0]) {
+    context.signedIdentity ??= this.signIdentity(context.callerId ?? null);
+    request.http?.headers.set(IDENTITY_HEADER, await context.signedIdentity);
   }
 }
 
@@ -45,7 +61,7 @@ export function startGateway(options: GatewayOptions): Promise<RunningServer> {
   const gateway = new ApolloGateway({
     // A static supergraph: no managed federation, no runtime introspection of subgraphs.
     supergraphSdl: options.supergraphSdl ?? readFileSync(SUPERGRAPH_PATH, 'utf8'),
-    buildService: ({ name, url }) => new IdentityForwardingDataSource({ url: options.subgraphUrls?.[name] ?? url }),
+    buildService: ({ name, url }) => new IdentityForwardingDataSource({ url: options.subgraphUrls?.[name] ?? url }, options.signIdentity),
     logger: options.logger,
   });
   return startGraphQLHttpServer<GatewayContext>({
@@ -59,7 +75,8 @@ export function startGateway(options: GatewayOptions): Promise<RunningServer> {
         ApolloServerPluginSchemaReportingDisabled(),
       ],
     },
-    context: async ({ req }) => ({ callerId: readCallerId(req.headers) }),
+    // A bad token is a 401 before anything runs; no token is an anonymous caller.
+    context: async ({ req }) => ({ callerId: await options.authenticate(req.headers.authorization) }),
     ready: async () => true,
     host: options.host,
     port: options.port,

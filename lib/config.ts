@@ -38,6 +38,16 @@ const schema = z.object({
    * implementation would be. Only for measuring N+1 (`npm run bench:n1`). Defaults to on.
    */
   BATCHING: z.enum(['on', 'off']).default('on'),
+  /** HS256 secret (32+ characters) that client bearer tokens are signed with. Defaults to one generated into DATA_DIR/secrets.json. */
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** A JWKS JSON file of public keys to verify client tokens with (RS256/ES256/EdDSA) instead of JWT_SECRET. Defaults to none. */
+  JWT_JWKS_FILE: z.string().min(1).optional(),
+  /** Required `iss` of client tokens. Defaults to storefront-supergraph. */
+  JWT_ISSUER: z.string().min(1).default('storefront-supergraph'),
+  /** Required `aud` of client tokens. Defaults to storefront. */
+  JWT_AUDIENCE: z.string().min(1).default('storefront'),
+  /** Secret the gateway signs the caller's identity for subgraphs with; every process must share it. Defaults to one generated into DATA_DIR/secrets.json. */
+  IDENTITY_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */

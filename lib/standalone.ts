@@ -1,13 +1,13 @@
 import { runServer } from './cli';
 import type { DatabaseClient } from './db';
-import type { Config, SubgraphName } from './config';
+import type { SubgraphName } from './config';
 import { loadConfig } from './config';
-import { runSubgraph, type SubgraphDefinition } from './subgraph';
+import { runSubgraph, type SubgraphDefinition, type SubgraphServices } from './subgraph';
 
 /** Runs one subgraph as its own process (DATABASE_URL required), draining on SIGTERM/SIGINT. */
 export function runStandalone<TContext extends object>(
   name: SubgraphName,
-  build: (database: DatabaseClient, config: Config) => SubgraphDefinition<TContext>,
+  build: (database: DatabaseClient, services: SubgraphServices) => SubgraphDefinition<TContext>,
 ): void {
   runServer(async () => {
     const config = loadConfig();

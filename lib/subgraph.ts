@@ -8,6 +8,9 @@ import { parse } from 'graphql';
 import type { Config, SubgraphName } from './config';
 import { subgraphPort } from './config';
 import { createDatabaseClient, type DatabaseClient } from './db';
+import { createIdentitySigner, createIdentityVerifier, type IdentitySigner, type IdentityVerifier } from './identity';
+import type { LoaderOptions } from './loaders';
+import { loadSecrets } from './secrets';
 import { maskUnexpectedErrors } from './errors';
 import { startGraphQLHttpServer, type RunningServer } from './http-server';
 import { createLogger, type Logger } from './logger';
@@ -19,6 +22,26 @@ export interface SubgraphDefinition<TContext extends object> {
   name: SubgraphName;
   resolvers: unknown;
   createContext(args: ExpressContextFunctionArgument): Promise<TContext>;
+}
+
+/** What every subgraph's context needs besides its database. */
+export interface SubgraphServices {
+  /** Reads the caller from the gateway's signed identity header; throws 401 when it is missing or forged. */
+  verifyCaller: IdentityVerifier;
+  /** Signs an identity for calls this subgraph makes to another one. */
+  signIdentity: IdentitySigner;
+  loaderOptions: LoaderOptions;
+  config: Config;
+}
+
+export function createSubgraphServices(config: Config): SubgraphServices {
+  const { identitySecret } = loadSecrets(config);
+  return {
+    verifyCaller: createIdentityVerifier(identitySecret),
+    signIdentity: createIdentitySigner(identitySecret),
+    loaderOptions: { batching: config.BATCHING === 'on' },
+    config,
+  };
 }
 
 export interface StartSubgraphOptions {
@@ -62,13 +85,13 @@ export function startSubgraph<TContext extends object>(
  */
 export async function runSubgraph<TContext extends object>(
   name: SubgraphName,
-  build: (database: DatabaseClient, config: Config) => SubgraphDefinition<TContext>,
+  build: (database: DatabaseClient, services: SubgraphServices) => SubgraphDefinition<TContext>,
   config: Config,
   databaseUrl: string,
 ): Promise<{ server: RunningServer; stop(): Promise<void> }> {
   const logger = createLogger(name, config.LOG_LEVEL);
   const database = createDatabaseClient(databaseUrl, { poolSize: config.DB_POOL_SIZE });
-  const server = await startSubgraph(build(database, config), {
+  const server = await startSubgraph(build(database, createSubgraphServices(config)), {
     port: subgraphPort(config, name),
     host: config.HOST,
     database,

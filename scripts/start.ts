@@ -4,6 +4,7 @@ import { ensureDatabase } from '../lib/database';
 import type { RunningServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
 import { runSubgraph } from '../lib/subgraph';
+import { gatewaySecurity } from '../gateway/auth';
 import { startGateway } from '../gateway/server';
 import { migrate } from '../prisma/migrate';
 import { generateDataset, isEmpty, seed } from '../prisma/seed';
@@ -41,6 +42,7 @@ async function main(): Promise<() => Promise<void>> {
     host: config.HOST,
     shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
     subgraphUrls: { accounts: accounts.url, catalog: catalog.url, reviews: reviews.url },
+    ...gatewaySecurity(config),
     logger: createLogger('gateway', config.LOG_LEVEL),
   });
   const url = gateway.url.replace('//127.0.0.1:', '//localhost:');

@@ -4,7 +4,7 @@ import { startSubgraph } from '../lib/subgraph';
 import { generateDataset } from '../prisma/seed';
 import { accountsSubgraph } from '../subgraphs/accounts/server';
 import { FIXTURE_SCALE } from './global-setup';
-import { useHarness } from './harness';
+import { testSubgraphServices, useHarness } from './harness';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const newestFirst = <T extends { createdAt: Date; id: string }>(rows: T[]) =>
@@ -102,7 +102,7 @@ describe('writes through the gateway', () => {
   const CREATE = 'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id rating body author { id displayName } product { id title } } }';
 
   it('creates a review as the caller and reads it back as the newest review of the product', async () => {
-    const created = await suite.harness.query(CREATE, { input: { productId: product.id, rating: 4, body: 'Sturdy and light.' } }, { headers: { 'x-user-id': author.id } });
+    const created = await suite.harness.query(CREATE, { input: { productId: product.id, rating: 4, body: 'Sturdy and light.' } }, { as: author.id });
     expect(created.errors).toBeUndefined();
     const review = created.data!.createReview;
     expect(review).toMatchObject({ rating: 4, body: 'Sturdy and light.', author: { id: author.id, displayName: author.displayName }, product: { id: product.id, title: product.title } });
@@ -111,10 +111,10 @@ describe('writes through the gateway', () => {
     expect(read.data!.product.reviews.edges[0].node).toEqual({ id: review.id, body: 'Sturdy and light.' });
     expect(read.data!.product.reviewCount).toBe(dataset.reviews.filter((r) => r.productId === product.id).length + 1);
 
-    const forbidden = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: review.id }, { headers: { 'x-user-id': someoneElse.id } });
+    const forbidden = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: review.id }, { as: someoneElse.id });
     expect(forbidden.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
 
-    const deleted = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId product { id } } }', { id: review.id }, { headers: { 'x-user-id': author.id } });
+    const deleted = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId product { id } } }', { id: review.id }, { as: author.id });
     expect(deleted.errors).toBeUndefined();
     expect(deleted.data!.deleteReview).toEqual({ deletedReviewId: review.id, product: { id: product.id } });
     const again = await suite.harness.query('query ($id: ID!) { review(id: $id) { id } }', { id: review.id });
@@ -137,7 +137,7 @@ describe('bad input gets a clear, coded error', () => {
   const author = dataset.users[3]!;
   const product = dataset.products[0]!;
   const CREATE = 'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id } }';
-  const asAuthor = { headers: { 'x-user-id': author.id } };
+  const asAuthor = { as: author.id };
 
   const expectCleanError = (response: { status: number; errors?: any[] }, code: string) => {
     expect(response.status).toBeLessThan(500);
@@ -206,7 +206,7 @@ describe('HTTP surface', () => {
 
   it('reports a subgraph as not ready when its database is unreachable', async () => {
     const unreachable = createDatabaseClient('postgresql://postgres@127.0.0.1:1/nowhere', { poolSize: 1 });
-    const server = await startSubgraph(accountsSubgraph(unreachable, { BATCHING: 'on' }), { port: 0, host: '127.0.0.1', database: unreachable, logger: createLogger('test', 'silent') });
+    const server = await startSubgraph(accountsSubgraph(unreachable, testSubgraphServices()), { port: 0, host: '127.0.0.1', database: unreachable, logger: createLogger('test', 'silent') });
     try {
       const ready = await fetch(server.url.replace('/graphql', '/readyz'));
       expect(ready.status).toBe(503);

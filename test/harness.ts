@@ -4,7 +4,9 @@ import { loadConfig, type SubgraphName } from '../lib/config';
 import { createDatabaseClient, type DatabaseClient, type SqlStatement } from '../lib/db';
 import type { RunningServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
-import { startSubgraph } from '../lib/subgraph';
+import { createSubgraphServices, startSubgraph } from '../lib/subgraph';
+import { IDENTITY_HEADER } from '../lib/identity';
+import { gatewaySecurity, issueToken } from '../gateway/auth';
 import { startGateway } from '../gateway/server';
 import { accountsSubgraph } from '../subgraphs/accounts/server';
 import { catalogSubgraph } from '../subgraphs/catalog/server';
@@ -59,6 +61,15 @@ function createStatementLog(): StatementLog {
   };
 }
 
+/** Secrets the harness runs with (tests forge tokens with other ones). */
+export const TEST_JWT_SECRET = 'test-jwt-secret-of-at-least-32-characters';
+export const TEST_IDENTITY_SECRET = 'test-identity-secret-of-at-least-32-chars';
+
+/** Subgraph services configured as the harness configures them (same secrets). */
+export function testSubgraphServices(env: NodeJS.ProcessEnv = {}) {
+  return createSubgraphServices(loadConfig({ ...process.env, JWT_SECRET: TEST_JWT_SECRET, IDENTITY_SECRET: TEST_IDENTITY_SECRET, ...env }));
+}
+
 export interface HarnessOptions {
   /** DataLoader batching in every subgraph; false is the naive N+1 mode of `npm run bench:n1`. Defaults to true. */
   batching?: boolean;
@@ -71,7 +82,18 @@ export interface Harness {
   database: DatabaseClient;
   sql: StatementLog;
   /** POSTs an operation to the gateway (or `url`) and returns status, headers and the JSON body. */
-  query<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: { headers?: Record<string, string>; url?: string }): Promise<GraphQLResponse<T>>;
+  /**
+   * POSTs an operation to the gateway, or to `url` (a subgraph). `as` signs in as that user: a bearer
+   * token for the gateway, a signed identity header for a subgraph (which gets an anonymous signed
+   * header otherwise, unless `unsigned`).
+   */
+  query<T = Record<string, any>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    options?: { headers?: Record<string, string>; url?: string; as?: string; unsigned?: boolean },
+  ): Promise<GraphQLResponse<T>>;
+  /** A bearer token for `userId`, signed as the gateway expects. */
+  tokenFor(userId: string, expiresIn?: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -80,7 +102,16 @@ export interface Harness {
  * HTTP servers, in the way apollographql/federation's tests do.
  */
 export async function startSubgraphsAndGateway(databaseUrl: string, options: HarnessOptions = {}): Promise<Harness> {
-  const config = loadConfig({ ...process.env, DATABASE_URL: databaseUrl, BATCHING: options.batching === false ? 'off' : 'on' });
+  const config = loadConfig({
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    BATCHING: options.batching === false ? 'off' : 'on',
+    // Fixed test secrets: nothing is written to DATA_DIR.
+    JWT_SECRET: TEST_JWT_SECRET,
+    IDENTITY_SECRET: TEST_IDENTITY_SECRET,
+  });
+  const services = testSubgraphServices({ DATABASE_URL: databaseUrl, BATCHING: config.BATCHING });
+  const security = gatewaySecurity(config);
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const sql = createStatementLog();
   // Each subgraph has its own pool, as in production, so statements are counted per subgraph.
@@ -89,24 +120,35 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
   ) as Record<SubgraphName, DatabaseClient>;
   const database = createDatabaseClient(databaseUrl, { poolSize: 2 });
   const common = { port: 0, host: '127.0.0.1', logger, shutdownGraceMs: 1_000 };
-  const accounts = await startSubgraph(accountsSubgraph(databases.accounts, config), { ...common, database: databases.accounts });
-  const catalog = await startSubgraph(catalogSubgraph(databases.catalog, config), { ...common, database: databases.catalog });
-  const reviews = await startSubgraph(reviewsSubgraph(databases.reviews, config, createCatalogClient(catalog.url)), { ...common, database: databases.reviews });
+  const accounts = await startSubgraph(accountsSubgraph(databases.accounts, services), { ...common, database: databases.accounts });
+  const catalog = await startSubgraph(catalogSubgraph(databases.catalog, services), { ...common, database: databases.catalog });
+  const reviews = await startSubgraph(reviewsSubgraph(databases.reviews, services, createCatalogClient(catalog.url, services.signIdentity)), { ...common, database: databases.reviews });
   const gateway = await startGateway({
     port: 0,
+    ...security,
     logger,
     shutdownGraceMs: 1_000,
     subgraphUrls: { accounts: accounts.url, catalog: catalog.url, reviews: reviews.url },
   });
+  const tokenFor = (userId: string, expiresIn?: string) =>
+    issueToken({ secret: TEST_JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, userId, expiresIn });
   return {
     gatewayUrl: gateway.url,
     subgraphs: { accounts, catalog, reviews },
     database,
     sql,
+    tokenFor,
     async query(query, variables = {}, options = {}) {
-      const response = await fetch(options.url ?? gateway.url, {
+      const url = options.url ?? gateway.url;
+      const auth: Record<string, string> = {};
+      if (url === gateway.url) {
+        if (options.as) auth.authorization = `Bearer ${await tokenFor(options.as)}`;
+      } else if (!options.unsigned) {
+        auth[IDENTITY_HEADER] = await services.signIdentity(options.as ?? null);
+      }
+      const response = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...options.headers },
+        headers: { 'content-type': 'application/json', ...auth, ...options.headers },
         body: JSON.stringify({ query, variables }),
       });
       const body = (await response.json()) as { data?: any; errors?: any[] };

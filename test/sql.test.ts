@@ -35,9 +35,9 @@ const mean = (reviews: SeedReview[]) => (reviews.length ? reviews.reduce((sum, r
 const suite = useHarness({ scale: BENCH_SCALE });
 
 /** Runs an operation through the gateway and returns its data and the statements each subgraph sent. */
-async function counted(query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
+async function counted(query: string, variables: Record<string, unknown> = {}) {
   suite.harness.sql.reset();
-  const { data, errors } = await suite.harness.query(query, variables, { headers });
+  const { data, errors } = await suite.harness.query(query, variables);
   expect(errors).toBeUndefined();
   return { data: data!, counts: suite.harness.sql.counts() };
 }
@@ -206,9 +206,9 @@ describe('every statement is served by an index', () => {
   /** Distinct statements that read or change rows (BEGIN, COMMIT and plain INSERTs scan nothing). */
   const planned = (from: CapturedStatement[]) =>
     [...new Map(from.map((s) => [s.text, s])).values()].filter((s) => /^\s*\(?\s*(SELECT|UPDATE|DELETE|WITH)\b/i.test(s.text));
-  const run = async (query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}, into = captured) => {
+  const run = async (query: string, variables: Record<string, unknown> = {}, as?: string, into = captured) => {
     suite.harness.sql.reset();
-    const response = await suite.harness.query(query, variables, { headers });
+    const response = await suite.harness.query(query, variables, { as });
     expect(response.errors).toBeUndefined();
     for (const [subgraph, list] of Object.entries(suite.harness.sql.statements)) into.push(...list.map((s) => ({ ...s, subgraph })));
     return response.data!;
@@ -245,9 +245,9 @@ describe('every statement is served by an index', () => {
     const created = await run(
       'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id } }',
       { input: { productId: product.id, rating: 4, body: 'Indexed.' } },
-      { 'x-user-id': user.id },
+      user.id,
     );
-    await run('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: created.createReview.id }, { 'x-user-id': user.id });
+    await run('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: created.createReview.id }, user.id);
   }, 60_000);
 
   it('plans no sequential scan of users, products or reviews for any statement the resolvers issue', async () => {
@@ -262,8 +262,8 @@ describe('every statement is served by an index', () => {
     // what must hold is that an index can serve it. With sequential scans disabled, a plan still
     // contains one only where no index applies.
     const large: CapturedStatement[] = [];
-    await run(STOREFRONT_PAGE, { first: 100 }, {}, large);
-    await run(USERS_PAGE, { first: 100 }, {}, large);
+    await run(STOREFRONT_PAGE, { first: 100 }, undefined, large);
+    await run(USERS_PAGE, { first: 100 }, undefined, large);
     expect(await sequentialScans(planned(large), { enableSeqscan: false })).toEqual([]);
   });
 

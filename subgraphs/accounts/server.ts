@@ -1,9 +1,8 @@
-import type { Config } from '../../lib/config';
 import type { DatabaseClient } from '../../lib/db';
-import type { SubgraphDefinition } from '../../lib/subgraph';
+import type { SubgraphDefinition, SubgraphServices } from '../../lib/subgraph';
 import { createContext, type Context } from './context';
 import { resolvers } from './resolvers';
 
-export function accountsSubgraph(database: DatabaseClient, config: Pick<Config, 'BATCHING'>): SubgraphDefinition<Context> {
-  return { name: 'accounts', resolvers, createContext: createContext(database.prisma, { batching: config.BATCHING === 'on' }) };
+export function accountsSubgraph(database: DatabaseClient, services: SubgraphServices): SubgraphDefinition<Context> {
+  return { name: 'accounts', resolvers, createContext: createContext(database.prisma, services) };
 }

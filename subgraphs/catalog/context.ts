@@ -1,7 +1,6 @@
 import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
 import type { PrismaClient } from '../../lib/db';
-import { readCallerId } from '../../lib/identity';
-import type { LoaderOptions } from '../../lib/loaders';
+import type { SubgraphServices } from '../../lib/subgraph';
 import { createLoaders, type Loaders } from './loaders';
 
 /** The catalog subgraph sees only the tables it owns. */
@@ -13,10 +12,10 @@ export interface Context {
   loaders: Loaders;
 }
 
-export function createContext(db: CatalogDb, loaderOptions: LoaderOptions = {}) {
+export function createContext(db: CatalogDb, services: Pick<SubgraphServices, 'verifyCaller' | 'loaderOptions'>) {
   return async ({ req }: ExpressContextFunctionArgument): Promise<Context> => ({
     db,
-    callerId: readCallerId(req.headers),
-    loaders: createLoaders(db, loaderOptions),
+    callerId: await services.verifyCaller(req.headers),
+    loaders: createLoaders(db, services.loaderOptions),
   });
 }

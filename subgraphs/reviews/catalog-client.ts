@@ -1,4 +1,5 @@
 import { clientError, ErrorCode } from '../../lib/errors';
+import { IDENTITY_HEADER, type IdentitySigner } from '../../lib/identity';
 
 export interface CatalogClient {
   /** Whether the catalog knows a product with this id. */
@@ -11,14 +12,15 @@ const PRODUCT_BY_KEY = 'query ProductExists($representations: [_Any!]!) { _entit
  * Asks the catalog subgraph, through its federation `_entities` field, whether a product exists:
  * the reviews subgraph never reads the catalog's tables.
  */
-export function createCatalogClient(url: string, timeoutMs = 2_000): CatalogClient {
+export function createCatalogClient(url: string, signIdentity: IdentitySigner, timeoutMs = 2_000): CatalogClient {
   return {
     async productExists(id) {
       let body: { data?: { _entities?: Array<{ id: string } | null> }; errors?: unknown[] };
       try {
         const response = await fetch(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          // Whether a product exists does not depend on who asks: the call is signed as anonymous.
+          headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: await signIdentity(null) },
           body: JSON.stringify({ query: PRODUCT_BY_KEY, variables: { representations: [{ __typename: 'Product', id }] } }),
           signal: AbortSignal.timeout(timeoutMs),
         });

@@ -1,7 +1,6 @@
 import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
 import type { PrismaClient } from '../../lib/db';
-import { readCallerId } from '../../lib/identity';
-import type { LoaderOptions } from '../../lib/loaders';
+import type { SubgraphServices } from '../../lib/subgraph';
 import type { CatalogClient } from './catalog-client';
 import { createLoaders, type Loaders } from './loaders';
 
@@ -15,11 +14,11 @@ export interface Context {
   catalog: CatalogClient;
 }
 
-export function createContext(db: ReviewsDb, catalog: CatalogClient, loaderOptions: LoaderOptions = {}) {
+export function createContext(db: ReviewsDb, catalog: CatalogClient, services: Pick<SubgraphServices, 'verifyCaller' | 'loaderOptions'>) {
   return async ({ req }: ExpressContextFunctionArgument): Promise<Context> => ({
     db,
-    callerId: readCallerId(req.headers),
-    loaders: createLoaders(db, loaderOptions),
+    callerId: await services.verifyCaller(req.headers),
+    loaders: createLoaders(db, services.loaderOptions),
     catalog,
   });
 }

@@ -19,5 +19,7 @@ export const resolvers: Resolvers = {
   User: {
     // A representation with a malformed id cannot match a row; answer null rather than fail the batch.
     __resolveReference: (ref, { loaders }) => (isUuid(ref.id) ? loaders.userById.load(ref.id.toLowerCase()) : null),
+    // Personal data: only the user themself sees it.
+    email: (user, _args, { callerId }) => (callerId === user.id ? user.email : null),
   },
 };
