@@ -48,6 +48,38 @@ const schema = z.object({
   JWT_AUDIENCE: z.string().min(1).default('storefront'),
   /** Secret the gateway signs the caller's identity for subgraphs with; every process must share it. Defaults to one generated into DATA_DIR/secrets.json. */
   IDENTITY_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** Query-cost points each client (user, API key, else IP) may spend per window. Defaults to 10000. */
+  BUDGET_POINTS: z.coerce.number().int().min(1).default(10_000),
+  /** Length of the budget window in seconds. Defaults to 60. */
+  BUDGET_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Requests one IP address may make per IP_RATE_WINDOW_SECONDS, whatever they cost. Defaults to 1200. */
+  IP_RATE_LIMIT: z.coerce.number().int().min(1).default(1_200),
+  /** Window of IP_RATE_LIMIT in seconds. Defaults to 60. */
+  IP_RATE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Requests the gateway handles at once; beyond it answers 503 OVERLOADED. Defaults to 512. */
+  MAX_IN_FLIGHT: z.coerce.number().int().min(1).default(512),
+  /** Highest estimated cost of one operation. Defaults to 5000. */
+  MAX_QUERY_COST: z.coerce.number().int().min(1).default(5_000),
+  /** Deepest selection nesting a document may have. Defaults to 12. */
+  MAX_QUERY_DEPTH: z.coerce.number().int().min(1).default(12),
+  /** Most aliases in one document. Defaults to 30. */
+  MAX_ALIASES: z.coerce.number().int().min(0).default(30),
+  /** Most directives in one document. Defaults to 50. */
+  MAX_DIRECTIVES: z.coerce.number().int().min(0).default(50),
+  /** Most tokens in one document. Defaults to 5000. */
+  MAX_TOKENS: z.coerce.number().int().min(100).default(5_000),
+  /** Timeout of each gateway call to a subgraph, in ms. Defaults to 5000. */
+  SUBGRAPH_TIMEOUT_MS: z.coerce.number().int().min(1).default(5_000),
+  /** Per-subgraph overrides of SUBGRAPH_TIMEOUT_MS. Default to it. */
+  ACCOUNTS_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+  CATALOG_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+  REVIEWS_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+  /** How long a subgraph's open circuit breaker waits before letting a probe through, in ms. Defaults to 10000. */
+  BREAKER_RESET_MS: z.coerce.number().int().min(10).default(10_000),
+  /** Known API keys as "name=key,name=key": requests with `x-api-key` are charged to that name. Defaults to none. */
+  API_KEYS: z.string().optional(),
+  /** Express "trust proxy" setting, so client IPs come from X-Forwarded-For behind a proxy: false, true, a hop count or a subnet list. Defaults to false. */
+  TRUST_PROXY: z.string().default('false'),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */
@@ -75,6 +107,10 @@ export type SubgraphName = 'accounts' | 'catalog' | 'reviews';
 /** Where a subgraph listens, and the URL others reach it at (config override first). */
 export function subgraphPort(config: Config, name: SubgraphName): number {
   return { accounts: config.ACCOUNTS_PORT, catalog: config.CATALOG_PORT, reviews: config.REVIEWS_PORT }[name];
+}
+
+export function subgraphTimeoutMs(config: Config, name: SubgraphName): number {
+  return { accounts: config.ACCOUNTS_TIMEOUT_MS, catalog: config.CATALOG_TIMEOUT_MS, reviews: config.REVIEWS_TIMEOUT_MS }[name] ?? config.SUBGRAPH_TIMEOUT_MS;
 }
 
 export function subgraphUrl(config: Config, name: SubgraphName): string {

@@ -1,0 +1,27 @@
+import { createClient } from 'redis';
+import type { Logger } from './logger';
+
+export type RedisClient = ReturnType<typeof createClient>;
+
+/**
+ * A node-redis client for shared counters and caches. Start-up does not wait for Redis: while it is
+ * unreachable, commands fail at once (no offline queue) and callers use their local fallback; the
+ * client keeps reconnecting with capped backoff.
+ */
+export function connectRedis(url: string, logger: Logger): { client: RedisClient; close(): Promise<void> } {
+  const client = createClient({
+    url,
+    disableOfflineQueue: true,
+    socket: { connectTimeout: 1_000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000) },
+  });
+  // Errors are reported by the users of the client (once per outage); without a listener they would crash the process.
+  client.on('error', () => {});
+  client.connect().catch((error: Error) => logger.warn({ err: error.message }, 'Redis not reachable yet; retrying'));
+  return {
+    client,
+    close: async () => {
+      if (client.isOpen) await client.quit().catch(() => client.disconnect());
+      else client.destroy?.();
+    },
+  };
+}
