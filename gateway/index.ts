@@ -1,13 +1,15 @@
 import { runServer } from '../lib/cli';
 import { loadConfig, subgraphUrl } from '../lib/config';
 import { createLogger } from '../lib/logger';
-import { gatewaySecurity } from './auth';
+import { connectRedis } from '../lib/redis';
 import { startGateway } from './server';
+import { gatewaySettings } from './settings';
 
 /** Runs the gateway on its own, calling subgraphs at ACCOUNTS_URL, CATALOG_URL and REVIEWS_URL (or the default ports). */
 runServer(async () => {
   const config = loadConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
+  const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, logger) : undefined;
   const server = await startGateway({
     port: config.GATEWAY_PORT,
     host: config.HOST,
@@ -17,9 +19,12 @@ runServer(async () => {
       catalog: subgraphUrl(config, 'catalog'),
       reviews: subgraphUrl(config, 'reviews'),
     },
-    ...gatewaySecurity(config),
+    ...gatewaySettings(config, redis?.client),
     logger,
   });
   logger.info({ url: server.url }, 'gateway ready');
-  return () => server.stop();
+  return async () => {
+    await server.stop();
+    await redis?.close();
+  };
 });

@@ -2,21 +2,23 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BaseContext } from '@apollo/server';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
-import { ApolloServerPluginSchemaReportingDisabled } from '@apollo/server/plugin/disabled';
-import { ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/disabled';
-import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
+import { ApolloServerPluginSchemaReportingDisabled, ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloGateway } from '@apollo/gateway';
 import { maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
 import type { Logger } from '../lib/logger';
+import type { RedisClient } from '../lib/redis';
 import type { BearerAuthenticator } from './auth';
+import { identifyClient, parseApiKeys, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
+import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
 
 // Nothing in this service may call out to the internet.
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
 export const SUPERGRAPH_PATH = join(__dirname, '..', 'schema', 'supergraph.graphql');
 
-export interface GatewayContext extends BaseContext {
+export interface GatewayContext extends BaseContext, BudgetContext {
   /** The verified user id from the bearer token, or null for an anonymous caller. */
   callerId: string | null;
   /** The caller's identity signed for subgraphs: made once per request, on the first subgraph fetch. */
@@ -28,6 +30,10 @@ export interface GatewayOptions {
   supergraphSdl?: string;
   /** Subgraph URLs by name, overriding those composed into the supergraph. Defaults to none. */
   subgraphUrls?: Partial<Record<string, string>>;
+  /** Timeout of each call to a subgraph, by name. Defaults to 5000 ms for each. */
+  subgraphTimeoutsMs?: Partial<Record<string, number>>;
+  /** Circuit breaker settings shared by every subgraph. Defaults to SubgraphDataSource's. */
+  breaker?: SubgraphBreakerOptions;
   /** Port to listen on; 0 picks a free one. Defaults to 0. */
   port?: number;
   /** Interface to listen on. Defaults to 127.0.0.1. */
@@ -38,49 +44,83 @@ export interface GatewayOptions {
   authenticate: BearerAuthenticator;
   /** Signs the caller's identity for subgraphs (see createIdentitySigner). */
   signIdentity: IdentitySigner;
+  /** Per-client query-cost budget. Defaults to 10000 points per 60 s, in memory. */
+  budget?: Omit<ClientBudgetOptions, 'redis' | 'logger'>;
+  /** Per-IP request rate and in-flight cap. Defaults to requestLimits' defaults. */
+  requestLimits?: Omit<RequestLimitsOptions, 'redis'>;
+  /** Shares rate-limit counters between gateways. Defaults to none (in memory). */
+  redis?: RedisClient;
+  /** Known API keys, "name=key,name=key". Defaults to none. */
+  apiKeys?: string;
+  /** Express "trust proxy" setting for client IPs. Defaults to false. */
+  trustProxy?: string;
   logger: Logger;
 }
 
-/** Passes the caller's identity, signed, to every subgraph fetch (anonymous callers too). */
-class IdentityForwardingDataSource extends RemoteGraphQLDataSource<GatewayContext> {
-  constructor(
-    config: ConstructorParameters<typeof RemoteGraphQLDataSource<GatewayContext>>[0],
-    private readonly signIdentity: IdentitySigner,
-  ) {
-    super(config);
-  }
-
-  override async willSendRequest({ request, context }: Parameters<NonNullable<RemoteGraphQLDataSource<GatewayContext>['willSendRequest']>>[0]) {
-    context.signedIdentity ??= this.signIdentity(context.callerId ?? null);
-    request.http?.headers.set(IDENTITY_HEADER, await context.signedIdentity);
-  }
+export interface RunningGateway extends RunningServer {
+  /** Each subgraph's circuit breaker state. */
+  breakerStates(): Record<string, 'closed' | 'open' | 'halfOpen'>;
 }
 
 /** The gateway: one endpoint over the composed supergraph, with the Sandbox landing page on GET. */
-export function startGateway(options: GatewayOptions): Promise<RunningServer> {
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const dataSources: SubgraphDataSource<GatewayContext>[] = [];
   const gateway = new ApolloGateway({
     // A static supergraph: no managed federation, no runtime introspection of subgraphs.
     supergraphSdl: options.supergraphSdl ?? readFileSync(SUPERGRAPH_PATH, 'utf8'),
-    buildService: ({ name, url }) => new IdentityForwardingDataSource({ url: options.subgraphUrls?.[name] ?? url }, options.signIdentity),
+    buildService: ({ name, url }) => {
+      const source = new SubgraphDataSource<GatewayContext>({
+        name,
+        url: options.subgraphUrls?.[name] ?? url!,
+        timeoutMs: options.subgraphTimeoutsMs?.[name],
+        breaker: options.breaker,
+        logger: options.logger,
+        // Every subgraph call carries the caller's identity, signed (anonymous callers too).
+        decorateRequest: async (request, context) => {
+          context.signedIdentity ??= options.signIdentity(context.callerId ?? null);
+          request.http?.headers.set(IDENTITY_HEADER, await context.signedIdentity);
+        },
+      });
+      dataSources.push(source);
+      return source;
+    },
     logger: options.logger,
   });
-  return startGraphQLHttpServer<GatewayContext>({
+  const budget = useClientBudget({ ...options.budget, redis: options.redis, logger: options.logger });
+  const limits = requestLimits({ ...options.requestLimits, redis: options.redis });
+  const apiKeyName = parseApiKeys(options.apiKeys);
+  const server = await startGraphQLHttpServer<GatewayContext>({
     apollo: {
       gateway,
       formatError: maskUnexpectedErrors(options.logger),
       introspection: true,
       plugins: [
+        budget.plugin,
         ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
         ApolloServerPluginUsageReportingDisabled(),
         ApolloServerPluginSchemaReportingDisabled(),
       ],
     },
     // A bad token is a 401 before anything runs; no token is an anonymous caller.
-    context: async ({ req }) => ({ callerId: await options.authenticate(req.headers.authorization) }),
+    context: async ({ req }) => {
+      const callerId = await options.authenticate(req.headers.authorization);
+      const apiKey = req.headers['x-api-key'];
+      return { callerId, client: identifyClient(callerId, apiKeyName(typeof apiKey === 'string' ? apiKey : undefined), req.ip) };
+    },
+    middleware: [limits.middleware],
+    trustProxy: options.trustProxy,
     ready: async () => true,
     host: options.host,
     port: options.port,
     shutdownGraceMs: options.shutdownGraceMs,
     logger: options.logger,
   });
+  return {
+    ...server,
+    breakerStates: () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()])),
+    stop: async () => {
+      await server.stop();
+      await Promise.all(dataSources.map((source) => source.dispose()));
+    },
+  };
 }

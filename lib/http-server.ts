@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerOptions, type BaseContext } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware, type ExpressContextFunctionArgument } from '@as-integrations/express5';
-import express, { type ErrorRequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { ErrorCode } from './errors';
 import type { Logger } from './logger';
 
@@ -18,6 +18,10 @@ export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
   host?: string;
   /** Port to listen on; 0 picks a free one. Defaults to 0. */
   port?: number;
+  /** Express middleware run before /graphql is parsed (the gateway's request limits). Defaults to none. */
+  middleware?: RequestHandler[];
+  /** Express "trust proxy" setting ("false", "true", a hop count or subnets). Defaults to false. */
+  trustProxy?: string;
   /** Largest accepted request body. Defaults to 100kb. */
   bodyLimit?: string;
   /** How long stop() lets in-flight requests finish. Defaults to 10000 ms. */
@@ -53,6 +57,8 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
 
   let stopping = false;
   app.disable('x-powered-by');
+  const trust = options.trustProxy ?? 'false';
+  app.set('trust proxy', trust === 'true' ? true : trust === 'false' ? false : /^\d+$/.test(trust) ? Number(trust) : trust);
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -60,7 +66,7 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
     const ok = !stopping && (await options.ready().catch(() => false));
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable' });
   });
-  app.use('/graphql', express.json({ limit: options.bodyLimit ?? '100kb' }), expressMiddleware(apollo, { context: options.context }));
+  app.use('/graphql', ...(options.middleware ?? []), express.json({ limit: options.bodyLimit ?? '100kb' }), expressMiddleware(apollo, { context: options.context }));
   app.use((_req, res) => {
     res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: 'NOT_FOUND' } }] });
   });

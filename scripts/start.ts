@@ -4,7 +4,8 @@ import { ensureDatabase } from '../lib/database';
 import type { RunningServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
 import { runSubgraph } from '../lib/subgraph';
-import { gatewaySecurity } from '../gateway/auth';
+import { gatewaySettings } from '../gateway/settings';
+import { connectRedis } from '../lib/redis';
 import { startGateway } from '../gateway/server';
 import { migrate } from '../prisma/migrate';
 import { generateDataset, isEmpty, seed } from '../prisma/seed';
@@ -37,13 +38,15 @@ async function main(): Promise<() => Promise<void>> {
     runSubgraph('reviews', reviewsSubgraph, config, database.url),
   ]);
   const [accounts, catalog, reviews] = subgraphs.map((s) => s.server) as [RunningServer, RunningServer, RunningServer];
+  const gatewayLogger = createLogger('gateway', config.LOG_LEVEL);
+  const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, gatewayLogger) : undefined;
   const gateway = await startGateway({
     port: config.GATEWAY_PORT,
     host: config.HOST,
     shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
     subgraphUrls: { accounts: accounts.url, catalog: catalog.url, reviews: reviews.url },
-    ...gatewaySecurity(config),
-    logger: createLogger('gateway', config.LOG_LEVEL),
+    ...gatewaySettings(config, redis?.client),
+    logger: gatewayLogger,
   });
   const url = gateway.url.replace('//127.0.0.1:', '//localhost:');
   logger.info({ url, readyInMs: Date.now() - started }, 'storefront supergraph ready');
@@ -52,6 +55,7 @@ async function main(): Promise<() => Promise<void>> {
   return async () => {
     logger.info('draining');
     await gateway.stop();
+    await redis?.close();
     await Promise.all(subgraphs.map((s) => s.stop()));
     await database.stop();
   };

@@ -1,4 +1,5 @@
 import { createDatabaseClient } from '../lib/db';
+import { IDENTITY_HEADER } from '../lib/identity';
 import { createLogger } from '../lib/logger';
 import { startSubgraph } from '../lib/subgraph';
 import { generateDataset } from '../prisma/seed';
@@ -210,7 +211,8 @@ describe('HTTP surface', () => {
     try {
       const ready = await fetch(server.url.replace('/graphql', '/readyz'));
       expect(ready.status).toBe(503);
-      const masked = await suite.harness.query('{ users(first: 1) { edges { cursor } } }', {}, { url: server.url });
+      const identity = { [IDENTITY_HEADER]: await testSubgraphServices().signIdentity(null) };
+      const masked = await suite.harness.query('{ users(first: 1) { edges { cursor } } }', {}, { url: server.url, headers: identity });
       expect(masked.errors![0].message).toBe('Internal error');
       expect(masked.errors![0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', errorId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     } finally {

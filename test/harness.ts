@@ -6,8 +6,10 @@ import type { RunningServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
 import { createSubgraphServices, startSubgraph } from '../lib/subgraph';
 import { IDENTITY_HEADER } from '../lib/identity';
-import { gatewaySecurity, issueToken } from '../gateway/auth';
-import { startGateway } from '../gateway/server';
+import { issueToken } from '../gateway/auth';
+import { gatewaySettings } from '../gateway/settings';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../gateway/server';
+import type { SubgraphDefinition } from '../lib/subgraph';
 import { accountsSubgraph } from '../subgraphs/accounts/server';
 import { catalogSubgraph } from '../subgraphs/catalog/server';
 import { createCatalogClient } from '../subgraphs/reviews/catalog-client';
@@ -73,11 +75,23 @@ export function testSubgraphServices(env: NodeJS.ProcessEnv = {}) {
 export interface HarnessOptions {
   /** DataLoader batching in every subgraph; false is the naive N+1 mode of `npm run bench:n1`. Defaults to true. */
   batching?: boolean;
+  /** Overrides of the gateway's options (limits, budgets, Redis, timeouts). Defaults to none. */
+  gateway?: Partial<GatewayOptions>;
+  /** Environment overrides for the configuration the harness builds. Defaults to none. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Harness {
   gatewayUrl: string;
+  gateway: RunningGateway;
+  /** The running subgraphs (replaced by restartSubgraph). */
   subgraphs: Record<SubgraphName, RunningServer>;
+  /** Stops a subgraph as a crash would look to the gateway (its port then refuses connections). */
+  stopSubgraph(name: SubgraphName): Promise<void>;
+  /** Starts a stopped subgraph again on the same port. */
+  restartSubgraph(name: SubgraphName): Promise<void>;
+  /** Another gateway over the same subgraphs, with option overrides; the caller stops it. */
+  startGateway(overrides?: Partial<GatewayOptions>): Promise<RunningGateway>;
   /** A client of the test database for setting up and checking rows (not counted). */
   database: DatabaseClient;
   sql: StatementLog;
@@ -109,9 +123,9 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     // Fixed test secrets: nothing is written to DATA_DIR.
     JWT_SECRET: TEST_JWT_SECRET,
     IDENTITY_SECRET: TEST_IDENTITY_SECRET,
+    ...options.env,
   });
   const services = testSubgraphServices({ DATABASE_URL: databaseUrl, BATCHING: config.BATCHING });
-  const security = gatewaySecurity(config);
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const sql = createStatementLog();
   // Each subgraph has its own pool, as in production, so statements are counted per subgraph.
@@ -119,29 +133,52 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     (['accounts', 'catalog', 'reviews'] as const).map((name) => [name, createDatabaseClient(databaseUrl, { poolSize: 5, onStatement: (s) => sql.statements[name].push(s) })]),
   ) as Record<SubgraphName, DatabaseClient>;
   const database = createDatabaseClient(databaseUrl, { poolSize: 2 });
-  const common = { port: 0, host: '127.0.0.1', logger, shutdownGraceMs: 1_000 };
-  const accounts = await startSubgraph(accountsSubgraph(databases.accounts, services), { ...common, database: databases.accounts });
-  const catalog = await startSubgraph(catalogSubgraph(databases.catalog, services), { ...common, database: databases.catalog });
-  const reviews = await startSubgraph(reviewsSubgraph(databases.reviews, services, createCatalogClient(catalog.url, services.signIdentity)), { ...common, database: databases.reviews });
-  const gateway = await startGateway({
-    port: 0,
-    ...security,
-    logger,
-    shutdownGraceMs: 1_000,
-    subgraphUrls: { accounts: accounts.url, catalog: catalog.url, reviews: reviews.url },
-  });
+  const common = { host: '127.0.0.1', logger, shutdownGraceMs: 1_000 };
+  const subgraphs = {} as Record<SubgraphName, RunningServer>;
+  const definitions: Record<SubgraphName, () => SubgraphDefinition<object>> = {
+    accounts: () => accountsSubgraph(databases.accounts, services),
+    catalog: () => catalogSubgraph(databases.catalog, services),
+    reviews: () => reviewsSubgraph(databases.reviews, services, createCatalogClient(subgraphs.catalog.url, services.signIdentity)),
+  };
+  const launch = async (name: SubgraphName, port = 0) => {
+    subgraphs[name] = await startSubgraph(definitions[name](), { ...common, port, database: databases[name] });
+  };
+  for (const name of ['accounts', 'catalog', 'reviews'] as const) await launch(name);
+  const stopped = new Set<SubgraphName>();
+  const launchGateway = (overrides: Partial<GatewayOptions> = {}) =>
+    startGateway({
+      port: 0,
+      ...gatewaySettings(config),
+      ...options.gateway,
+      ...overrides,
+      logger,
+      shutdownGraceMs: 1_000,
+      subgraphUrls: { accounts: subgraphs.accounts.url, catalog: subgraphs.catalog.url, reviews: subgraphs.reviews.url },
+    });
+  const gateway = await launchGateway();
   const tokenFor = (userId: string, expiresIn?: string) =>
     issueToken({ secret: TEST_JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, userId, expiresIn });
   return {
     gatewayUrl: gateway.url,
-    subgraphs: { accounts, catalog, reviews },
+    gateway,
+    subgraphs,
+    async stopSubgraph(name) {
+      await subgraphs[name].stop();
+      stopped.add(name);
+    },
+    async restartSubgraph(name) {
+      await launch(name, subgraphs[name].port);
+      stopped.delete(name);
+    },
+    startGateway: launchGateway,
     database,
     sql,
     tokenFor,
     async query(query, variables = {}, options = {}) {
       const url = options.url ?? gateway.url;
       const auth: Record<string, string> = {};
-      if (url === gateway.url) {
+      const toSubgraph = Object.values(subgraphs).some((subgraph) => subgraph.url === url);
+      if (!toSubgraph) {
         if (options.as) auth.authorization = `Bearer ${await tokenFor(options.as)}`;
       } else if (!options.unsigned) {
         auth[IDENTITY_HEADER] = await services.signIdentity(options.as ?? null);
@@ -156,7 +193,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     },
     async stop() {
       await gateway.stop();
-      await Promise.all([accounts.stop(), catalog.stop(), reviews.stop()]);
+      await Promise.all((Object.keys(subgraphs) as SubgraphName[]).filter((name) => !stopped.has(name)).map((name) => subgraphs[name].stop()));
       await Promise.all([database, ...Object.values(databases)].map((client) => client.close()));
     },
   };

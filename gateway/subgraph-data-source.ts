@@ -1,0 +1,224 @@
+import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import { GraphQLError } from 'graphql';
+import CircuitBreaker from 'opossum';
+import { Agent, fetch as undiciFetch, Response, type Dispatcher } from 'undici';
+
+/** The code a client sees when a subgraph could not answer. Stable: clients branch on it. */
+export const SUBGRAPH_UNAVAILABLE = 'SUBGRAPH_UNAVAILABLE';
+
+/**
+ * Why a subgraph could not answer, as `extensions.reason` on the client-visible error:
+ * - `timeout`: no complete answer within `timeoutMs`;
+ * - `unreachable`: connection refused, reset, DNS failure...;
+ * - `circuit_open`: the breaker is open, so the subgraph was not called at all;
+ * - `bad_status`: the subgraph answered with a non-2xx HTTP status;
+ * - `bad_response`: it answered 2xx but the body was not a JSON object.
+ */
+export type SubgraphFailureReason = 'timeout' | 'unreachable' | 'circuit_open' | 'bad_status' | 'bad_response';
+
+export type BreakerState = 'closed' | 'open' | 'halfOpen';
+
+/** The request handed to `decorateRequest`: `request.http.headers` is where headers go. */
+export type SubgraphRequest<TContext extends Record<string, any>> = GraphQLDataSourceProcessOptions<TContext>['request'];
+
+/** The subset of a pino Logger this class uses. */
+export interface SubgraphDataSourceLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface SubgraphBreakerOptions {
+  /**
+   * Percentage of failed calls (network errors, timeouts, HTTP 5xx) within the rolling window above which
+   * the breaker opens. Defaults to 50.
+   */
+  errorThresholdPercentage?: number;
+  /**
+   * Calls that must be seen in the rolling window before the breaker may open, so that one early failure
+   * cannot trip it on its own. Defaults to 5.
+   */
+  volumeThreshold?: number;
+  /** Length of the rolling window the failure percentage is computed over. Defaults to 10000 ms. */
+  rollingWindowMs?: number;
+  /** How long the breaker stays open before letting one probe through. Defaults to 10000 ms. */
+  resetTimeoutMs?: number;
+}
+
+export interface SubgraphDataSourceOptions<TContext extends Record<string, any>> {
+  /** Subgraph name, used in errors and logs. Required; there is no default. */
+  name: string;
+  /** The subgraph's GraphQL endpoint. Required; there is no default. */
+  url: string;
+  /**
+   * Longest a subgraph call (connect, send, headers and whole body) may take before it is aborted and
+   * counts as a failure. Defaults to 5000 ms.
+   */
+  timeoutMs?: number;
+  /** When the circuit breaker opens and how soon it probes again. Defaults to the defaults of each field. */
+  breaker?: SubgraphBreakerOptions;
+  /**
+   * Adds headers to each subgraph request (the gateway signs the caller's identity here). Called for client
+   * operations only, not for gateway-internal health checks, which carry no caller. Defaults to none.
+   */
+  decorateRequest?: (request: SubgraphRequest<TContext>, context: TContext) => void | Promise<void>;
+  /**
+   * Connection pool for the calls. Pass one to share a pool across data sources; this class then never
+   * closes it. Defaults to a keep-alive undici Agent owned by this data source and closed by `dispose()`.
+   */
+  dispatcher?: Dispatcher;
+  /** Where failures and breaker state changes are logged; a pino Logger fits. Required; there is no default. */
+  logger: SubgraphDataSourceLogger;
+}
+
+const NULL_BODY_STATUSES = new Set([204, 205, 304]);
+
+type Fetcher = RemoteGraphQLDataSource['fetcher'];
+type FetcherInit = NonNullable<Parameters<Fetcher>[1]>;
+type FetcherResponse = Awaited<ReturnType<Fetcher>>;
+
+/** A failed call, with the reason the client will see. Internal: never reaches a client as is. */
+class SubgraphCallError extends Error {
+  constructor(
+    readonly reason: SubgraphFailureReason,
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`subgraph call failed: ${reason}${status ? ` (HTTP ${status})` : ''}`, options);
+    this.name = 'SubgraphCallError';
+  }
+}
+
+/** The client-visible error: names the subgraph and the reason, never a host, URL or stack. */
+export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureReason): GraphQLError {
+  return new GraphQLError(`The ${subgraph} subgraph is unavailable.`, {
+    extensions: { code: SUBGRAPH_UNAVAILABLE, subgraph, reason },
+  });
+}
+
+/**
+ * A RemoteGraphQLDataSource with a per-call timeout, keep-alive connections and a circuit breaker.
+ *
+ * The breaker wraps the fetcher (the HTTP exchange), not `process()`: a 200 carrying GraphQL errors is the
+ * subgraph working as designed, and a failing `decorateRequest` is the gateway's bug, so neither may open it.
+ * Every failed call surfaces through `didEncounterError` as a SUBGRAPH_UNAVAILABLE GraphQLError; the gateway's
+ * executeQueryPlan puts a fetch's thrown error in the response's `errors` and still returns the data the
+ * other fetches produced, leaving fields of the failed subgraph null.
+ */
+export class SubgraphDataSource<TContext extends Record<string, any> = Record<string, any>> extends RemoteGraphQLDataSource<TContext> {
+  readonly subgraph: string;
+  private readonly timeoutMs: number;
+  private readonly decorateRequest: SubgraphDataSourceOptions<TContext>['decorateRequest'];
+  private readonly logger: SubgraphDataSourceLogger;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly breaker: CircuitBreaker<[string, FetcherInit | undefined], FetcherResponse>;
+  private disposed: Promise<void> | undefined;
+
+  constructor(options: SubgraphDataSourceOptions<TContext>) {
+    // Only fields of the base class: its constructor Object.assign()s whatever it is given onto `this`.
+    super({ url: options.url });
+    this.subgraph = options.name;
+    this.timeoutMs = options.timeoutMs ?? 5_000;
+    this.decorateRequest = options.decorateRequest;
+    this.logger = options.logger;
+    this.ownsDispatcher = !options.dispatcher;
+    // undici keeps connections alive by default; 4 s idle stays under Node's 5 s server keep-alive, so the
+    // client, not the server, closes an idle socket and a request never lands on one being closed.
+    this.dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 4_000 });
+
+    const breaker = options.breaker ?? {};
+    this.breaker = new CircuitBreaker((url: string, init: FetcherInit | undefined) => this.call(url, init), {
+      name: options.name,
+      // The call enforces timeoutMs itself with an AbortSignal, which also frees the socket; opossum's own
+      // timeout would only stop waiting and leave the request running.
+      timeout: false,
+      errorThresholdPercentage: breaker.errorThresholdPercentage ?? 50,
+      volumeThreshold: breaker.volumeThreshold ?? 5,
+      rollingCountTimeout: breaker.rollingWindowMs ?? 10_000,
+      resetTimeout: breaker.resetTimeoutMs ?? 10_000,
+    });
+    const log = { subgraph: this.subgraph };
+    this.breaker.on('open', () => this.logger.warn(log, 'subgraph circuit breaker opened: failing fast'));
+    this.breaker.on('halfOpen', () => this.logger.info(log, 'subgraph circuit breaker half-open: probing'));
+    this.breaker.on('close', () => this.logger.info(log, 'subgraph circuit breaker closed'));
+
+    this.fetcher = (url, init) => this.breaker.fire(url, init);
+  }
+
+  override async willSendRequest(options: GraphQLDataSourceProcessOptions<TContext>): Promise<void> {
+    // Health checks and schema loading have no incoming request, hence no caller to sign for.
+    if (this.decorateRequest && 'incomingRequestContext' in options) {
+      await this.decorateRequest(options.request, options.context);
+    }
+  }
+
+  /** The breaker's state, for metrics and tests. */
+  breakerState(): BreakerState {
+    if (this.breaker.opened) return 'open';
+    if (this.breaker.halfOpen) return 'halfOpen';
+    return 'closed';
+  }
+
+  /** Stops the breaker's timers and closes the connection pool if this data source owns it. Idempotent. */
+  dispose(): Promise<void> {
+    this.disposed ??= (async () => {
+      this.breaker.shutdown();
+      if (this.ownsDispatcher) await this.dispatcher.close();
+    })();
+    return this.disposed;
+  }
+
+  /**
+   * Base-class hook for every error of the HTTP exchange (the fetcher, a non-2xx status, the body parse):
+   * whatever it was, the gateway gets a SUBGRAPH_UNAVAILABLE error, so a stack, host or URL never leaks.
+   */
+  override didEncounterError(error: Error): never {
+    // Already the client-visible error (errorFromResponse made it).
+    if (error instanceof GraphQLError && error.extensions.code === SUBGRAPH_UNAVAILABLE) throw error;
+    const reason: SubgraphFailureReason =
+      error instanceof SubgraphCallError ? error.reason : CircuitBreaker.isOurError(error) ? 'circuit_open' : 'bad_response';
+    // Rejections while open are not logged one by one: the 'open' event already said so.
+    if (reason !== 'circuit_open') {
+      const status = error instanceof SubgraphCallError ? error.status : undefined;
+      this.logger.warn({ subgraph: this.subgraph, reason, status, err: error.cause ?? error }, 'subgraph call failed');
+    }
+    throw subgraphUnavailable(this.subgraph, reason);
+  }
+
+  /**
+   * Reached only for non-2xx statuses below 500 (the call itself rejects 5xx). The base version puts the
+   * subgraph's URL and body in the error's extensions; this one logs the status and shows neither.
+   */
+  override async errorFromResponse(response: FetcherResponse): Promise<GraphQLError> {
+    this.logger.warn({ subgraph: this.subgraph, reason: 'bad_status', status: response.status }, 'subgraph call failed');
+    return subgraphUnavailable(this.subgraph, 'bad_status');
+  }
+
+  /**
+   * One HTTP exchange, under the breaker: resolves with the whole body read, or rejects with the reason.
+   * Reading the body here puts a slow body under the timeout and the breaker too, and lets the socket go
+   * back to the pool at once.
+   */
+  private async call(url: string, init: FetcherInit | undefined): Promise<FetcherResponse> {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const signal = init?.signal ? AbortSignal.any([init.signal as AbortSignal, timeout]) : timeout;
+    try {
+      const response = await undiciFetch(url, {
+        method: init?.method,
+        headers: init?.headers,
+        body: init?.body,
+        signal,
+        dispatcher: this.dispatcher,
+      });
+      const body = await response.arrayBuffer();
+      // 5xx is the subgraph failing; 4xx is this request's problem and must not open the breaker for all.
+      if (response.status >= 500) throw new SubgraphCallError('bad_status', response.status);
+      const { status, statusText, headers } = response;
+      // A Response may not be built with a body for these statuses, even an empty one.
+      return new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, statusText, headers });
+    } catch (error) {
+      if (error instanceof SubgraphCallError) throw error;
+      throw new SubgraphCallError(timeout.aborted ? 'timeout' : 'unreachable', undefined, { cause: error });
+    }
+  }
+}
