@@ -4,13 +4,14 @@ import type { RequestHandler } from 'express';
 import { GraphQLError } from 'graphql';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { RedisClientType } from 'redis';
+import { ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/logger';
 
-export const RATE_LIMITED = 'RATE_LIMITED';
-export const OVERLOADED = 'OVERLOADED';
+export const RATE_LIMITED = ErrorCode.RATE_LIMITED;
+export const OVERLOADED = ErrorCode.OVERLOADED;
 
 export interface ClientBudgetOptions {
-  /** Cost points one client may spend per window. Defaults to 10000. */
+  /** Cost points one client may spend per window. Defaults to 100000. */
   points?: number;
   /** The budget window, in seconds; the whole budget returns when it ends. Defaults to 60. */
   windowSeconds?: number;
@@ -78,7 +79,7 @@ function rateLimited(charge: Charge): GraphQLError {
  * X-RateLimit-* headers and `extensions.cost` on every response.
  */
 export function useClientBudget(options: ClientBudgetOptions) {
-  const points = options.points ?? 10_000;
+  const points = options.points ?? 100_000;
   const duration = options.windowSeconds ?? 60;
   const local = new RateLimiterMemory({ keyPrefix: 'budget', points, duration });
   const limiter: RateLimiterAbstract = options.redis
@@ -164,8 +165,10 @@ const refuse = (res: Parameters<RequestHandler>[1], status: number, code: string
 
 /**
  * Express middleware in front of /graphql: a global in-flight cap that sheds load with 503 OVERLOADED
- * (instead of queueing until everything times out) and a plain per-IP request rate, 429 RATE_LIMITED.
- * Both answer before any GraphQL work.
+ * (instead of queueing until everything times out) and a plain per-IP request rate, 429 RATE_LIMITED,
+ * for anonymous requests. Requests with credentials (a bearer token or an API key) skip the IP rate:
+ * many users share an IP behind NAT, and a storefront backend is one IP; their credentials are then
+ * verified (bad ones are 401) and their cost budget applies. Both answer before any GraphQL work.
  */
 export function requestLimits(options: RequestLimitsOptions = {}): { middleware: RequestHandler; inFlight(): number } {
   const maxInFlight = options.maxInFlight ?? 512;
@@ -188,6 +191,7 @@ export function requestLimits(options: RequestLimitsOptions = {}): { middleware:
       released = true;
     };
     res.once('close', release);
+    if (req.headers.authorization || req.headers['x-api-key']) return next();
     try {
       await perIp.consume(req.ip ?? 'unknown');
     } catch (rejection) {

@@ -4,12 +4,13 @@ import type { BaseContext } from '@apollo/server';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { ApolloServerPluginSchemaReportingDisabled, ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloGateway } from '@apollo/gateway';
-import { maskUnexpectedErrors } from '../lib/errors';
+import { clientError, ErrorCode, maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
 import type { Logger } from '../lib/logger';
 import type { RedisClient } from '../lib/redis';
 import type { BearerAuthenticator } from './auth';
+import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
 import { identifyClient, parseApiKeys, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
 import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
 
@@ -18,7 +19,7 @@ process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
 export const SUPERGRAPH_PATH = join(__dirname, '..', 'schema', 'supergraph.graphql');
 
-export interface GatewayContext extends BaseContext, BudgetContext {
+export interface GatewayContext extends BaseContext, BudgetContext, QueryCostContext {
   /** The verified user id from the bearer token, or null for an anonymous caller. */
   callerId: string | null;
   /** The caller's identity signed for subgraphs: made once per request, on the first subgraph fetch. */
@@ -48,6 +49,8 @@ export interface GatewayOptions {
   budget?: Omit<ClientBudgetOptions, 'redis' | 'logger'>;
   /** Per-IP request rate and in-flight cap. Defaults to requestLimits' defaults. */
   requestLimits?: Omit<RequestLimitsOptions, 'redis'>;
+  /** Per-operation cost and document limits. Defaults to useQueryLimits' defaults. */
+  queryLimits?: Omit<QueryLimitsOptions<GatewayContext>, 'supergraphSdl' | 'onEstimated'>;
   /** Shares rate-limit counters between gateways. Defaults to none (in memory). */
   redis?: RedisClient;
   /** Known API keys, "name=key,name=key". Defaults to none. */
@@ -65,9 +68,10 @@ export interface RunningGateway extends RunningServer {
 /** The gateway: one endpoint over the composed supergraph, with the Sandbox landing page on GET. */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const dataSources: SubgraphDataSource<GatewayContext>[] = [];
+  const supergraphSdl = options.supergraphSdl ?? readFileSync(SUPERGRAPH_PATH, 'utf8');
   const gateway = new ApolloGateway({
     // A static supergraph: no managed federation, no runtime introspection of subgraphs.
-    supergraphSdl: options.supergraphSdl ?? readFileSync(SUPERGRAPH_PATH, 'utf8'),
+    supergraphSdl,
     buildService: ({ name, url }) => {
       const source = new SubgraphDataSource<GatewayContext>({
         name,
@@ -89,12 +93,23 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const budget = useClientBudget({ ...options.budget, redis: options.redis, logger: options.logger });
   const limits = requestLimits({ ...options.requestLimits, redis: options.redis });
   const apiKeyName = parseApiKeys(options.apiKeys);
+  // Scored before any subgraph is called; the estimate is then charged to the client's budget.
+  const queryLimits = useQueryLimits<GatewayContext>({
+    supergraphSdl,
+    ...options.queryLimits,
+    onEstimated: ({ estimated }, requestContext) => budget.charge(estimated, requestContext.contextValue),
+  });
   const server = await startGraphQLHttpServer<GatewayContext>({
     apollo: {
       gateway,
       formatError: maskUnexpectedErrors(options.logger),
       introspection: true,
+      validationRules: queryLimits.validationRules,
+      parseOptions: queryLimits.parseOptions,
+      // Batched HTTP requests stay off (Apollo's default): one operation per request, one cost each.
+      allowBatchedHttpRequests: false,
       plugins: [
+        queryLimits.plugin,
         budget.plugin,
         ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
         ApolloServerPluginUsageReportingDisabled(),
@@ -105,7 +120,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     context: async ({ req }) => {
       const callerId = await options.authenticate(req.headers.authorization);
       const apiKey = req.headers['x-api-key'];
-      return { callerId, client: identifyClient(callerId, apiKeyName(typeof apiKey === 'string' ? apiKey : undefined), req.ip) };
+      const apiClient = typeof apiKey === 'string' ? apiKeyName(apiKey) : null;
+      // An unknown key is refused, not ignored: the key is what lets a request skip the IP rate.
+      if (apiKey !== undefined && !apiClient) throw clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } });
+      return { callerId, client: identifyClient(callerId, apiClient, req.ip) };
     },
     middleware: [limits.middleware],
     trustProxy: options.trustProxy,

@@ -1,10 +1,11 @@
+import { ErrorCode } from '../lib/errors';
 import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLError } from 'graphql';
 import CircuitBreaker from 'opossum';
 import { Agent, fetch as undiciFetch, Response, type Dispatcher } from 'undici';
 
 /** The code a client sees when a subgraph could not answer. Stable: clients branch on it. */
-export const SUBGRAPH_UNAVAILABLE = 'SUBGRAPH_UNAVAILABLE';
+export const SUBGRAPH_UNAVAILABLE = ErrorCode.SUBGRAPH_UNAVAILABLE;
 
 /**
  * Why a subgraph could not answer, as `extensions.reason` on the client-visible error:

@@ -48,11 +48,11 @@ const schema = z.object({
   JWT_AUDIENCE: z.string().min(1).default('storefront'),
   /** Secret the gateway signs the caller's identity for subgraphs with; every process must share it. Defaults to one generated into DATA_DIR/secrets.json. */
   IDENTITY_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  /** Query-cost points each client (user, API key, else IP) may spend per window. Defaults to 10000. */
-  BUDGET_POINTS: z.coerce.number().int().min(1).default(10_000),
+  /** Query-cost points each client (user, API key, else IP) may spend per window. Defaults to 100000. */
+  BUDGET_POINTS: z.coerce.number().int().min(1).default(100_000),
   /** Length of the budget window in seconds. Defaults to 60. */
   BUDGET_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
-  /** Requests one IP address may make per IP_RATE_WINDOW_SECONDS, whatever they cost. Defaults to 1200. */
+  /** Requests one IP address may make per IP_RATE_WINDOW_SECONDS without credentials, whatever they cost. Defaults to 1200. */
   IP_RATE_LIMIT: z.coerce.number().int().min(1).default(1_200),
   /** Window of IP_RATE_LIMIT in seconds. Defaults to 60. */
   IP_RATE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),

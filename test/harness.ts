@@ -123,6 +123,9 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     // Fixed test secrets: nothing is written to DATA_DIR.
     JWT_SECRET: TEST_JWT_SECRET,
     IDENTITY_SECRET: TEST_IDENTITY_SECRET,
+    // Suites send many requests from one address; the tests of limits set their own.
+    BUDGET_POINTS: '100000000',
+    IP_RATE_LIMIT: '1000000',
     ...options.env,
   });
   const services = testSubgraphServices({ DATABASE_URL: databaseUrl, BATCHING: config.BATCHING });

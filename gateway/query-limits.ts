@@ -1,0 +1,357 @@
+import { ErrorCode } from '../lib/errors';
+import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
+import { COST_VERSIONS, costIdentity, EnumType, FieldDefinition, ObjectType, ScalarType, Supergraph } from '@apollo/federation-internals';
+import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
+import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
+import {
+  GraphQLError,
+  Kind,
+  getNamedType,
+  getOperationAST,
+  isCompositeType,
+  isInterfaceType,
+  isObjectType,
+  type DocumentNode,
+  type GraphQLSchema,
+  type ParseOptions,
+  type ValidationRule,
+} from 'graphql';
+import { getComplexity, simpleEstimator, type ComplexityEstimator } from 'graphql-query-complexity';
+
+/** The operation's estimated cost is above `maxCost`. `extensions.cost` is `{ estimated, max }`. */
+export const QUERY_TOO_COMPLEX = ErrorCode.QUERY_TOO_COMPLEX;
+/** Selections nest deeper than `maxDepth`. */
+export const QUERY_TOO_DEEP = ErrorCode.QUERY_TOO_DEEP;
+/** The operation has more than `maxAliases` aliases. */
+export const TOO_MANY_ALIASES = ErrorCode.TOO_MANY_ALIASES;
+/** The operation has more than `maxDirectives` directives. */
+export const TOO_MANY_DIRECTIVES = ErrorCode.TOO_MANY_DIRECTIVES;
+/** The document has more than `maxTokens` tokens; the parser stopped there. */
+export const TOO_MANY_TOKENS = ErrorCode.TOO_MANY_TOKENS;
+
+/** Every code these limits reject with (all HTTP 400): an error-masking formatError must let them through. */
+export const QUERY_LIMIT_CODES: readonly string[] = [QUERY_TOO_COMPLEX, QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_DIRECTIVES, TOO_MANY_TOKENS];
+
+/** An operation's estimated cost against the per-operation maximum. */
+export interface QueryCost {
+  estimated: number;
+  max: number;
+}
+
+/** What the plugin writes into an object context value, for the plugins and resolvers after it. */
+export interface QueryCostContext {
+  cost?: QueryCost;
+}
+
+export interface QueryLimitsOptions<TContext extends BaseContext = BaseContext> {
+  /** Supergraph SDL the costs are read from. */
+  supergraphSdl: string;
+  /** Highest estimated cost one operation may have. Defaults to 5000. */
+  maxCost?: number;
+  /** Deepest selection nesting (fragments do not add a level; introspection's `__schema` is not counted). Defaults to 12. */
+  maxDepth?: number;
+  /** Most aliases in one operation (`__typename` aliases are free). Defaults to 30. */
+  maxAliases?: number;
+  /** Most directives in one operation. Defaults to 50. */
+  maxDirectives?: number;
+  /** Most tokens in one document (the parser stops beyond). Defaults to 5000. */
+  maxTokens?: number;
+  /** Page size assumed for a connection without first/last. Defaults to 20 (the resolvers' default). */
+  defaultPageSize?: number;
+  /**
+   * Called with each operation's estimate before any subgraph is called (only for operations within
+   * `maxCost`); may throw (the per-client budget does), and what it throws is the response's error.
+   * Defaults to none.
+   */
+  onEstimated?: (cost: QueryCost, requestContext: GraphQLRequestContext<TContext>) => Promise<void> | void;
+}
+
+/** What the gateway spreads into its ApolloServer config. */
+export interface QueryLimits<TContext extends BaseContext = BaseContext> {
+  plugin: ApolloServerPlugin<TContext>;
+  validationRules: ValidationRule[];
+  parseOptions: ParseOptions;
+}
+
+interface ListSize {
+  assumedSize: number | null;
+  slicingArguments: readonly string[];
+  sizedFields: readonly string[];
+}
+
+/** The costs declared in a supergraph (`@cost` / `@listSize` of https://specs.apollo.dev/cost) and its API schema. */
+export interface CostModel {
+  /** The API schema of the supergraph: what clients query, without federation's machinery. */
+  apiSchema: GraphQLSchema;
+  /** `@cost(weight:)` by field coordinate (`Product.averageRating`). */
+  fieldWeights: ReadonlyMap<string, number>;
+  /** `@cost(weight:)` on object, scalar and enum types, by type name. */
+  typeWeights: ReadonlyMap<string, number>;
+  /** `@listSize` by field coordinate (`Query.products`). */
+  listSizes: ReadonlyMap<string, ListSize>;
+  /** The `sizedFields` of each type a `@listSize` field returns (`ProductConnection` -> `edges`). */
+  sizedFields: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Page size for a sized field given no slicing argument and no `assumedSize`. */
+  defaultPageSize: number;
+}
+
+/**
+ * Reads the cost directives from supergraph SDL. Composition keeps them on the supergraph's fields
+ * (`@cost(weight: 10)`, `@listSize(...)`, with `@link(url: "https://specs.apollo.dev/cost/v0.1")`), but the API
+ * schema strips them, so weights are keyed by coordinate and looked up while scoring against the API
+ * schema. The names are resolved through the `@link`, so a renamed import still works.
+ */
+export function buildCostModel(supergraphSdl: string, options: { defaultPageSize?: number } = {}): CostModel {
+  const supergraph = Supergraph.build(supergraphSdl);
+  const schema = supergraph.schema;
+  const fieldWeights = new Map<string, number>();
+  const typeWeights = new Map<string, number>();
+  const listSizes = new Map<string, ListSize>();
+  const feature = schema.coreFeatures?.getByIdentity(costIdentity);
+  const spec = feature ? COST_VERSIONS.find(feature.url.version) : undefined;
+  if (feature && !spec) throw new Error(`Unsupported cost spec ${feature.url.toString()} in the supergraph.`);
+  for (const application of spec?.costDirective(schema)?.applications() ?? []) {
+    const { weight } = application.arguments() as { weight: number };
+    const parent = application.parent;
+    if (parent instanceof FieldDefinition) fieldWeights.set(parent.coordinate, weight);
+    else if (parent instanceof ObjectType || parent instanceof ScalarType || parent instanceof EnumType) typeWeights.set(parent.name, weight);
+    // Argument and input-field weights are not charged.
+  }
+  for (const application of spec?.listSizeDirective(schema)?.applications() ?? []) {
+    const args = application.arguments() as { assumedSize?: number | null; slicingArguments?: string[] | null; sizedFields?: string[] | null };
+    const parent = application.parent;
+    if (!(parent instanceof FieldDefinition)) continue;
+    listSizes.set(parent.coordinate, {
+      assumedSize: args.assumedSize ?? null,
+      slicingArguments: args.slicingArguments ?? [],
+      sizedFields: args.sizedFields ?? [],
+    });
+  }
+  const apiSchema = supergraph.apiSchema().toGraphQLJSSchema();
+  const sizedFields = new Map<string, Set<string>>();
+  for (const [coordinate, listSize] of listSizes) {
+    const [typeName, fieldName] = coordinate.split('.') as [string, string];
+    const type = apiSchema.getType(typeName);
+    const field = isObjectType(type) || isInterfaceType(type) ? type.getFields()[fieldName] : undefined;
+    if (!field || listSize.sizedFields.length === 0) continue;
+    const returnType = getNamedType(field.type).name;
+    sizedFields.set(returnType, new Set([...(sizedFields.get(returnType) ?? []), ...listSize.sizedFields]));
+  }
+  return { apiSchema, fieldWeights, typeWeights, listSizes, sizedFields, defaultPageSize: options.defaultPageSize ?? 20 };
+}
+
+/** graphql-query-complexity stops (and throws) beyond this many evaluated selections, e.g. a fragment bomb. */
+const MAX_SCORED_NODES = 10_000;
+
+/**
+ * The estimators for one scoring pass, first match wins:
+ *
+ * 1. A field returning a type with sized fields (a connection, per `@listSize(sizedFields: ["edges"])`):
+ *    its weight, plus the cost of its sized fields times the page size, plus its other selections
+ *    (`pageInfo`) once. A `@listSize` field without `sizedFields` is a plain list: weight and
+ *    selections, times the page size.
+ * 2. A sized field (`ProductConnection.edges`): its cost (1 + the edge's selections) is noted for its
+ *    connection, which graphql-query-complexity estimates next (it estimates bottom-up: a field right after
+ *    everything below it), so the connection multiplies exactly its own `edges`; nested connections have
+ *    taken theirs by then. (A sized field reached through an abstract type would be taken by the next
+ *    connection of that type, or by none; the contract has no such field.)
+ * 3. A field with `@cost`, or returning a type with `@cost`: that weight plus its selections.
+ * 4. A scalar or enum field: 0.
+ * 5. Anything else, i.e. a plain object field: simpleEstimator, 1 plus its selections.
+ */
+function createEstimators(model: CostModel): ComplexityEstimator[] {
+  // Costs of sized fields not yet taken by their connection, in the order they were estimated.
+  const pending: Array<{ owner: string; cost: number }> = [];
+  const take = (owner: string): number => {
+    let taken = 0;
+    for (let i = pending.length - 1; i >= 0; i -= 1) {
+      if (pending[i]!.owner !== owner) continue;
+      taken += pending[i]!.cost;
+      pending.splice(i, 1);
+    }
+    return taken;
+  };
+
+  const costEstimator: ComplexityEstimator = ({ type, field, args, childComplexity }) => {
+    const coordinate = `${type.name}.${field.name}`;
+    const returnType = getNamedType(field.type);
+    const declaredWeight = model.fieldWeights.get(coordinate) ?? model.typeWeights.get(returnType.name);
+    const weight = declaredWeight ?? (isCompositeType(returnType) ? 1 : 0);
+    const listSize = model.listSizes.get(coordinate);
+    const ownsSizedFields = model.sizedFields.has(returnType.name);
+    let cost: number | undefined;
+    if (ownsSizedFields) {
+      // A connection: its own sized fields (taken whether or not this field declares @listSize) per item.
+      const sized = take(returnType.name);
+      cost = weight + (childComplexity - sized) + pageSize(listSize, args, model.defaultPageSize) * sized;
+    } else if (listSize) {
+      // A plain list: every item costs the weight and the selections.
+      cost = pageSize(listSize, args, model.defaultPageSize) * (weight + childComplexity);
+    } else if (declaredWeight !== undefined) {
+      cost = weight + childComplexity;
+    } else if (!isCompositeType(returnType)) {
+      cost = 0;
+    }
+    if (model.sizedFields.get(type.name)?.has(field.name)) {
+      cost ??= 1 + childComplexity;
+      pending.push({ owner: type.name, cost });
+    }
+    return cost;
+  };
+  return [costEstimator, simpleEstimator({ defaultComplexity: 1 })];
+}
+
+/** The largest slicing argument given (negative counts as 0), else `assumedSize`, else the default page size. */
+function pageSize(listSize: ListSize | undefined, args: Record<string, unknown>, defaultPageSize: number): number {
+  const given = (listSize?.slicingArguments ?? []).map((name) => args[name]).filter((value): value is number => typeof value === 'number');
+  if (given.length > 0) return Math.max(0, ...given);
+  return listSize?.assumedSize ?? defaultPageSize;
+}
+
+export interface CostRequest {
+  document: DocumentNode;
+  /** The operation's variables, as the client sent them. Defaults to none. */
+  variables?: Record<string, unknown>;
+  /** Which operation of the document to score; optional when it has one. */
+  operationName?: string | null;
+  /** The schema to score against. Defaults to the model's API schema (the gateway's schema is the same). */
+  schema?: GraphQLSchema;
+}
+
+/**
+ * The estimated cost of one operation, with its variables: a pure function of the model and the request.
+ *
+ * - A field returning an object costs 1, a scalar or enum 0, plus the cost of its selections; a field
+ *   with `@cost(weight: w)` costs w instead of its default (mutations 10, `averageRating`/`reviewCount` 2).
+ * - A connection (`@listSize(slicingArguments: ["first", "last"], sizedFields: ["edges"])`) costs
+ *   1 + its other selections once (`pageInfo { ... }` is 1) + n x (1 + the edge's selections), where n is `first` or `last` from
+ *   the arguments or variables, else `assumedSize`, else the default page size (20). Nested connections
+ *   multiply.
+ * - Skipped (`@skip`/`@include`) selections are free; fragments count where they are spread.
+ *
+ * Worked example, `products(first: 20) { edges { node { title averageRating reviews(first: 5) {
+ * edges { node { body author { displayName } } } } } } }`:
+ *
+ *     author = 1 (displayName 0)                     review node = 1 + author 1 = 2
+ *     one review edge = 1 + 2 = 3                    reviews(first: 5) = 1 + 5 x 3 = 16
+ *     product node = 1 + title 0 + averageRating 2 + reviews 16 = 19
+ *     one product edge = 1 + 19 = 20                 products(first: 20) = 1 + 20 x 20 = 401
+ *
+ * Returns Infinity when the operation expands (through fragments) to more than 10,000 selections.
+ * Throws a BAD_USER_INPUT GraphQLError when the variables do not fit the operation, or when the
+ * document has no such operation.
+ */
+export function estimateCost(model: CostModel, request: CostRequest): number {
+  const operation = getOperationAST(request.document, request.operationName ?? undefined);
+  if (!operation) {
+    throw new GraphQLError(request.operationName ? `Unknown operation named "${request.operationName}".` : 'Must provide the name of the operation to run.', {
+      extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } },
+    });
+  }
+  // Only this operation and the fragments: getComplexity would otherwise add up every operation.
+  const query: DocumentNode = {
+    ...request.document,
+    definitions: request.document.definitions.filter((definition) => definition === operation || definition.kind === Kind.FRAGMENT_DEFINITION),
+  };
+  try {
+    return getComplexity({
+      schema: request.schema ?? model.apiSchema,
+      query,
+      variables: request.variables ?? {},
+      estimators: createEstimators(model),
+      maxQueryNodes: MAX_SCORED_NODES,
+    });
+  } catch (error) {
+    if (error instanceof GraphQLError && /maximum allowed number of nodes/.test(error.message)) return Number.POSITIVE_INFINITY;
+    if (error instanceof GraphQLError) {
+      throw new GraphQLError(error.message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+    }
+    throw error;
+  }
+}
+
+function tooComplex(estimated: number, max: number): GraphQLError {
+  const finite = Number.isFinite(estimated);
+  const message = finite
+    ? `Query is too complex: estimated cost ${estimated} exceeds the maximum ${max}.`
+    : `Query is too complex: it expands to more than ${MAX_SCORED_NODES} selections, beyond the maximum cost ${max}.`;
+  return new GraphQLError(message, {
+    extensions: { code: QUERY_TOO_COMPLEX, cost: { estimated: finite ? estimated : null, max }, http: { status: 400 } },
+  });
+}
+
+/** graphql-armor's messages start "Syntax Error: " although they are not syntax errors. */
+const withoutSyntaxErrorPrefix = (message: string) => message.replace(/^Syntax Error: /, '');
+
+/** An armor rule's rejection, reported as a validation error that carries our code. */
+const reportAs = (code: string): NonNullable<NonNullable<Parameters<typeof maxDepthRule>[0]>['onReject']> => [
+  (context, error) => context?.reportError(new GraphQLError(withoutSyntaxErrorPrefix(error.message), { extensions: { code } })),
+];
+
+/** graphql-js's parse error for `maxTokens` (16.x spells it "more that"). */
+const TOKEN_LIMIT = /^Syntax Error: Document contains more tha[nt] (\d+) tokens\. Parsing aborted\.$/;
+
+/**
+ * Query limits for the gateway, all checked before any subgraph is called:
+ *
+ * - `parseOptions.maxTokens`: graphql-js stops parsing a document beyond `maxTokens` tokens.
+ * - `validationRules`: graphql-armor's depth, alias and directive limits, run with Apollo's validation.
+ * - `plugin`: in `didResolveOperation` (after validation, before execution) it estimates the operation's
+ *   cost (see estimateCost) against the request's schema, with its variables, and sets
+ *   `contextValue.cost = { estimated, max }` (QueryCostContext) for the plugins after it. Over `maxCost`
+ *   it answers QUERY_TOO_COMPLEX with `extensions.cost { estimated, max }`; otherwise it awaits
+ *   `onEstimated`, whose error (if it throws) is the answer. Apollo reports parse and validation
+ *   failures as GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED; the plugin's `didEncounterErrors` gives
+ *   the limits' own failures back their codes (TOO_MANY_TOKENS, QUERY_TOO_DEEP, TOO_MANY_ALIASES,
+ *   TOO_MANY_DIRECTIVES). Every rejection is HTTP 400. List the plugin before plugins that read error codes.
+ *
+ * The gateway spreads `validationRules` and `parseOptions` into its ApolloServer options and adds `plugin`.
+ */
+export function useQueryLimits<TContext extends BaseContext = BaseContext>(options: QueryLimitsOptions<TContext>): QueryLimits<TContext> {
+  const maxCost = options.maxCost ?? 5_000;
+  const model = buildCostModel(options.supergraphSdl, { defaultPageSize: options.defaultPageSize });
+  const validationRules: ValidationRule[] = [
+    maxDepthRule({ n: options.maxDepth ?? 12, ignoreIntrospection: true, flattenFragments: true, propagateOnRejection: false, onReject: reportAs(QUERY_TOO_DEEP) }),
+    maxAliasesRule({ n: options.maxAliases ?? 30, propagateOnRejection: false, onReject: reportAs(TOO_MANY_ALIASES) }),
+    maxDirectivesRule({ n: options.maxDirectives ?? 50, propagateOnRejection: false, onReject: reportAs(TOO_MANY_DIRECTIVES) }),
+  ];
+  const validationCodes = new Set<string>([QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_DIRECTIVES]);
+
+  const plugin: ApolloServerPlugin<TContext> = {
+    async requestDidStart() {
+      return {
+        async didResolveOperation(requestContext) {
+          // No such operation: execution answers that, without calling a subgraph.
+          if (!requestContext.operation) return;
+          const estimated = estimateCost(model, {
+            document: requestContext.document,
+            variables: requestContext.request.variables,
+            operationName: requestContext.request.operationName,
+            schema: requestContext.schema,
+          });
+          const cost: QueryCost = { estimated, max: maxCost };
+          (requestContext.contextValue as QueryCostContext).cost = cost;
+          if (!(estimated <= maxCost)) throw tooComplex(estimated, maxCost);
+          await options.onEstimated?.(cost, requestContext);
+        },
+        async didEncounterErrors({ errors }) {
+          for (const error of errors) {
+            const original = error.originalError;
+            const code = original instanceof GraphQLError ? original.extensions.code : undefined;
+            if (error.extensions.code === 'GRAPHQL_VALIDATION_FAILED' && typeof code === 'string' && validationCodes.has(code)) {
+              error.extensions.code = code;
+              continue;
+            }
+            const tokens = error.extensions.code === 'GRAPHQL_PARSE_FAILED' ? TOKEN_LIMIT.exec(error.message) : null;
+            if (tokens) {
+              error.extensions.code = TOO_MANY_TOKENS;
+              error.message = `Document contains more than ${tokens[1]} tokens. Parsing aborted.`;
+            }
+          }
+        },
+      };
+    },
+  };
+  return { plugin, validationRules, parseOptions: { maxTokens: options.maxTokens ?? 5_000 } };
+}
