@@ -135,7 +135,7 @@ export function useClientBudget(options: ClientBudgetOptions) {
 
 /** Logs once when Redis goes away (counters fall back to this process) and once when it returns. */
 function watchRedis(redis: NonNullable<ClientBudgetOptions['redis']>, logger: Logger) {
-  let degraded = !redis.isReady;
+  let degraded = false;
   redis.on('error', (error: Error) => {
     if (degraded) return;
     degraded = true;

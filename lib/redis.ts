@@ -19,9 +19,10 @@ export function connectRedis(url: string, logger: Logger): { client: RedisClient
   client.connect().catch((error: Error) => logger.warn({ err: error.message }, 'Redis not reachable yet; retrying'));
   return {
     client,
+    // Graceful when connected (pending replies arrive); immediate while it is still reconnecting.
     close: async () => {
-      if (client.isOpen) await client.quit().catch(() => client.disconnect());
-      else client.destroy?.();
+      if (client.isReady) await client.close().catch(() => client.destroy());
+      else if (client.isOpen) client.destroy();
     },
   };
 }

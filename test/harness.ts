@@ -151,12 +151,12 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
   const launchGateway = (overrides: Partial<GatewayOptions> = {}) =>
     startGateway({
       port: 0,
-      ...gatewaySettings(config),
-      ...options.gateway,
-      ...overrides,
       logger,
       shutdownGraceMs: 1_000,
       subgraphUrls: { accounts: subgraphs.accounts.url, catalog: subgraphs.catalog.url, reviews: subgraphs.reviews.url },
+      ...gatewaySettings(config),
+      ...options.gateway,
+      ...overrides,
     });
   const gateway = await launchGateway();
   const tokenFor = (userId: string, expiresIn?: string) =>

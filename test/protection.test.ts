@@ -1,0 +1,234 @@
+/**
+ * The gateway's defences, each tripped for real: cost and document limits, per-client budgets shared
+ * through Redis by two gateways, the per-IP rate, the in-flight cap, a killed subgraph (partial data,
+ * breaker opens, then closes) and a subgraph slower than its timeout.
+ */
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { createLogger } from '../lib/logger';
+import { connectRedis } from '../lib/redis';
+import type { RunningGateway } from '../gateway/server';
+import { useHarness } from './harness';
+import { STOREFRONT_PAGE } from './operations';
+
+const suite = useHarness();
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const noSql = { accounts: 0, catalog: 0, reviews: 0 };
+
+/** Gateways a test starts; stopped after it. */
+const started: Array<{ stop(): Promise<void> }> = [];
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((server) => server.stop()));
+});
+async function gatewayWith(overrides: Parameters<typeof suite.harness.startGateway>[0]): Promise<RunningGateway> {
+  const gateway = await suite.harness.startGateway(overrides);
+  started.push(gateway);
+  return gateway;
+}
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: response.status, headers: response.headers, body: (await response.json()) as { data?: any; errors?: Array<{ message: string; extensions?: any }> } };
+}
+
+describe('query cost and document limits', () => {
+  it('refuses an operation over the maximum cost with QUERY_TOO_COMPLEX and its estimate, before any subgraph runs', async () => {
+    suite.harness.sql.reset();
+    const heavy = '{ products(first: 100) { edges { node { reviews(first: 100) { edges { node { author { displayName } } } } } } } }';
+    const { status, body } = await post(suite.harness.gatewayUrl, { query: heavy });
+    expect(status).toBe(400);
+    expect(body.errors).toHaveLength(1);
+    // 1 + 100 × (1 + 1 + (1 + 100 × (1 + 1 + 1))): products, edge, node, reviews, edge, node, author.
+    expect(body.errors![0]!.extensions).toEqual({ code: 'QUERY_TOO_COMPLEX', cost: { estimated: 30_301, max: 5_000 } });
+    expect(suite.harness.sql.counts()).toEqual(noSql);
+  });
+
+  /** review { product { reviews { edges { node { product { ... } } } } } }: valid, and as deep as asked. */
+  const nested = (hops: number) => {
+    let selection = '{ id }';
+    for (let hop = 0; hop < hops; hop += 1) selection = `{ product { reviews(first: 1) { edges { node ${selection} } } } }`;
+    return `{ review(id: "${randomUUID()}") ${selection} }`;
+  };
+  const product = `product(id: "${randomUUID()}") { id }`;
+
+  it('accepts the same shapes within the limits', async () => {
+    for (const query of [nested(2), `{ ${Array.from({ length: 30 }, (_, i) => `p${i}: ${product}`).join(' ')} }`, `{ ${Array.from({ length: 50 }, () => '... @include(if: true) { __typename }').join(' ')} }`]) {
+      const { status, body } = await post(suite.harness.gatewayUrl, { query });
+      expect(status).toBe(200);
+      expect(body.errors).toBeUndefined();
+    }
+  });
+
+  it.each([
+    ['too deep', nested(4), 'QUERY_TOO_DEEP'],
+    ['with too many aliases', `{ ${Array.from({ length: 31 }, (_, i) => `p${i}: ${product}`).join(' ')} }`, 'TOO_MANY_ALIASES'],
+    ['with too many directives', `{ ${Array.from({ length: 51 }, () => '... @include(if: true) { __typename }').join(' ')} }`, 'TOO_MANY_DIRECTIVES'],
+    ['with too many tokens', `{ ${Array.from({ length: 6_000 }, () => '__typename').join(' ')} }`, 'TOO_MANY_TOKENS'],
+  ])('refuses a document %s with 400 and its own code', async (_name, query, code) => {
+    suite.harness.sql.reset();
+    const { status, body } = await post(suite.harness.gatewayUrl, { query });
+    expect(status).toBe(400);
+    expect(body.errors?.map((e) => e.extensions?.code)).toEqual([code]);
+    expect(suite.harness.sql.counts()).toEqual(noSql);
+  });
+
+  it('bounds the request body and refuses batched requests', async () => {
+    const big = await post(suite.harness.gatewayUrl, { query: `{ __typename }`, variables: { padding: 'x'.repeat(200_000) } });
+    expect(big.status).toBe(413);
+    expect(big.body.errors?.[0]?.extensions).toEqual({ code: 'PAYLOAD_TOO_LARGE' });
+    const batch = await post(suite.harness.gatewayUrl, [{ query: '{ __typename }' }, { query: '{ __typename }' }]);
+    expect(batch.status).toBe(400);
+    expect(batch.body.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+  });
+});
+
+describe('per-client budgets', () => {
+  it('are shared through Redis: a client that spends its budget on one gateway is refused by the other too', async () => {
+    const redis = [connectRedis(REDIS_URL, createLogger('test', 'silent')), connectRedis(REDIS_URL, createLogger('test', 'silent'))];
+    started.push(...redis.map((r) => ({ stop: r.close })));
+    const budget = { points: 1_000, windowSeconds: 60 };
+    const [first, second] = await Promise.all(redis.map((r) => gatewayWith({ redis: r.client, budget })));
+    const user = randomUUID();
+    const authorization = `Bearer ${await suite.harness.tokenFor(user)}`;
+    const page = { query: STOREFRONT_PAGE, variables: { first: 20 } };
+
+    const a = await post(first!.url, page, { authorization });
+    expect(a.status).toBe(200);
+    const cost = (a.body as any).extensions?.cost?.requested as number;
+    // Two pages fit in the budget, a third does not.
+    expect(2 * cost).toBeLessThanOrEqual(1_000);
+    expect(3 * cost).toBeGreaterThan(1_000);
+    expect((a.body as any).extensions.cost).toEqual({ requested: cost, remaining: 1_000 - cost, resetAt: expect.any(String) });
+    expect(a.headers.get('x-ratelimit-limit')).toBe('1000');
+    expect(a.headers.get('x-ratelimit-remaining')).toBe(String(1_000 - cost));
+    expect(Number(a.headers.get('x-ratelimit-reset'))).toBeGreaterThan(Date.now() / 1000);
+
+    const b = await post(second!.url, page, { authorization });
+    expect(b.status).toBe(200);
+    expect(b.headers.get('x-ratelimit-remaining')).toBe(String(1_000 - 2 * cost));
+
+    for (const gateway of [first!, second!]) {
+      suite.harness.sql.reset();
+      const refused = await post(gateway.url, page, { authorization });
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(refused.body.data).toBeUndefined();
+      expect(refused.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', cost: { requested: cost, remaining: 1_000 - 2 * cost } });
+      expect(suite.harness.sql.counts()).toEqual(noSql);
+    }
+    // Another client still has its whole budget.
+    const other = await post(second!.url, page, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
+    expect(other.headers.get('x-ratelimit-remaining')).toBe(String(1_000 - cost));
+  });
+
+  it('keep working on local counters when Redis is unreachable', async () => {
+    const dead = connectRedis('redis://127.0.0.1:1', createLogger('test', 'silent'));
+    started.push({ stop: dead.close });
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _encoding, done) => done(void lines.push(String(chunk))) }));
+    const gateway = await gatewayWith({ redis: dead.client, budget: { points: 500, windowSeconds: 60 }, logger });
+    const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
+    const ok = await post(gateway.url, { query: STOREFRONT_PAGE, variables: { first: 20 } }, { authorization });
+    expect(ok.status).toBe(200);
+    const cost = (ok.body as any).extensions.cost.requested as number;
+    expect(cost).toBeGreaterThan(250);
+    expect(ok.headers.get('x-ratelimit-remaining')).toBe(String(500 - cost));
+    const refused = await post(gateway.url, { query: STOREFRONT_PAGE, variables: { first: 20 } }, { authorization });
+    expect(refused.status).toBe(429);
+    expect(lines.filter((line) => line.includes('Redis unavailable'))).toHaveLength(1);
+  });
+});
+
+describe('request limits', () => {
+  it('limit anonymous requests per IP; signed-in ones are charged to their budget instead', async () => {
+    const gateway = await gatewayWith({ requestLimits: { ipRequests: 3, ipWindowSeconds: 60 } });
+    const statuses = [];
+    for (let i = 0; i < 4; i += 1) statuses.push((await post(gateway.url, { query: '{ __typename }' })).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    const refused = await post(gateway.url, { query: '{ __typename }' });
+    expect(refused.body.errors?.[0]?.extensions).toEqual({ code: 'RATE_LIMITED' });
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const signedIn = await post(gateway.url, { query: '{ __typename }' }, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
+    expect(signedIn.status).toBe(200);
+    const forgedKey = await post(gateway.url, { query: '{ __typename }' }, { 'x-api-key': 'guess' });
+    expect(forgedKey.status).toBe(401);
+  });
+
+  it('shed load past the in-flight cap with 503 OVERLOADED instead of queueing', async () => {
+    const gateway = await gatewayWith({ requestLimits: { maxInFlight: 1 } });
+    const { port } = new URL(gateway.url);
+    // A request whose body never finishes arriving holds the only slot.
+    const held = net.connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => held.once('connect', resolve));
+    held.write('POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const shed = await post(gateway.url, { query: '{ __typename }' });
+    expect(shed.status).toBe(503);
+    expect(shed.headers.get('retry-after')).toBe('1');
+    expect(shed.body.errors?.[0]?.extensions).toEqual({ code: 'OVERLOADED' });
+    held.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await post(gateway.url, { query: '{ __typename }' })).status).toBe(200);
+  });
+});
+
+describe('failing subgraphs', () => {
+  const SHOWCASE = '{ products(first: 3) { edges { node { id title averageRating } } } }';
+
+  it('renders a page without the killed subgraph, opens its breaker, and closes it once it is back', async () => {
+    const gateway = await gatewayWith({ breaker: { resetTimeoutMs: 300, volumeThreshold: 3 } });
+    await suite.harness.stopSubgraph('reviews');
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        const { status, body } = await post(gateway.url, { query: SHOWCASE });
+        expect(status).toBe(200);
+        expect(body.data.products.edges).toHaveLength(3);
+        expect(body.data.products.edges.every((edge: any) => edge.node.title && edge.node.averageRating === null)).toBe(true);
+        expect(body.errors?.map((e) => e.extensions)).toEqual([{ code: 'SUBGRAPH_UNAVAILABLE', subgraph: 'reviews', reason: 'unreachable' }]);
+        expect(JSON.stringify(body)).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|stack/);
+      }
+      expect(gateway.breakerStates().reviews).toBe('open');
+      const failFast = await post(gateway.url, { query: SHOWCASE });
+      expect(failFast.body.errors?.[0]?.extensions).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', reason: 'circuit_open' });
+    } finally {
+      await suite.harness.restartSubgraph('reviews');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const recovered = await post(gateway.url, { query: SHOWCASE });
+    expect(recovered.body.errors).toBeUndefined();
+    expect(recovered.body.data.products.edges.every((edge: any) => typeof edge.node.averageRating === 'number')).toBe(true);
+    expect(gateway.breakerStates().reviews).toBe('closed');
+  });
+
+  it('gives up on a subgraph slower than its timeout and still returns the rest', async () => {
+    // A proxy in front of the reviews subgraph that answers after 1 s.
+    const target = suite.harness.subgraphs.reviews.url;
+    const slow = http.createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const upstream = await fetch(target, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).catch(() => null);
+      res.writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' }).end(upstream ? await upstream.text() : '{}');
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    started.push({ stop: () => new Promise<void>((resolve) => { slow.closeAllConnections(); slow.close(() => resolve()); }) });
+    const { port } = slow.address() as AddressInfo;
+    const viaProxy = await gatewayWith({ subgraphTimeoutsMs: { reviews: 200 }, subgraphUrls: { ...urls(), reviews: `http://127.0.0.1:${port}/graphql` } });
+    const startedAt = Date.now();
+    const { status, body } = await post(viaProxy.url, { query: SHOWCASE });
+    expect(Date.now() - startedAt).toBeLessThan(900);
+    expect(status).toBe(200);
+    expect(body.data.products.edges).toHaveLength(3);
+    expect(body.errors?.map((e) => e.extensions)).toEqual([{ code: 'SUBGRAPH_UNAVAILABLE', subgraph: 'reviews', reason: 'timeout' }]);
+  });
+
+  const urls = () => ({
+    accounts: suite.harness.subgraphs.accounts.url,
+    catalog: suite.harness.subgraphs.catalog.url,
+    reviews: suite.harness.subgraphs.reviews.url,
+  });
+});
