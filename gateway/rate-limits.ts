@@ -196,6 +196,8 @@ export function requestLimits(options: RequestLimitsOptions = {}): { middleware:
       await perIp.consume(req.ip ?? 'unknown');
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) return next(rejection);
+      // The limit that refused the request is the one its headers describe.
+      res.set({ 'x-ratelimit-limit': String(points), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(Math.ceil((Date.now() + rejection.msBeforeNext) / 1000)) });
       refuse(res, 429, RATE_LIMITED, 'Too many requests from this address.', Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
       return;
     }

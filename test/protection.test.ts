@@ -152,6 +152,7 @@ describe('request limits', () => {
     const refused = await post(gateway.url, { query: '{ __typename }' });
     expect(refused.body.errors?.[0]?.extensions).toEqual({ code: 'RATE_LIMITED' });
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect([refused.headers.get('x-ratelimit-limit'), refused.headers.get('x-ratelimit-remaining')]).toEqual(['3', '0']);
     const signedIn = await post(gateway.url, { query: '{ __typename }' }, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
     expect(signedIn.status).toBe(200);
     const forgedKey = await post(gateway.url, { query: '{ __typename }' }, { 'x-api-key': 'guess' });
