@@ -32,7 +32,7 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
   const algorithms = options.jwksFile ? ['RS256', 'ES256', 'EdDSA'] : ['HS256'];
   return async (authorization: string | undefined): Promise<string | null> => {
     if (authorization === undefined || authorization === '') return null;
-    const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(authorization);
+    const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i.exec(authorization);
     if (!match) throw rejected('The Authorization header must be "Bearer <JWT>".');
     let subject: string | undefined;
     try {

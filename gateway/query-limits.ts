@@ -322,8 +322,16 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
     async requestDidStart() {
       return {
         async didResolveOperation(requestContext) {
-          // No such operation: execution answers that, without calling a subgraph.
-          if (!requestContext.operation) return;
+          // The gateway would fail on these with an uncoded error (a 500): answer the client's mistake as one.
+          if (!requestContext.operation) {
+            const named = requestContext.request.operationName;
+            throw new GraphQLError(named ? `No operation named "${named}" in the document.` : 'The document has several operations: name the one to run with operationName.', {
+              extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
+            });
+          }
+          if (requestContext.operation.operation === 'subscription') {
+            throw new GraphQLError('Subscriptions are not supported.', { extensions: { code: ErrorCode.BAD_REQUEST, http: { status: 400 } } });
+          }
           const estimated = estimateCost(model, {
             document: requestContext.document,
             variables: requestContext.request.variables,

@@ -1,27 +1,28 @@
 import { createHash } from 'node:crypto';
 import type { ApolloServerPlugin, GraphQLRequestContext } from '@apollo/server';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { GraphQLError } from 'graphql';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { RedisClientType } from 'redis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/logger';
+import type { RedisClient } from '../lib/redis';
 
 export const RATE_LIMITED = ErrorCode.RATE_LIMITED;
 export const OVERLOADED = ErrorCode.OVERLOADED;
 
-export interface ClientBudgetOptions {
-  /** Cost points one client may spend per window. Defaults to 100000. */
-  points?: number;
-  /** The budget window, in seconds; the whole budget returns when it ends. Defaults to 60. */
-  windowSeconds?: number;
-  /**
-   * A connected node-redis client: every gateway sharing it shares each client's budget. When Redis
-   * fails, each gateway falls back to its own in-memory counters until it is back. Defaults to
-   * in-memory counters only.
-   */
-  redis?: RedisClientType<any, any, any, any, any>;
-  logger: Logger;
+/** The longest a limiter waits for Redis before deciding on this gateway's local counters. */
+const REDIS_TIMEOUT_MS = 100;
+
+/**
+ * A fixed-window limiter (rate-limiter-flexible) in Redis when given, so every gateway shares it,
+ * insured by local counters: if Redis errors or takes longer than REDIS_TIMEOUT_MS (down, or hung),
+ * this gateway decides alone until Redis answers again.
+ */
+function sharedLimiter(redis: RedisClient | undefined, options: { keyPrefix: string; points: number; duration: number }): RateLimiterAbstract {
+  const local = new RateLimiterMemory(options);
+  if (!redis) return local;
+  const shared = new RateLimiterRedis({ ...options, keyPrefix: `storefront:${options.keyPrefix}`, storeClient: redis, useRedisPackage: true, rejectIfRedisNotReady: true, insuranceLimiter: local });
+  return new RLWrapperTimeouts({ limiter: shared, insuranceLimiter: local, timeoutMs: REDIS_TIMEOUT_MS }) as unknown as RateLimiterAbstract;
 }
 
 /** Who a request is charged to: the verified user, else a known API key, else the IP address. */
@@ -39,12 +40,28 @@ export function identifyClient(callerId: string | null, apiKeyName: string | nul
 
 /** `API_KEYS` ("name=key,name=key") as a lookup from a presented key to its client name. */
 export function parseApiKeys(spec: string | undefined): (presented: string | undefined) => string | null {
+  const digest = (key: string) => createHash('sha256').update(key).digest('hex');
   const byDigest = new Map<string, string>();
   for (const entry of (spec ?? '').split(',').map((part) => part.trim()).filter(Boolean)) {
-    const [name, key] = entry.split('=');
-    if (name && key) byDigest.set(createHash('sha256').update(key).digest('hex'), name);
+    // Only the first "=" separates: base64 keys end in "=".
+    const separator = entry.indexOf('=');
+    if (separator > 0 && separator < entry.length - 1) byDigest.set(digest(entry.slice(separator + 1)), entry.slice(0, separator));
   }
-  return (presented) => (presented ? (byDigest.get(createHash('sha256').update(presented).digest('hex')) ?? null) : null);
+  return (presented) => (presented ? (byDigest.get(digest(presented)) ?? null) : null);
+}
+
+export interface ClientBudgetOptions {
+  /** Cost points one client may spend per window. Defaults to 100000. */
+  points?: number;
+  /** The budget window, in seconds; the whole budget returns when it ends. Defaults to 60. */
+  windowSeconds?: number;
+  /**
+   * A connected node-redis client: every gateway sharing it shares each client's budget. When Redis
+   * fails or hangs, each gateway falls back to its own in-memory counters until it is back. Defaults to
+   * in-memory counters only.
+   */
+  redis?: RedisClient;
+  logger: Logger;
 }
 
 interface Charge {
@@ -57,7 +74,7 @@ interface Charge {
 /** What the budget plugin needs from the request context. */
 export interface BudgetContext {
   client: ClientIdentity;
-  /** Set once the operation is charged; read when the response is sent. */
+  /** Set once the operation is charged (or refused); read when the response is sent. */
   budgetCharge?: Charge;
 }
 
@@ -73,38 +90,41 @@ function rateLimited(charge: Charge): GraphQLError {
 }
 
 /**
- * Per-client budgets of query-cost points (rate-limiter-flexible): a fixed window of `points` per
- * `windowSeconds` per client, in Redis when given so all gateways share it. `charge()` runs before any
- * subgraph is called (the query-cost plugin calls it with the estimate); the plugin writes
- * X-RateLimit-* headers and `extensions.cost` on every response.
+ * Per-client budgets of query-cost points: `points` per `windowSeconds` per client (a fixed window),
+ * shared through Redis when given. `charge()` runs before any subgraph is called (the query-cost
+ * plugin calls it with the estimate). Every request costs at least 1 point, so free or invalid
+ * documents cannot be sent without bound. The plugin writes X-RateLimit-* headers and
+ * `extensions.cost` on every GraphQL response.
  */
 export function useClientBudget(options: ClientBudgetOptions) {
   const points = options.points ?? 100_000;
   const duration = options.windowSeconds ?? 60;
-  const local = new RateLimiterMemory({ keyPrefix: 'budget', points, duration });
-  const limiter: RateLimiterAbstract = options.redis
-    ? new RateLimiterRedis({ storeClient: options.redis, useRedisPackage: true, rejectIfRedisNotReady: true, keyPrefix: 'storefront:budget', points, duration, insuranceLimiter: local })
-    : local;
-  if (options.redis) watchRedis(options.redis, options.logger);
+  const limiter = sharedLimiter(options.redis, { keyPrefix: 'budget', points, duration });
+  const stopWatching = options.redis ? watchRedis(options.redis, options.logger) : () => {};
 
-  const toCharge = (requested: number, result: RateLimiterRes): Charge => ({
+  const describe = (requested: number, consumed: number, msBeforeNext: number): Charge => ({
     requested,
     limit: points,
-    remaining: Math.max(0, result.remainingPoints),
-    resetAt: new Date(Date.now() + result.msBeforeNext),
+    remaining: Math.max(0, points - consumed),
+    resetAt: new Date(Date.now() + (msBeforeNext > 0 ? msBeforeNext : duration * 1000)),
   });
 
-  async function charge(requested: number, context: BudgetContext): Promise<void> {
+  async function charge(estimated: number, context: BudgetContext): Promise<void> {
+    const requested = Math.max(1, Math.ceil(estimated));
+    // Refuse without consuming when the budget cannot cover it, so a refused operation costs nothing.
+    const state = await limiter.get(context.client.key);
+    if (state && points - state.consumedPoints < requested) {
+      context.budgetCharge = describe(requested, state.consumedPoints, state.msBeforeNext);
+      throw rateLimited(context.budgetCharge);
+    }
     try {
-      context.budgetCharge = toCharge(requested, await limiter.consume(context.client.key, Math.max(0, Math.ceil(requested))));
+      const result = await limiter.consume(context.client.key, requested);
+      context.budgetCharge = describe(requested, result.consumedPoints, result.msBeforeNext);
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
-      // A refused operation is not charged: give back what consume() counted against the window.
-      await limiter.reward(context.client.key, Math.ceil(requested)).catch(() => undefined);
-      const charge = toCharge(requested, rejection);
-      charge.remaining = Math.max(0, points - (rejection.consumedPoints - Math.ceil(requested)));
-      context.budgetCharge = charge;
-      throw rateLimited(charge);
+      // Lost a race with a concurrent request of the same client: refused, and (conservatively) counted.
+      context.budgetCharge = describe(requested, rejection.consumedPoints, rejection.msBeforeNext);
+      throw rateLimited(context.budgetCharge);
     }
   }
 
@@ -114,9 +134,9 @@ export function useClientBudget(options: ClientBudgetOptions) {
         async willSendResponse({ contextValue, response }: GraphQLRequestContext<BudgetContext>) {
           let charge = contextValue.budgetCharge;
           if (!charge) {
-            // Not charged (a document that failed to parse or validate): report the budget as it stands.
-            const state = await limiter.get(contextValue.client.key).catch(() => null);
-            charge = { requested: 0, limit: points, remaining: Math.max(0, points - (state?.consumedPoints ?? 0)), resetAt: new Date(Date.now() + (state?.msBeforeNext ?? duration * 1000)) };
+            // A document that failed to parse or validate was never scored: it costs the minimum.
+            const result = await limiter.consume(contextValue.client.key, 1).catch((rejection: unknown) => (rejection instanceof RateLimiterRes ? rejection : null));
+            charge = describe(1, result?.consumedPoints ?? 0, result?.msBeforeNext ?? 0);
           }
           response.http.headers.set('x-ratelimit-limit', String(charge.limit));
           response.http.headers.set('x-ratelimit-remaining', String(charge.remaining));
@@ -130,54 +150,57 @@ export function useClientBudget(options: ClientBudgetOptions) {
       };
     },
   };
-  return { charge, plugin };
+  return { charge, plugin, close: stopWatching };
 }
 
 /** Logs once when Redis goes away (counters fall back to this process) and once when it returns. */
-function watchRedis(redis: NonNullable<ClientBudgetOptions['redis']>, logger: Logger) {
+function watchRedis(redis: RedisClient, logger: Logger): () => void {
   let degraded = false;
-  redis.on('error', (error: Error) => {
+  const onError = (error: Error) => {
     if (degraded) return;
     degraded = true;
-    logger.warn({ err: error.message }, 'Redis unavailable: rate limits use this gateway\'s local counters until it returns');
-  });
-  redis.on('ready', () => {
+    logger.warn({ err: error.message }, "Redis unavailable: rate limits use this gateway's local counters until it returns");
+  };
+  const onReady = () => {
     if (!degraded) return;
     degraded = false;
     logger.info('Redis is back: rate limits are shared again');
-  });
+  };
+  redis.on('error', onError);
+  redis.on('ready', onReady);
+  return () => {
+    redis.off('error', onError);
+    redis.off('ready', onReady);
+  };
 }
 
 export interface RequestLimitsOptions {
-  /** Requests one IP address may make per window, whatever they cost. Defaults to 1200. */
+  /** Requests one IP address may make per window without valid credentials. Defaults to 1200. */
   ipRequests?: number;
   /** That window, in seconds. Defaults to 60. */
   ipWindowSeconds?: number;
   /** Requests handled at once; more are refused with 503 rather than queued. Defaults to 512. */
   maxInFlight?: number;
   /** As for useClientBudget: shared counters, with local ones while it is down. Defaults to none. */
-  redis?: ClientBudgetOptions['redis'];
+  redis?: RedisClient;
 }
 
-const refuse = (res: Parameters<RequestHandler>[1], status: number, code: string, message: string, retryAfterSeconds: number) => {
+const refuse = (res: Response, status: number, code: string, message: string, retryAfterSeconds: number) => {
   res.status(status).set('retry-after', String(retryAfterSeconds)).json({ errors: [{ message, extensions: { code } }] });
 };
 
 /**
  * Express middleware in front of /graphql: a global in-flight cap that sheds load with 503 OVERLOADED
- * (instead of queueing until everything times out) and a plain per-IP request rate, 429 RATE_LIMITED,
- * for anonymous requests. Requests with credentials (a bearer token or an API key) skip the IP rate:
- * many users share an IP behind NAT, and a storefront backend is one IP; their credentials are then
- * verified (bad ones are 401) and their cost budget applies. Both answer before any GraphQL work.
+ * (instead of queueing until everything times out) and a per-IP request rate, 429 RATE_LIMITED, for
+ * every request without valid credentials (forged ones included). Requests with a verified bearer
+ * token or API key skip the IP rate (many users share an IP behind NAT; a storefront backend is one
+ * IP): their cost budget bounds them. `verified` checks the credentials before any body is parsed.
  */
-export function requestLimits(options: RequestLimitsOptions = {}): { middleware: RequestHandler; inFlight(): number } {
+export function requestLimits(verified: (req: Request, res: Response) => Promise<boolean>, options: RequestLimitsOptions = {}): { middleware: RequestHandler; inFlight(): number } {
   const maxInFlight = options.maxInFlight ?? 512;
   const points = options.ipRequests ?? 1_200;
   const duration = options.ipWindowSeconds ?? 60;
-  const local = new RateLimiterMemory({ keyPrefix: 'ip', points, duration });
-  const perIp: RateLimiterAbstract = options.redis
-    ? new RateLimiterRedis({ storeClient: options.redis, useRedisPackage: true, rejectIfRedisNotReady: true, keyPrefix: 'storefront:ip', points, duration, insuranceLimiter: local })
-    : local;
+  const perIp = sharedLimiter(options.redis, { keyPrefix: 'ip', points, duration });
   let inFlight = 0;
   const middleware: RequestHandler = async (req, res, next) => {
     if (inFlight >= maxInFlight) {
@@ -185,14 +208,11 @@ export function requestLimits(options: RequestLimitsOptions = {}): { middleware:
       return;
     }
     inFlight += 1;
-    let released = false;
-    const release = () => {
-      if (!released) inFlight -= 1;
-      released = true;
-    };
-    res.once('close', release);
-    if (req.headers.authorization || req.headers['x-api-key']) return next();
+    res.once('close', () => {
+      inFlight -= 1;
+    });
     try {
+      if (await verified(req, res)) return next();
       await perIp.consume(req.ip ?? 'unknown');
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) return next(rejection);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BaseContext } from '@apollo/server';
+import type { Request, Response } from 'express';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { ApolloServerPluginSchemaReportingDisabled, ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloGateway } from '@apollo/gateway';
@@ -45,7 +46,7 @@ export interface GatewayOptions {
   authenticate: BearerAuthenticator;
   /** Signs the caller's identity for subgraphs (see createIdentitySigner). */
   signIdentity: IdentitySigner;
-  /** Per-client query-cost budget. Defaults to 10000 points per 60 s, in memory. */
+  /** Per-client query-cost budget. Defaults to 100000 points per 60 s, in memory. */
   budget?: Omit<ClientBudgetOptions, 'redis' | 'logger'>;
   /** Per-IP request rate and in-flight cap. Defaults to requestLimits' defaults. */
   requestLimits?: Omit<RequestLimitsOptions, 'redis'>;
@@ -58,6 +59,15 @@ export interface GatewayOptions {
   /** Express "trust proxy" setting for client IPs. Defaults to false. */
   trustProxy?: string;
   logger: Logger;
+}
+
+/** The verdict on a request's credentials, made once per request. */
+interface Credentials {
+  callerId: string | null;
+  /** The API key's client name, when a known key was sent. */
+  apiClient: string | null;
+  /** Why the credentials were refused (a 401 for the context to throw). */
+  error?: unknown;
 }
 
 export interface RunningGateway extends RunningServer {
@@ -90,9 +100,35 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
     logger: options.logger,
   });
+  if (options.trustProxy === 'true') {
+    options.logger.warn('TRUST_PROXY=true believes any X-Forwarded-For: clients can pick their IP and dodge the IP rate. Give the hop count or the proxy subnets instead.');
+  }
   const budget = useClientBudget({ ...options.budget, redis: options.redis, logger: options.logger });
-  const limits = requestLimits({ ...options.requestLimits, redis: options.redis });
   const apiKeyName = parseApiKeys(options.apiKeys);
+  /**
+   * Verifies the request's credentials once, before the body is read: the IP rate applies unless they
+   * are valid, and the context reports the verdict (a bad token or unknown key is a 401 there).
+   */
+  const credentialsOf = async (req: Request, res: Response): Promise<Credentials> => {
+    if (res.locals.credentials) return res.locals.credentials as Credentials;
+    let credentials: Credentials;
+    try {
+      const callerId = await options.authenticate(req.headers.authorization);
+      const apiKey = req.headers['x-api-key'];
+      const apiClient = typeof apiKey === 'string' ? apiKeyName(apiKey) : null;
+      credentials = apiKey !== undefined && !apiClient
+        ? { callerId: null, apiClient: null, error: clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } }) }
+        : { callerId, apiClient };
+    } catch (error) {
+      credentials = { callerId: null, apiClient: null, error };
+    }
+    res.locals.credentials = credentials;
+    return credentials;
+  };
+  const limits = requestLimits(async (req, res) => {
+    const credentials = await credentialsOf(req, res);
+    return !credentials.error && (credentials.callerId !== null || credentials.apiClient !== null);
+  }, { ...options.requestLimits, redis: options.redis });
   // Scored before any subgraph is called; the estimate is then charged to the client's budget.
   const queryLimits = useQueryLimits<GatewayContext>({
     supergraphSdl,
@@ -116,13 +152,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         ApolloServerPluginSchemaReportingDisabled(),
       ],
     },
-    // A bad token is a 401 before anything runs; no token is an anonymous caller.
-    context: async ({ req }) => {
-      const callerId = await options.authenticate(req.headers.authorization);
-      const apiKey = req.headers['x-api-key'];
-      const apiClient = typeof apiKey === 'string' ? apiKeyName(apiKey) : null;
-      // An unknown key is refused, not ignored: the key is what lets a request skip the IP rate.
-      if (apiKey !== undefined && !apiClient) throw clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } });
+    // A bad token or unknown API key is a 401 before anything runs; none is an anonymous caller.
+    context: async ({ req, res }) => {
+      const { callerId, apiClient, error } = await credentialsOf(req, res);
+      if (error) throw error;
       return { callerId, client: identifyClient(callerId, apiClient, req.ip) };
     },
     middleware: [limits.middleware],
@@ -138,6 +171,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     breakerStates: () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()])),
     stop: async () => {
       await server.stop();
+      budget.close();
       await Promise.all(dataSources.map((source) => source.dispose()));
     },
   };

@@ -94,7 +94,12 @@ export class ConfigError extends Error {}
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "unset", as in most .env tooling.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
-  const parsed = schema.safeParse(cleaned);
+  const parsed = schema
+    .refine((config) => config.BUDGET_POINTS >= config.MAX_QUERY_COST, {
+      path: ['BUDGET_POINTS'],
+      message: 'must be at least MAX_QUERY_COST, or an allowed operation could never be afforded',
+    })
+    .safeParse(cleaned);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerOptions, type BaseContext } from '@apollo/server';
@@ -73,10 +74,14 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   // Body-parser and other middleware errors: a JSON answer with a code, never Express's HTML stack page.
   const onError: ErrorRequestHandler = (error, _req, res, _next) => {
     const status = typeof error?.status === 'number' && error.status < 500 ? error.status : 500;
-    if (status === 500) options.logger.error({ err: error }, 'request failed');
-    const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : status === 500 ? ErrorCode.INTERNAL_SERVER_ERROR : 'BAD_REQUEST';
-    const message = status === 413 ? 'Request body too large.' : status === 500 ? 'Internal error' : 'Malformed request body.';
-    res.status(status).json({ errors: [{ message, extensions: { code } }] });
+    if (status === 500) {
+      const errorId = randomUUID();
+      options.logger.error({ err: error, errorId }, 'request failed');
+      res.status(500).json({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR, errorId } }] });
+      return;
+    }
+    const code = status === 413 ? ErrorCode.PAYLOAD_TOO_LARGE : ErrorCode.BAD_REQUEST;
+    res.status(status).json({ errors: [{ message: status === 413 ? 'Request body too large.' : 'Malformed request body.', extensions: { code } }] });
   };
   app.use(onError);
 

@@ -19,10 +19,15 @@ export function connectRedis(url: string, logger: Logger): { client: RedisClient
   client.connect().catch((error: Error) => logger.warn({ err: error.message }, 'Redis not reachable yet; retrying'));
   return {
     client,
-    // Graceful when connected (pending replies arrive); immediate while it is still reconnecting.
+    // Graceful when connected (pending replies may arrive for a second); immediate otherwise.
     close: async () => {
-      if (client.isReady) await client.close().catch(() => client.destroy());
-      else if (client.isOpen) client.destroy();
+      if (client.isReady) {
+        let timer: NodeJS.Timeout | undefined;
+        const gaveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1_000)));
+        await Promise.race([client.close().catch(() => undefined), gaveUp]);
+        clearTimeout(timer);
+      }
+      if (client.isOpen) client.destroy();
     },
   };
 }

@@ -4,6 +4,7 @@
  * breaker opens, then closes) and a subgraph slower than its timeout.
  */
 import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -143,6 +144,37 @@ describe('per-client budgets', () => {
   });
 });
 
+describe('a hung Redis', () => {
+  it('delays nobody: limits fall back to local counters within a bounded wait', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = probe.address() as AddressInfo;
+        probe.close(() => resolve(free));
+      });
+    });
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    started.push({ stop: async () => void server.kill('SIGKILL') });
+    const redis = connectRedis(`redis://127.0.0.1:${port}`, createLogger('test', 'silent'));
+    started.push({ stop: redis.close });
+    for (let i = 0; i < 50 && !redis.client.isReady; i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(redis.client.isReady).toBe(true);
+    const gateway = await gatewayWith({ redis: redis.client, budget: { points: 1_000, windowSeconds: 60 } });
+    const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
+    expect((await post(gateway.url, { query: '{ __typename }' }, { authorization })).status).toBe(200);
+
+    server.kill('SIGSTOP'); // Redis stops answering but keeps its connections open.
+    try {
+      const startedAt = Date.now();
+      const signedIn = await post(gateway.url, { query: '{ __typename }' }, { authorization });
+      const anonymous = await post(gateway.url, { query: '{ __typename }' });
+      expect([signedIn.status, anonymous.status]).toEqual([200, 200]);
+      expect(Date.now() - startedAt).toBeLessThan(2_000);
+    } finally {
+      server.kill('SIGCONT');
+    }
+  });
+});
+
 describe('request limits', () => {
   it('limit anonymous requests per IP; signed-in ones are charged to their budget instead', async () => {
     const gateway = await gatewayWith({ requestLimits: { ipRequests: 3, ipWindowSeconds: 60 } });
@@ -155,8 +187,43 @@ describe('request limits', () => {
     expect([refused.headers.get('x-ratelimit-limit'), refused.headers.get('x-ratelimit-remaining')]).toEqual(['3', '0']);
     const signedIn = await post(gateway.url, { query: '{ __typename }' }, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
     expect(signedIn.status).toBe(200);
-    const forgedKey = await post(gateway.url, { query: '{ __typename }' }, { 'x-api-key': 'guess' });
-    expect(forgedKey.status).toBe(401);
+  });
+
+  it('still throttle requests whose credentials are forged, which are then refused', async () => {
+    const gateway = await gatewayWith({ requestLimits: { ipRequests: 3, ipWindowSeconds: 60 }, apiKeys: 'shop=s3cr3t==' });
+    const statuses = [];
+    const forged: Array<Record<string, string>> = [{ authorization: 'Bearer a.b.c' }, { 'x-api-key': 'guess' }, { authorization: 'Bearer a.b.c' }, { 'x-api-key': 's3cr3t' }];
+    for (const headers of forged) {
+      statuses.push((await post(gateway.url, { query: '{ __typename }' }, headers)).status);
+    }
+    expect(statuses).toEqual([401, 401, 401, 429]);
+    // The real key (which ends in "=") is known, skips the IP rate and is charged to its client name.
+    const first = await post(gateway.url, { query: '{ __typename }' }, { 'x-api-key': 's3cr3t==' });
+    const second = await post(gateway.url, { query: '{ __typename }' }, { 'x-api-key': 's3cr3t==' });
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect(Number(first.headers.get('x-ratelimit-remaining')) - Number(second.headers.get('x-ratelimit-remaining'))).toBe(1);
+  });
+
+  it('charge every request at least one point, free and invalid documents included', async () => {
+    const gateway = await gatewayWith({ budget: { points: 3, windowSeconds: 60 } });
+    const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
+    const free = await post(gateway.url, { query: '{ __typename }' }, { authorization });
+    expect((free.body as any).extensions?.cost).toMatchObject({ requested: 1, remaining: 2 });
+    const invalid = await post(gateway.url, { query: '{ nope }' }, { authorization });
+    expect(invalid.status).toBe(400);
+    expect(invalid.headers.get('x-ratelimit-remaining')).toBe('1');
+    await post(gateway.url, { query: '{ __typename }' }, { authorization });
+    const refused = await post(gateway.url, { query: '{ __typename }' }, { authorization });
+    expect(refused.status).toBe(429);
+  });
+
+  it('answer an operation that cannot be resolved as the client mistake it is (400)', async () => {
+    const unknown = await post(suite.harness.gatewayUrl, { query: 'query A { __typename }', operationName: 'B' });
+    const ambiguous = await post(suite.harness.gatewayUrl, { query: 'query A { __typename } query B { __typename }' });
+    for (const { status, body } of [unknown, ambiguous]) {
+      expect(status).toBe(400);
+      expect(body.errors?.map((e) => e.extensions?.code)).toEqual(['OPERATION_RESOLUTION_FAILURE']);
+    }
   });
 
   it('shed load past the in-flight cap with 503 OVERLOADED instead of queueing', async () => {
@@ -208,15 +275,27 @@ describe('failing subgraphs', () => {
   it('gives up on a subgraph slower than its timeout and still returns the rest', async () => {
     // A proxy in front of the reviews subgraph that answers after 1 s.
     const target = suite.harness.subgraphs.reviews.url;
+    const timers = new Set<NodeJS.Timeout>();
     const slow = http.createServer(async (req, res) => {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => resolve(void timers.delete(timer)), 1_000);
+        timers.add(timer);
+      });
+      if (res.destroyed) return;
       const upstream = await fetch(target, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).catch(() => null);
       res.writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' }).end(upstream ? await upstream.text() : '{}');
     });
     await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
-    started.push({ stop: () => new Promise<void>((resolve) => { slow.closeAllConnections(); slow.close(() => resolve()); }) });
+    started.push({
+      stop: () =>
+        new Promise<void>((resolve) => {
+          for (const timer of timers) clearTimeout(timer);
+          slow.closeAllConnections();
+          slow.close(() => resolve());
+        }),
+    });
     const { port } = slow.address() as AddressInfo;
     const viaProxy = await gatewayWith({ subgraphTimeoutsMs: { reviews: 200 }, subgraphUrls: { ...urls(), reviews: `http://127.0.0.1:${port}/graphql` } });
     const startedAt = Date.now();

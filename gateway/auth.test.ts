@@ -1,0 +1,43 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
+import { createBearerAuthenticator, issueToken } from './auth';
+
+const USER = '0195a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
+const claims = { issuer: 'storefront-supergraph', audience: 'storefront' };
+
+async function rejection(promise: Promise<unknown>) {
+  const error = await promise.then(() => null, (caught: unknown) => caught as { extensions: Record<string, unknown> });
+  expect(error).not.toBeNull();
+  return error!.extensions;
+}
+
+describe('bearer tokens verified against a JWKS file', () => {
+  let authenticate: ReturnType<typeof createBearerAuthenticator>;
+  let privateKey: KeyLike;
+
+  beforeAll(async () => {
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    privateKey = pair.privateKey;
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'key-1', alg: 'RS256', use: 'sig' };
+    const file = join(mkdtempSync(join(tmpdir(), 'jwks-')), 'jwks.json');
+    writeFileSync(file, JSON.stringify({ keys: [jwk] }));
+    authenticate = createBearerAuthenticator({ secret: 'unused-when-a-jwks-file-is-given-123', jwksFile: file, ...claims });
+  });
+
+  const rs256 = (key: KeyLike, kid = 'key-1') =>
+    new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid }).setSubject(USER).setIssuer(claims.issuer).setAudience(claims.audience).setExpirationTime('5m').sign(key);
+
+  it('accepts a token signed by a key in the set', async () => {
+    expect(await authenticate(`Bearer ${await rs256(privateKey)}`)).toBe(USER);
+    expect(await authenticate(`bearer ${await rs256(privateKey)}`)).toBe(USER);
+  });
+
+  it('refuses a token signed by another key, and an HS256 token (no algorithm confusion)', async () => {
+    const stranger = (await generateKeyPair('RS256')).privateKey;
+    expect(await rejection(authenticate(`Bearer ${await rs256(stranger)}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
+    const hs256 = await issueToken({ secret: 'unused-when-a-jwks-file-is-given-123', ...claims, userId: USER });
+    expect(await rejection(authenticate(`Bearer ${hs256}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
+  });
+});
