@@ -5,7 +5,7 @@ import { SignJWT } from 'jose';
 import { createIdentitySigner, IDENTITY_HEADER } from '../lib/identity';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
-import { TEST_JWT_SECRET, testSubgraphServices, useHarness } from './harness';
+import { TEST_IDENTITY_SECRET, TEST_JWT_SECRET, testSubgraphServices, useHarness } from './harness';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const [alice, bob] = dataset.users as [(typeof dataset.users)[0], (typeof dataset.users)[0]];
@@ -101,6 +101,19 @@ describe('signed identity between gateway and subgraphs', () => {
     const tampered = [header, Buffer.from(JSON.stringify({ ...claims, sub: bob.id })).toString('base64url'), signature].join('.');
     const response = await suite.harness.query(ME, {}, { url: suite.harness.subgraphs.accounts.url, unsigned: true, headers: { [IDENTITY_HEADER]: tampered } });
     expect(response.status).toBe(401);
+  });
+
+  it('refuses an expired identity, even correctly signed', async () => {
+    const expired = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(alice.id)
+      .setIssuer('storefront-gateway')
+      .setAudience('storefront-subgraphs')
+      .setIssuedAt(Math.floor(Date.now() / 1000) - 120)
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+      .sign(new TextEncoder().encode(TEST_IDENTITY_SECRET));
+    const { status } = await suite.harness.query(ME, {}, { url: suite.harness.subgraphs.accounts.url, unsigned: true, headers: { [IDENTITY_HEADER]: expired } });
+    expect(status).toBe(401);
   });
 
   it('accepts the identity the gateway signs', async () => {
