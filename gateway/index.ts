@@ -10,6 +10,8 @@ runServer(async () => {
   const config = loadConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, logger) : undefined;
+  // Share counters from the first request when Redis is up; serve on local ones meanwhile if it is not.
+  if (redis && !(await redis.ready())) logger.warn('Redis not ready at start-up: rate limits use local counters until it is');
   const server = await startGateway({
     port: config.GATEWAY_PORT,
     host: config.HOST,

@@ -8,7 +8,7 @@ export type RedisClient = ReturnType<typeof createClient>;
  * unreachable, commands fail at once (no offline queue) and callers use their local fallback; the
  * client keeps reconnecting with capped backoff.
  */
-export function connectRedis(url: string, logger: Logger): { client: RedisClient; close(): Promise<void> } {
+export function connectRedis(url: string, logger: Logger): { client: RedisClient; ready(timeoutMs?: number): Promise<boolean>; close(): Promise<void> } {
   const client = createClient({
     url,
     disableOfflineQueue: true,
@@ -19,6 +19,12 @@ export function connectRedis(url: string, logger: Logger): { client: RedisClient
   client.connect().catch((error: Error) => logger.warn({ err: error.message }, 'Redis not reachable yet; retrying'));
   return {
     client,
+    /** Waits up to `timeoutMs` (default 2000) for the first connection; false if Redis is not there yet. */
+    ready: async (timeoutMs = 2_000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!client.isReady && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      return client.isReady;
+    },
     // Graceful when connected (pending replies may arrive for a second); immediate otherwise.
     close: async () => {
       if (client.isReady) {

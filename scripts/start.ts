@@ -40,6 +40,8 @@ async function main(): Promise<() => Promise<void>> {
   const [accounts, catalog, reviews] = subgraphs.map((s) => s.server) as [RunningServer, RunningServer, RunningServer];
   const gatewayLogger = createLogger('gateway', config.LOG_LEVEL);
   const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, gatewayLogger) : undefined;
+  // Share counters from the first request when Redis is up; serve on local ones meanwhile if it is not.
+  if (redis && !(await redis.ready())) gatewayLogger.warn('Redis not ready at start-up: rate limits use local counters until it is');
   const gateway = await startGateway({
     port: config.GATEWAY_PORT,
     host: config.HOST,

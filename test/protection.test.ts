@@ -91,6 +91,7 @@ describe('per-client budgets', () => {
   it('are shared through Redis: a client that spends its budget on one gateway is refused by the other too', async () => {
     const redis = [connectRedis(REDIS_URL, createLogger('test', 'silent')), connectRedis(REDIS_URL, createLogger('test', 'silent'))];
     started.push(...redis.map((r) => ({ stop: r.close })));
+    expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
     const budget = { points: 1_000, windowSeconds: 60 };
     const [first, second] = await Promise.all(redis.map((r) => gatewayWith({ redis: r.client, budget })));
     const user = randomUUID();
@@ -156,8 +157,7 @@ describe('a hung Redis', () => {
     started.push({ stop: async () => void server.kill('SIGKILL') });
     const redis = connectRedis(`redis://127.0.0.1:${port}`, createLogger('test', 'silent'));
     started.push({ stop: redis.close });
-    for (let i = 0; i < 50 && !redis.client.isReady; i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(redis.client.isReady).toBe(true);
+    expect(await redis.ready(5_000)).toBe(true);
     const gateway = await gatewayWith({ redis: redis.client, budget: { points: 1_000, windowSeconds: 60 } });
     const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
     expect((await post(gateway.url, { query: '{ __typename }' }, { authorization })).status).toBe(200);
