@@ -80,6 +80,14 @@ const schema = z.object({
   API_KEYS: z.string().optional(),
   /** Express "trust proxy" setting, so client IPs come from X-Forwarded-For behind a proxy: false, true, a hop count or a subnet list. Defaults to false. */
   TRUST_PROXY: z.string().default('false'),
+  /** `off` bypasses the entity cache (every lookup goes to the database). Defaults to on. */
+  ENTITY_CACHE: z.enum(['on', 'off']).default('on'),
+  /** How long cached entities live, in seconds. Defaults to 60. */
+  CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Per-type TTLs, "Type=seconds,Type=seconds" (Product, User, Review, ProductReviews). Defaults to none. */
+  CACHE_TTLS: z.string().regex(/^(\s*\w+=\d+\s*)(,\s*\w+=\d+\s*)*$/, 'must look like Product=30,User=300').optional(),
+  /** Longest a subgraph waits for the entity cache before using the database, in ms. Defaults to 50. */
+  CACHE_TIMEOUT_MS: z.coerce.number().int().min(1).max(5_000).default(50),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */

@@ -8,6 +8,7 @@ import { parse } from 'graphql';
 import type { Config, SubgraphName } from './config';
 import { subgraphPort } from './config';
 import { createDatabaseClient, type DatabaseClient } from './db';
+import { EntityCache, parseTtls } from './entity-cache';
 import { createIdentitySigner, createIdentityVerifier, type IdentitySigner, type IdentityVerifier } from './identity';
 import type { LoaderOptions } from './loaders';
 import { loadSecrets } from './secrets';
@@ -31,16 +32,28 @@ export interface SubgraphServices {
   /** Signs an identity for calls this subgraph makes to another one. */
   signIdentity: IdentitySigner;
   loaderOptions: LoaderOptions;
+  /** The cross-request entity cache (Keyv: Redis when REDIS_URL is set), or null when ENTITY_CACHE=off. */
+  cache: EntityCache | null;
   config: Config;
+  /** Releases what the services hold (the cache's Redis connection). */
+  close(): Promise<void>;
 }
 
-export function createSubgraphServices(config: Config): SubgraphServices {
+export function createSubgraphServices(config: Config, logger: Logger): SubgraphServices {
   const { identitySecret } = loadSecrets(config);
+  const cache =
+    config.ENTITY_CACHE === 'on'
+      ? new EntityCache({ namespace: 'storefront', redisUrl: config.REDIS_URL, ttlMs: parseTtls(config.CACHE_TTL_SECONDS, config.CACHE_TTLS), timeoutMs: config.CACHE_TIMEOUT_MS, logger })
+      : null;
   return {
     verifyCaller: createIdentityVerifier(identitySecret),
     signIdentity: createIdentitySigner(identitySecret),
     loaderOptions: { batching: config.BATCHING === 'on' },
+    cache,
     config,
+    close: async () => {
+      await cache?.close();
+    },
   };
 }
 
@@ -91,7 +104,9 @@ export async function runSubgraph<TContext extends object>(
 ): Promise<{ server: RunningServer; stop(): Promise<void> }> {
   const logger = createLogger(name, config.LOG_LEVEL);
   const database = createDatabaseClient(databaseUrl, { poolSize: config.DB_POOL_SIZE });
-  const server = await startSubgraph(build(database, createSubgraphServices(config)), {
+  const services = createSubgraphServices(config, logger);
+  await services.cache?.ready(1_000);
+  const server = await startSubgraph(build(database, services), {
     port: subgraphPort(config, name),
     host: config.HOST,
     database,
@@ -103,6 +118,7 @@ export async function runSubgraph<TContext extends object>(
     server,
     stop: async () => {
       await server.stop();
+      await services.close();
       await database.close();
     },
   };

@@ -69,7 +69,8 @@ export const TEST_IDENTITY_SECRET = 'test-identity-secret-of-at-least-32-chars';
 
 /** Subgraph services configured as the harness configures them (same secrets). */
 export function testSubgraphServices(env: NodeJS.ProcessEnv = {}) {
-  return createSubgraphServices(loadConfig({ ...process.env, JWT_SECRET: TEST_JWT_SECRET, IDENTITY_SECRET: TEST_IDENTITY_SECRET, ...env }));
+  const config = loadConfig({ ...process.env, JWT_SECRET: TEST_JWT_SECRET, IDENTITY_SECRET: TEST_IDENTITY_SECRET, ENTITY_CACHE: 'off', ...env });
+  return createSubgraphServices(config, createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent'));
 }
 
 export interface HarnessOptions {
@@ -128,7 +129,10 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     IP_RATE_LIMIT: '1000000',
     ...options.env,
   });
-  const services = testSubgraphServices({ DATABASE_URL: databaseUrl, BATCHING: config.BATCHING });
+  // Every subgraph of the harness shares one services object (one cache, keyed by type); a test of
+  // replicas starts more subgraphs with services of their own.
+  const services = testSubgraphServices({ DATABASE_URL: databaseUrl, BATCHING: config.BATCHING, ENTITY_CACHE: config.ENTITY_CACHE, REDIS_URL: config.REDIS_URL });
+  await services.cache?.ready(2_000);
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const sql = createStatementLog();
   // Each subgraph has its own pool, as in production, so statements are counted per subgraph.
@@ -197,6 +201,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     async stop() {
       await gateway.stop();
       await Promise.all((Object.keys(subgraphs) as SubgraphName[]).filter((name) => !stopped.has(name)).map((name) => subgraphs[name].stop()));
+      await services.close();
       await Promise.all([database, ...Object.values(databases)].map((client) => client.close()));
     },
   };
@@ -206,12 +211,12 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
  * For a test file: before its tests, a private database (the fixture, or seeded at `scale`) and the
  * servers on it; after them, both gone. Read `suite.harness` inside tests, not at load time.
  */
-export function useHarness(options: { scale?: number } = {}): { readonly harness: Harness; readonly databaseUrl: string } {
+export function useHarness(options: { scale?: number } & HarnessOptions = {}): { readonly harness: Harness; readonly databaseUrl: string } {
   let database: { url: string; drop(): Promise<void> } | undefined;
   let harness: Harness | undefined;
   beforeAll(async () => {
     database = await createTestDatabase(options);
-    harness = await startSubgraphsAndGateway(database.url);
+    harness = await startSubgraphsAndGateway(database.url, options);
   }, 120_000);
   afterAll(async () => {
     await harness?.stop();

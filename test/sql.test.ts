@@ -32,7 +32,8 @@ const usersById = new Map(dataset.users.map((u) => [u.id, u]));
 const productsById = new Map(dataset.products.map((p) => [p.id, p]));
 const mean = (reviews: SeedReview[]) => (reviews.length ? reviews.reduce((sum, r) => sum + r.rating, 0) / reviews.length : null);
 
-const suite = useHarness({ scale: BENCH_SCALE });
+// The entity cache is off here: these tests count what batching alone sends to PostgreSQL.
+const suite = useHarness({ scale: BENCH_SCALE, env: { ENTITY_CACHE: 'off' } });
 
 /** Runs an operation through the gateway and returns its data and the statements each subgraph sent. */
 async function counted(query: string, variables: Record<string, unknown> = {}) {
@@ -158,7 +159,7 @@ describe('statements per operation', () => {
   });
 
   it('counts one statement per item when batching is off (the N+1 the loaders prevent)', async () => {
-    const naive = await startSubgraphsAndGateway(suite.databaseUrl, { batching: false });
+    const naive = await startSubgraphsAndGateway(suite.databaseUrl, { batching: false, env: { ENTITY_CACHE: 'off' } });
     try {
       naive.sql.reset();
       const { data, errors } = await naive.query(STOREFRONT_PAGE, { first: 10 });
