@@ -73,10 +73,20 @@ export class EntityCache {
     this.keyv.on('error', () => {});
   }
 
-  /** The cache of one entity type: `version` changes whenever the cached shape changes. */
+  private readonly types = new Map<string, EntityTypeCache<unknown>>();
+
+  /**
+   * The cache of one entity type, the same object on every call (its in-flight loads span requests):
+   * `version` changes whenever the cached shape changes.
+   */
   type<V>(name: string, version: number): EntityTypeCache<V> {
-    const ttl = this.options.ttlMs?.[name] ?? this.options.ttlMs?.default ?? 60_000;
-    return new EntityTypeCache<V>(this, `${name}:v${version}`, ttl);
+    const prefix = `${name}:v${version}`;
+    let typeCache = this.types.get(prefix);
+    if (!typeCache) {
+      typeCache = new EntityTypeCache<unknown>(this, prefix, this.options.ttlMs?.[name] ?? this.options.ttlMs?.default ?? 60_000);
+      this.types.set(prefix, typeCache);
+    }
+    return typeCache as EntityTypeCache<V>;
   }
 
   /** Waits for Redis to be connected (start-up and tests); true when there is no Redis. */
@@ -171,6 +181,26 @@ export class EntityTypeCache<V> {
     }
     await Promise.all(waiting);
     return ids.map((id) => results.get(id) ?? null);
+  }
+
+  /** Cached values by id (undefined for a miss or when the cache is unavailable), counting hits and misses. */
+  async getMany(ids: readonly string[]): Promise<Array<V | undefined>> {
+    const cached = (await this.cache.attempt(() => this.cache.store.getMany<V>(ids.map((id) => this.key(id))))) ?? [];
+    return ids.map((_id, index) => {
+      const hit = cached[index];
+      if (hit === undefined || hit === null) {
+        this.cache.counters.misses += 1;
+        return undefined;
+      }
+      this.cache.counters.hits += 1;
+      return hit;
+    });
+  }
+
+  /** Stores values by id with the type's TTL (skipped when the cache is unavailable). */
+  async setMany(entries: ReadonlyArray<readonly [string, V]>): Promise<void> {
+    if (!entries.length) return;
+    await this.cache.attempt(() => this.cache.store.setMany(entries.map(([id, value]) => ({ key: this.key(id), value, ttl: this.ttlMs }))));
   }
 
   /**

@@ -1,4 +1,5 @@
 import DataLoader from 'dataloader';
+import type { EntityTypeCache } from './entity-cache';
 
 export interface LoaderOptions {
   /**
@@ -21,10 +22,13 @@ export function keyedLoader<K extends string, V>(
   load: (keys: K[]) => Promise<V[]>,
   keyOf: (row: V) => K,
   options: LoaderOptions = {},
+  /** Reads through this cross-request cache first: only its misses reach `load`. Defaults to none. */
+  cache?: EntityTypeCache<V> | null,
 ): DataLoader<K, V | null> {
+  const loadByKey = async (keys: K[]) => new Map((await load(keys)).map((row) => [keyOf(row), row] as [string, V]));
   return new DataLoader<K, V | null>(async (keys) => {
-    const rows = await load([...keys]);
-    const byKey = new Map(rows.map((row) => [keyOf(row), row]));
+    if (cache) return cache.load(keys, (missing) => loadByKey(missing as K[]));
+    const byKey = await loadByKey([...keys]);
     return keys.map((key) => byKey.get(key) ?? null);
   }, dataLoaderOptions(options));
 }

@@ -13,10 +13,10 @@ export interface Context {
   loaders: Loaders;
 }
 
-export function createContext(db: AccountsDb, services: Pick<SubgraphServices, 'verifyCaller' | 'loaderOptions'>) {
+export function createContext(db: AccountsDb, services: Pick<SubgraphServices, 'verifyCaller' | 'loaderOptions' | 'cache'>) {
   return async ({ req }: ExpressContextFunctionArgument): Promise<Context> => ({
     db,
     callerId: await services.verifyCaller(req.headers),
-    loaders: createLoaders(db, services.loaderOptions),
+    loaders: createLoaders(db, services.loaderOptions, services.cache),
   });
 }

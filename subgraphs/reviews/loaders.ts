@@ -1,6 +1,8 @@
 import DataLoader from 'dataloader';
 import { Prisma, type Review } from '../../generated/prisma/client';
+import type { EntityCache, EntityTypeCache } from '../../lib/entity-cache';
 import { dataLoaderOptions, keyedLoader, type LoaderOptions } from '../../lib/loaders';
+import { MAX_PAGE_SIZE } from '../../lib/pagination';
 import { pageKey, type Ordering, type PageRequest, type Seek } from '../../lib/pagination';
 import type { ReviewsDb } from './context';
 
@@ -125,14 +127,65 @@ async function loadSlices(db: ReviewsDb, slices: readonly ReviewSlice[]): Promis
 const newestFirst = (a: Review, b: Review) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 const oldestFirst = (a: Review, b: Review) => -newestFirst(a, b);
 
+/** Cached Review rows, and a product's rating stats and first pages; bump a version when its shape changes. */
+export const REVIEW_CACHE = { type: 'Review', version: 1 } as const;
+export const PRODUCT_REVIEWS_CACHE = { type: 'ProductReviews', version: 1 } as const;
+
+type ProductReviewsCache = EntityTypeCache<SliceResult>;
+
+/**
+ * What of a product's reviews is cached across requests: its rating stats and its first pages
+ * (`first: n`, no cursor), the reads a storefront repeats. Cursor pages, `last` pages and authors'
+ * pages are not: they are rarer and would widen what a write must invalidate.
+ */
+function cacheIdOf(slice: ReviewSlice): string | null {
+  if (slice.kind === 'ratingStats') return `${slice.productId}:stats`;
+  const { page } = slice;
+  return slice.parent === 'product' && !page.backward && !page.after && !page.before ? `${slice.parentId}:first:${page.size}` : null;
+}
+
+/** After a review of `productId` is written or deleted: its stats and every first page it may have cached. */
+export function productReviewIds(productId: string): string[] {
+  return [`${productId}:stats`, ...Array.from({ length: MAX_PAGE_SIZE + 1 }, (_, size) => `${productId}:first:${size}`)];
+}
+
+/** loadSlices behind the cache: hits answered from it, every miss in ONE statement, then stored. */
+async function loadSlicesCached(db: ReviewsDb, slices: readonly ReviewSlice[], cache: ProductReviewsCache): Promise<SliceResult[]> {
+  const cacheIds = slices.map(cacheIdOf);
+  const wanted = [...new Set(cacheIds.filter((id): id is string => id !== null))];
+  const cached = new Map<string, SliceResult>();
+  (await cache.getMany(wanted)).forEach((value, index) => {
+    if (value !== undefined) cached.set(wanted[index]!, value);
+  });
+  const results: SliceResult[] = [];
+  const remaining: number[] = [];
+  slices.forEach((_slice, index) => {
+    const hit = cacheIds[index] ? cached.get(cacheIds[index]!) : undefined;
+    if (hit !== undefined) results[index] = hit;
+    else remaining.push(index);
+  });
+  if (remaining.length) {
+    const loaded = await loadSlices(db, remaining.map((index) => slices[index]!));
+    remaining.forEach((index, position) => {
+      results[index] = loaded[position]!;
+    });
+    await cache.setMany(remaining.filter((index) => cacheIds[index]).map((index) => [cacheIds[index]!, results[index]!] as const));
+  }
+  return results;
+}
+
 const sliceKey = (slice: ReviewSlice) =>
   slice.kind === 'ratingStats' ? `stats:${slice.productId}` : `page:${slice.parent}:${slice.parentId}:${pageKey(slice.page)}`;
 
-/** Created once per request: batching within a request, never a cache across requests. */
-export function createLoaders(db: ReviewsDb, options: LoaderOptions = {}) {
-  const slices = new DataLoader<ReviewSlice, SliceResult, string>((keys) => loadSlices(db, keys), dataLoaderOptions(options, sliceKey));
+/** Created once per request: batching within a request; the entity cache is what spans requests. */
+export function createLoaders(db: ReviewsDb, options: LoaderOptions = {}, cache: EntityCache | null = null) {
+  const sliceCache = cache?.type<SliceResult>(PRODUCT_REVIEWS_CACHE.type, PRODUCT_REVIEWS_CACHE.version);
+  const slices = new DataLoader<ReviewSlice, SliceResult, string>(
+    (keys) => (sliceCache ? loadSlicesCached(db, keys, sliceCache) : loadSlices(db, keys)),
+    dataLoaderOptions(options, sliceKey),
+  );
   return {
-    reviewById: keyedLoader((ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }), (review) => review.id, options),
+    reviewById: keyedLoader((ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }), (review) => review.id, options, cache?.type<Review>(REVIEW_CACHE.type, REVIEW_CACHE.version)),
     /** Count and mean rating of a product's reviews. */
     ratingStats: (productId: string) => slices.load({ kind: 'ratingStats', productId }) as Promise<RatingStats>,
     /** One page of a product's or an author's reviews, in fetch order (see toConnection). */

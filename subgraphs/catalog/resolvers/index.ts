@@ -64,11 +64,11 @@ export const resolvers: Resolvers = {
         throw error;
       }
     },
-    updateProduct: async (_root, { id, input }, { db }) => {
+    updateProduct: async (_root, { id, input }, { db, productCache }) => {
       const productId = parseId(id, 'id');
       const data = validate(updateInput, input, 'input');
       try {
-        return await db.product.update({
+        const updated = await db.product.update({
           where: { id: productId },
           data: {
             ...(data.title != null && { title: data.title }),
@@ -77,6 +77,9 @@ export const resolvers: Resolvers = {
             ...(data.status != null && { status: data.status }),
           },
         });
+        // Before answering: a read after this write, on any replica, must not see the old row.
+        await productCache?.invalidate([productId]);
+        return updated;
       } catch (error) {
         if (isPrismaError(error, 'P2025')) throw notFound('id', `No product with id ${productId}.`);
         throw error;

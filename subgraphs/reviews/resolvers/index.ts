@@ -28,19 +28,23 @@ export const resolvers: Resolvers = {
     review: (_root, { id }, { loaders }) => loaders.reviewById.load(parseId(id, 'id')),
   },
   Mutation: {
-    createReview: async (_root, { input }, { db, callerId, catalog }) => {
+    createReview: async (_root, { input }, { db, callerId, catalog, invalidate }) => {
       if (!callerId) throw unauthenticated('Sign in to write a review.');
       const data = validate(createInput, input, 'input');
       const productId = data.productId.toLowerCase();
       if (!(await catalog.productExists(productId))) throw notFound('input.productId', `No product with id ${productId}.`);
-      return db.review.create({ data: { productId, authorId: callerId, rating: data.rating, body: data.body } });
+      const review = await db.review.create({ data: { productId, authorId: callerId, rating: data.rating, body: data.body } });
+      // Before answering, so the next read of the product's rating and reviews sees this one.
+      await invalidate({ productId });
+      return review;
     },
-    deleteReview: async (_root, { id }, { db, callerId }) => {
+    deleteReview: async (_root, { id }, { db, callerId, invalidate }) => {
       if (!callerId) throw unauthenticated('Sign in to delete a review.');
       const reviewId = parseId(id, 'id');
       try {
         // Deletes only the caller's own review, in one statement: no check-then-act race.
         const deleted = await db.review.delete({ where: { id: reviewId, authorId: callerId }, select: { productId: true } });
+        await invalidate({ productId: deleted.productId, reviewId });
         return { deletedReviewId: reviewId, productId: deleted.productId };
       } catch (error) {
         if (!isPrismaError(error, 'P2025')) throw error;
