@@ -23,7 +23,7 @@ const config: CodegenConfig = {
         ...common,
         contextType: '../context#Context',
         mappers: {
-          User: '../../../generated/prisma/client#User as UserRow',
+          User: '../loaders#PublicUser as UserRow',
         },
       },
     },

@@ -11,6 +11,7 @@ import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
 import type { Logger } from '../lib/logger';
 import type { RedisClient } from '../lib/redis';
 import type { BearerAuthenticator } from './auth';
+import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
 import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
 import { identifyClient, parseApiKeys, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
 import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
@@ -138,15 +139,22 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const server = await startGraphQLHttpServer<GatewayContext>({
     apollo: {
       gateway,
-      formatError: maskUnexpectedErrors(options.logger),
+      formatError: withPersistedQueryErrorCodes(maskUnexpectedErrors(options.logger)),
       introspection: true,
       validationRules: queryLimits.validationRules,
       parseOptions: queryLimits.parseOptions,
       // Batched HTTP requests stay off (Apollo's default): one operation per request, one cost each.
       allowBatchedHttpRequests: false,
+      // Queries may be sent with GET (mutations may not: 405); a GET must then carry a header a browser
+      // would preflight, e.g. `apollo-require-preflight: true` (gateway/http-cache.ts).
+      csrfPrevention: true,
+      // Automatic persisted queries: in Redis when the gateway has a client, else in memory.
+      persistedQueries: persistedQueries(options.redis, options.logger),
       plugins: [
         queryLimits.plugin,
         budget.plugin,
+        // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.
+        ...httpCachePlugins<GatewayContext>(),
         ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
         ApolloServerPluginUsageReportingDisabled(),
         ApolloServerPluginSchemaReportingDisabled(),

@@ -80,6 +80,8 @@ const schema = z.object({
   API_KEYS: z.string().optional(),
   /** Express "trust proxy" setting, so client IPs come from X-Forwarded-For behind a proxy: false, true, a hop count or a subnet list. Defaults to false. */
   TRUST_PROXY: z.string().default('false'),
+  /** Prefix of every entity-cache key, so several deployments (or test runs) can share one Redis. Defaults to storefront. */
+  CACHE_NAMESPACE: z.string().regex(/^[\w.-]+$/).default('storefront'),
   /** `off` bypasses the entity cache (every lookup goes to the database). Defaults to on. */
   ENTITY_CACHE: z.enum(['on', 'off']).default('on'),
   /** How long cached entities live, in seconds. Defaults to 60. */

@@ -69,7 +69,8 @@ export class EntityCache {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.redis = options.redisUrl ? connectRedis(options.redisUrl, options.logger) : undefined;
     const store = this.redis ? new KeyvRedis(this.redis.client as never, { namespace: 'storefront-cache', throwOnErrors: true }) : undefined;
-    this.keyv = new Keyv({ store, namespace: options.namespace, serialize, deserialize, useKeyPrefix: !store });
+    // An explicit `store: undefined` would replace Keyv's own in-memory Map: pass a store only for Redis.
+    this.keyv = new Keyv({ ...(store ? { store } : { useKeyPrefix: true }), namespace: options.namespace, serialize, deserialize });
     this.keyv.on('error', () => {});
   }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
+import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
@@ -43,7 +44,7 @@ export function createSubgraphServices(config: Config, logger: Logger): Subgraph
   const { identitySecret } = loadSecrets(config);
   const cache =
     config.ENTITY_CACHE === 'on'
-      ? new EntityCache({ namespace: 'storefront', redisUrl: config.REDIS_URL, ttlMs: parseTtls(config.CACHE_TTL_SECONDS, config.CACHE_TTLS), timeoutMs: config.CACHE_TIMEOUT_MS, logger })
+      ? new EntityCache({ namespace: config.CACHE_NAMESPACE, redisUrl: config.REDIS_URL, ttlMs: parseTtls(config.CACHE_TTL_SECONDS, config.CACHE_TTLS), timeoutMs: config.CACHE_TIMEOUT_MS, logger })
       : null;
   return {
     verifyCaller: createIdentityVerifier(identitySecret),
@@ -82,7 +83,12 @@ export function startSubgraph<TContext extends object>(
       formatError: maskUnexpectedErrors(options.logger),
       introspection: true,
       // Apollo's inline traces (ftv1) are for GraphOS reporting, which this service does not use.
-      plugins: [ApolloServerPluginInlineTraceDisabled()],
+      plugins: [
+        ApolloServerPluginInlineTraceDisabled(),
+        // Cache-Control on every answer, from the @cacheControl hints in schema/<name>.graphql: the
+        // gateway combines the subgraphs' headers into its own. Unhinted object fields are uncacheable.
+        ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
+      ],
     },
     context: (args) => definition.createContext(args),
     ready: () => options.database.ping(),

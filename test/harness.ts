@@ -9,7 +9,7 @@ import { IDENTITY_HEADER } from '../lib/identity';
 import { issueToken } from '../gateway/auth';
 import { gatewaySettings } from '../gateway/settings';
 import { startGateway, type GatewayOptions, type RunningGateway } from '../gateway/server';
-import type { SubgraphDefinition } from '../lib/subgraph';
+import type { SubgraphDefinition, SubgraphServices } from '../lib/subgraph';
 import { accountsSubgraph } from '../subgraphs/accounts/server';
 import { catalogSubgraph } from '../subgraphs/catalog/server';
 import { createCatalogClient } from '../subgraphs/reviews/catalog-client';
@@ -91,6 +91,10 @@ export interface Harness {
   stopSubgraph(name: SubgraphName): Promise<void>;
   /** Starts a stopped subgraph again on the same port. */
   restartSubgraph(name: SubgraphName): Promise<void>;
+  /** Another instance of a subgraph (its own services and cache client, the same database and Redis); the caller stops it. */
+  startReplica(name: SubgraphName): Promise<RunningServer & { services: SubgraphServices }>;
+  /** The harness subgraphs' shared services (their entity cache, for tests that look inside it). */
+  services: SubgraphServices;
   /** Another gateway over the same subgraphs, with option overrides; the caller stops it. */
   startGateway(overrides?: Partial<GatewayOptions>): Promise<RunningGateway>;
   /** A client of the test database for setting up and checking rows (not counted). */
@@ -131,7 +135,15 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
   });
   // Every subgraph of the harness shares one services object (one cache, keyed by type); a test of
   // replicas starts more subgraphs with services of their own.
-  const services = testSubgraphServices({ DATABASE_URL: databaseUrl, BATCHING: config.BATCHING, ENTITY_CACHE: config.ENTITY_CACHE, REDIS_URL: config.REDIS_URL });
+  const serviceEnv = {
+    DATABASE_URL: databaseUrl,
+    BATCHING: config.BATCHING,
+    ENTITY_CACHE: config.ENTITY_CACHE,
+    REDIS_URL: config.REDIS_URL,
+    // Cache keys name this database: test runs sharing a Redis never read each other's rows.
+    CACHE_NAMESPACE: new URL(databaseUrl).pathname.slice(1),
+  };
+  const services = testSubgraphServices(serviceEnv);
   await services.cache?.ready(2_000);
   const logger = createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const sql = createStatementLog();
@@ -178,6 +190,25 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
       stopped.delete(name);
     },
     startGateway: launchGateway,
+    services,
+    async startReplica(name) {
+      const replicaServices = testSubgraphServices(serviceEnv);
+      await replicaServices.cache?.ready(2_000);
+      const builds: Record<SubgraphName, () => SubgraphDefinition<object>> = {
+        accounts: () => accountsSubgraph(databases.accounts, replicaServices),
+        catalog: () => catalogSubgraph(databases.catalog, replicaServices),
+        reviews: () => reviewsSubgraph(databases.reviews, replicaServices, createCatalogClient(subgraphs.catalog.url, replicaServices.signIdentity)),
+      };
+      const server = await startSubgraph(builds[name](), { ...common, port: 0, database: databases[name] });
+      return {
+        ...server,
+        services: replicaServices,
+        stop: async () => {
+          await server.stop();
+          await replicaServices.close();
+        },
+      };
+    },
     database,
     sql,
     tokenFor,

@@ -1,14 +1,28 @@
+import type { User } from '../../generated/prisma/client';
 import type { EntityCache } from '../../lib/entity-cache';
 import { keyedLoader, type LoaderOptions } from '../../lib/loaders';
 import type { AccountsDb } from './context';
 
-/** Cached User rows; bump the version whenever the cached shape (the model's columns) changes. */
+/**
+ * A user as anyone may see it. The email is personal: it is never in this row, never cached, and
+ * read (batched) only when the user asks for their own.
+ */
+export type PublicUser = Omit<User, 'email'>;
+export const PUBLIC_USER_COLUMNS = { id: true, displayName: true, createdAt: true } as const satisfies Record<keyof PublicUser, true>;
+
+/** Cached PublicUser rows; bump the version whenever the cached shape changes. */
 export const USER_CACHE = { type: 'User', version: 1 } as const;
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
 export function createLoaders(db: AccountsDb, options: LoaderOptions = {}, cache: EntityCache | null = null) {
   return {
-    userById: keyedLoader((ids: string[]) => db.user.findMany({ where: { id: { in: ids } } }), (user) => user.id, options, cache?.type(USER_CACHE.type, USER_CACHE.version)),
+    userById: keyedLoader(
+      (ids: string[]): Promise<PublicUser[]> => db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }),
+      (user) => user.id,
+      options,
+      cache?.type<PublicUser>(USER_CACHE.type, USER_CACHE.version),
+    ),
+    emailById: keyedLoader((ids: string[]) => db.user.findMany({ where: { id: { in: ids } }, select: { id: true, email: true } }), (user) => user.id, options),
   };
 }
 

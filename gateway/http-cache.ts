@@ -1,0 +1,180 @@
+import { createHash } from 'node:crypto';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import type { ApolloServerPlugin, BaseContext, PersistedQueryOptions } from '@apollo/server';
+import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
+import { KeyvAdapter } from '@apollo/utils.keyvadapter';
+import KeyvRedis from '@keyv/redis';
+import Keyv from 'keyv';
+import type { Logger } from '../lib/logger';
+import type { RedisClient } from '../lib/redis';
+
+/**
+ * HTTP caching at the gateway.
+ *
+ * - Cache-Control: each subgraph computes a header from the `@cacheControl` hints of its SDL (see
+ *   lib/subgraph.ts); RemoteGraphQLDataSource folds every subgraph answer's header into the request's
+ *   overall cache policy, and the gateway's cache control plugin sends the result:
+ *   `max-age=<n>, public` or `max-age=<n>, private` when every part is cacheable, `no-store` otherwise
+ *   (any maxAge 0, any error, a mutation, or no subgraph called at all).
+ * - GET: Apollo Server runs queries sent with GET (`?query=...&variables=...&extensions=...`) and refuses
+ *   mutations over GET with 405. CSRF prevention stays on: a GET must carry a header a browser cannot
+ *   send cross-site without a preflight: `apollo-require-preflight: true`, `x-apollo-operation-name`, or
+ *   a non-simple `content-type` such as `application/json`. Without one it is refused with 400 BAD_REQUEST.
+ * - APQ (automatic persisted queries): in Redis when the gateway has a client, so every gateway sees a
+ *   query registered on any one; in Apollo's bounded in-memory cache otherwise.
+ * - ETag: a weak validator over the response's `data` and `errors` only. `extensions` (the caller's
+ *   remaining budget, `extensions.cost`) changes on every request and is left out, which is why the
+ *   ETag is weak: equal ETags mean the same answer, not the same bytes. An answer that is not public
+ *   also hashes in the caller, so one user's ETag never validates another user's answer. A GET whose
+ *   `If-None-Match` lists the answer's ETag gets 304 with no body (Express drops it) but the usual
+ *   headers. The query still ran and was charged: a 304 saves bandwidth, not work. The check is made
+ *   here rather than left to Express, which ignores If-None-Match when the request says
+ *   `Cache-Control: no-cache`, as Node's and undici's fetch always do next to If-None-Match.
+ */
+
+/** How long a registered persisted query stays in Redis after its last registration. */
+export const APQ_TTL_SECONDS = 24 * 60 * 60;
+
+type ApqStore = NonNullable<PersistedQueryOptions['cache']>;
+
+/**
+ * The APQ options: a Keyv store in Redis over the gateway's node-redis client when there is one, else
+ * Apollo's default bounded in-memory cache. Redis failures are misses (the client then sends the full
+ * query, which is the APQ protocol's normal recovery) and failed writes are dropped, logged once per
+ * outage: a Redis outage never fails a request.
+ */
+export function persistedQueries(redis: RedisClient | undefined, logger: Logger): PersistedQueryOptions {
+  if (!redis) return { ttl: APQ_TTL_SECONDS };
+  // The client belongs to the caller (gateway/index.ts closes it); Keyv only borrows it.
+  const keyv = new Keyv<string>({
+    store: new KeyvRedis<string>(redis as never, { throwOnErrors: true }),
+    namespace: 'storefront-apq',
+    useKeyPrefix: false,
+  });
+  keyv.on('error', () => {});
+  return { cache: new MissOnErrorCache(new KeyvAdapter(keyv), logger), ttl: APQ_TTL_SECONDS };
+}
+
+/** A KeyValueCache whose failures are misses (reads) or dropped (writes). */
+class MissOnErrorCache implements ApqStore {
+  private degraded = false;
+
+  constructor(
+    private readonly inner: ApqStore,
+    private readonly logger: Logger,
+  ) {}
+
+  async get(key: string): Promise<string | undefined> {
+    try {
+      const value = await this.inner.get(key);
+      this.recovered();
+      return value;
+    } catch (error) {
+      this.failed(error);
+      return undefined;
+    }
+  }
+
+  async set(key: string, value: string, options?: Parameters<ApqStore['set']>[2]): Promise<void> {
+    try {
+      await this.inner.set(key, value, options);
+      this.recovered();
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  async delete(key: string): Promise<boolean | void> {
+    try {
+      return await this.inner.delete(key);
+    } catch (error) {
+      this.failed(error);
+      return false;
+    }
+  }
+
+  private failed(error: unknown): void {
+    if (this.degraded) return;
+    this.degraded = true;
+    this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'APQ store (Redis) unavailable: persisted queries are misses until it returns');
+  }
+
+  private recovered(): void {
+    if (!this.degraded) return;
+    this.degraded = false;
+    this.logger.info('APQ store (Redis) available again');
+  }
+}
+
+/** What the HTTP cache plugin reads from the request context. */
+export interface HttpCacheContext extends BaseContext {
+  callerId: string | null;
+}
+
+/**
+ * The gateway's HTTP caching plugins: Apollo's cache control plugin (which writes Cache-Control from
+ * the overall policy the subgraphs' headers produced), and this module's plugin, which makes every
+ * operation but a query uncacheable and writes the ETag.
+ */
+export function httpCachePlugins<TContext extends HttpCacheContext>(): ApolloServerPlugin<TContext>[] {
+  return [
+    // defaultMaxAge only applies to fields resolved here, and the gateway resolves none: every hint
+    // comes from the subgraphs' Cache-Control headers. Uncacheable answers get `no-store`.
+    ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
+    {
+      async requestDidStart() {
+        return {
+          async didResolveOperation({ operation, overallCachePolicy }) {
+            // Mutations (and subscriptions) are never cached, whatever the hints of what they return.
+            if (operation?.operation !== 'query') overallCachePolicy.restrict({ maxAge: 0 });
+          },
+          async willSendResponse({ request, response, overallCachePolicy, contextValue }) {
+            const { body, http } = response;
+            if (body.kind !== 'single' || (http.status !== undefined && http.status !== 200)) return;
+            const { data, errors } = body.singleResult;
+            const shared = overallCachePolicy.policyIfCacheable()?.scope === 'PUBLIC';
+            const etag = etagOf({ data, errors }, shared ? null : (contextValue.callerId ?? 'anonymous'));
+            http.headers.set('etag', etag);
+            // Weak comparison (RFC 9110 13.1.2), for GET only: a POST is not a cacheable read.
+            if (request.http?.method === 'GET' && matchesIfNoneMatch(request.http.headers.get('if-none-match'), etag)) http.status = 304;
+          },
+        };
+      },
+    },
+  ];
+}
+
+/** A weak ETag over the answer (and, for answers that are not public, the caller). */
+export function etagOf(answer: { data?: unknown; errors?: unknown }, caller: string | null): string {
+  const hash = createHash('sha256')
+    .update(JSON.stringify([answer.data ?? null, answer.errors ?? null, caller]))
+    .digest('base64url')
+    .slice(0, 27);
+  return `W/"${hash}"`;
+}
+
+/** True when an If-None-Match header lists `etag` (or is `*`), comparing weakly. */
+export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+  return header.split(',').some((tag) => tag.trim() === '*' || opaque(tag) === opaque(etag));
+}
+
+/** Apollo's own APQ errors that carry no code, by message, with the code a client sees. */
+const APQ_ERRORS: Record<string, string> = {
+  'provided sha does not match query': 'PERSISTED_QUERY_HASH_MISMATCH',
+  'Unsupported persisted query version': 'PERSISTED_QUERY_NOT_SUPPORTED',
+};
+
+/**
+ * Wraps the gateway's formatError: Apollo raises two APQ client errors (400) without a code, which
+ * error masking would otherwise turn into "Internal error"; they get a code of their own instead.
+ */
+export function withPersistedQueryErrorCodes(
+  formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError,
+): (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError {
+  return (formatted, error) => {
+    const code = error instanceof GraphQLError && error.extensions.code === undefined ? APQ_ERRORS[error.message] : undefined;
+    return code ? { message: formatted.message, extensions: { code } } : formatError(formatted, error);
+  };
+}

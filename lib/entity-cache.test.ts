@@ -1,0 +1,106 @@
+import { spawn } from 'node:child_process';
+import net, { type AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { EntityCache } from './entity-cache';
+
+const silent = pino({ level: 'silent' });
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+
+describe('EntityCache', () => {
+  const caches: EntityCache[] = [];
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((cache) => cache.close()));
+  });
+  const memoryCache = () => {
+    const cache = new EntityCache({ namespace: `unit-${Math.random()}`, logger: silent });
+    caches.push(cache);
+    return cache;
+  };
+
+  it('reads through: one load for the misses, then hits; values round-trip exactly; misses are not cached', async () => {
+    const cache = memoryCache();
+    const rows = cache.type<{ id: string; at: Date; cents: number; tags: Array<{ when: Date }> }>('Thing', 1);
+    const at = new Date('2026-01-02T03:04:05.678Z');
+    const loads: string[][] = [];
+    const load = async (ids: string[]) => {
+      loads.push(ids);
+      return new Map(ids.filter((id) => id !== 'none').map((id) => [id, { id, at, cents: 1999, tags: [{ when: at }] }]));
+    };
+    const first = await rows.load(['a', 'b', 'none'], load);
+    const second = await rows.load(['b', 'a', 'none'], load);
+    expect(loads).toEqual([['a', 'b', 'none'], ['none']]);
+    expect(second).toEqual([first[1], first[0], null]);
+    expect(second[0]!.at).toBeInstanceOf(Date);
+    expect(second[0]!.tags[0]!.when.getTime()).toBe(at.getTime());
+    expect(cache.counters).toEqual({ hits: 2, misses: 4, errors: 0 });
+  });
+
+  it('loads a key once for concurrent misses, across callers', async () => {
+    const rows = memoryCache().type<{ id: string }>('Thing', 1);
+    let calls = 0;
+    const slowLoad = async (ids: string[]) => {
+      calls += 1;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return new Map(ids.map((id) => [id, { id }]));
+    };
+    const results = await Promise.all([rows.load(['x'], slowLoad), rows.load(['x'], slowLoad), rows.load(['x', 'y'], slowLoad)]);
+    expect(results).toEqual([[{ id: 'x' }], [{ id: 'x' }], [{ id: 'x' }, { id: 'y' }]]);
+    expect(calls).toBe(2); // x once, then y alone
+  });
+
+  it('keeps shapes apart by version, and invalidation drops an entry', async () => {
+    const cache = memoryCache();
+    const v1 = cache.type<{ id: string; n: number }>('Thing', 1);
+    const v2 = cache.type<{ id: string; n: number }>('Thing', 2);
+    await v1.load(['a'], async () => new Map([['a', { id: 'a', n: 1 }]]));
+    expect(await v2.load(['a'], async () => new Map([['a', { id: 'a', n: 2 }]]))).toEqual([{ id: 'a', n: 2 }]);
+    await v1.invalidate(['a']);
+    expect(await v1.load(['a'], async () => new Map([['a', { id: 'a', n: 3 }]]))).toEqual([{ id: 'a', n: 3 }]);
+  });
+
+  it('serves from the loader within a bounded wait while Redis hangs, says so, and uses Redis again when it answers', async () => {
+    const port = await freePort();
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    try {
+      const lines: string[] = [];
+      const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => done(void lines.push(String(chunk))) }));
+      const cache = new EntityCache({ namespace: 'unit', redisUrl: `redis://127.0.0.1:${port}`, timeoutMs: 50, logger });
+      caches.push(cache);
+      expect(await cache.ready(5_000)).toBe(true);
+      const rows = cache.type<{ id: string }>('Thing', 1);
+      let loads = 0;
+      const load = async (ids: string[]) => {
+        loads += 1;
+        return new Map(ids.map((id) => [id, { id }]));
+      };
+      await rows.load(['a'], load);
+      await rows.load(['a'], load);
+      expect(loads).toBe(1);
+
+      server.kill('SIGSTOP');
+      const startedAt = Date.now();
+      expect(await rows.load(['a'], load)).toEqual([{ id: 'a' }]);
+      expect(Date.now() - startedAt).toBeLessThan(500);
+      expect(loads).toBe(2);
+      expect(cache.counters.errors).toBeGreaterThan(0);
+      expect(lines.some((line) => line.includes('entity cache unavailable'))).toBe(true);
+
+      server.kill('SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await rows.load(['b'], load);
+      const before = loads;
+      expect(await rows.load(['b'], load)).toEqual([{ id: 'b' }]);
+      expect(loads).toBe(before);
+      expect(lines.some((line) => line.includes('entity cache is back'))).toBe(true);
+    } finally {
+      server.kill('SIGKILL');
+    }
+  });
+});
