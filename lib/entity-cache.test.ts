@@ -26,7 +26,7 @@ describe('EntityCache', () => {
 
   it('reads through: one load for the misses, then hits; values round-trip exactly; misses are not cached', async () => {
     const cache = memoryCache();
-    const rows = cache.type<{ id: string; at: Date; cents: number; tags: Array<{ when: Date }> }>('Thing', 1);
+    const rows = cache.type<{ id: string; at: Date; cents: number; tags: Array<{ when: Date }> }>({ subgraph: 'unit', name: 'Thing', version: 1 });
     const at = new Date('2026-01-02T03:04:05.678Z');
     const loads: string[][] = [];
     const load = async (ids: string[]) => {
@@ -43,7 +43,7 @@ describe('EntityCache', () => {
   });
 
   it('loads a key once for concurrent misses, across callers', async () => {
-    const rows = memoryCache().type<{ id: string }>('Thing', 1);
+    const rows = memoryCache().type<{ id: string }>({ subgraph: 'unit', name: 'Thing', version: 1 });
     let calls = 0;
     const slowLoad = async (ids: string[]) => {
       calls += 1;
@@ -57,8 +57,8 @@ describe('EntityCache', () => {
 
   it('keeps shapes apart by version, and invalidation drops an entry', async () => {
     const cache = memoryCache();
-    const v1 = cache.type<{ id: string; n: number }>('Thing', 1);
-    const v2 = cache.type<{ id: string; n: number }>('Thing', 2);
+    const v1 = cache.type<{ id: string; n: number }>({ subgraph: 'unit', name: 'Thing', version: 1 });
+    const v2 = cache.type<{ id: string; n: number }>({ subgraph: 'unit', name: 'Thing', version: 2 });
     await v1.load(['a'], async () => new Map([['a', { id: 'a', n: 1 }]]));
     expect(await v2.load(['a'], async () => new Map([['a', { id: 'a', n: 2 }]]))).toEqual([{ id: 'a', n: 2 }]);
     await v1.invalidate(['a']);
@@ -74,7 +74,7 @@ describe('EntityCache', () => {
       const cache = new EntityCache({ namespace: 'unit', redisUrl: `redis://127.0.0.1:${port}`, timeoutMs: 50, logger });
       caches.push(cache);
       expect(await cache.ready(5_000)).toBe(true);
-      const rows = cache.type<{ id: string }>('Thing', 1);
+      const rows = cache.type<{ id: string }>({ subgraph: 'unit', name: 'Thing', version: 1 });
       let loads = 0;
       const load = async (ids: string[]) => {
         loads += 1;

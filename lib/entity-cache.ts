@@ -42,7 +42,7 @@ export function parseTtls(defaultSeconds: number, spec: string | undefined): Rec
 }
 
 export interface EntityCacheOptions {
-  /** Subgraph name: the first part of every key. */
+  /** The first part of every key (CACHE_NAMESPACE), so deployments or test runs can share one Redis. */
   namespace: string;
   /** Redis URL: every replica of the subgraph shares one cache. Defaults to an in-process memory cache. */
   redisUrl?: string;
@@ -55,9 +55,16 @@ export interface EntityCacheOptions {
 
 /**
  * A cross-request read-through cache of entities in Keyv (Redis when configured, memory otherwise).
- * Keys are `<subgraph>:<Type>:v<shape version>:<id>`, so a deploy that changes a type's shape never
+ * Keys are `<namespace>:<subgraph>:<Type>:v<shape version>:<id>`, so a deploy that changes a type's shape never
  * reads old shapes. A cache that fails or is slow is skipped (bounded wait), never fatal.
  */
+/** What is cached: a type of a subgraph, and the version of its cached shape. */
+export interface CachedType {
+  subgraph: string;
+  name: string;
+  version: number;
+}
+
 export class EntityCache {
   readonly counters: CacheCounters = { hits: 0, misses: 0, errors: 0 };
   private readonly keyv: Keyv;
@@ -77,11 +84,12 @@ export class EntityCache {
   private readonly types = new Map<string, EntityTypeCache<unknown>>();
 
   /**
-   * The cache of one entity type, the same object on every call (its in-flight loads span requests):
-   * `version` changes whenever the cached shape changes.
+   * The cache of one entity type of one subgraph, the same object on every call (its in-flight loads
+   * span requests): `version` changes whenever the cached shape changes.
    */
-  type<V>(name: string, version: number): EntityTypeCache<V> {
-    const prefix = `${name}:v${version}`;
+  type<V>(spec: CachedType): EntityTypeCache<V> {
+    const { subgraph, name, version } = spec;
+    const prefix = `${subgraph}:${name}:v${version}`;
     let typeCache = this.types.get(prefix);
     if (!typeCache) {
       typeCache = new EntityTypeCache<unknown>(this, prefix, this.options.ttlMs?.[name] ?? this.options.ttlMs?.default ?? 60_000);

@@ -1,11 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { runMain } from '../lib/cli';
-import { loadConfig } from '../lib/config';
-import { ensureDatabase } from '../lib/database';
-import { migrate } from '../prisma/migrate';
-import { BENCH_SCALE, generateDataset, seed } from '../prisma/seed';
+import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
 import { startSubgraphsAndGateway, type Harness } from '../test/harness';
 import { STOREFRONT_PAGE, USERS_PAGE } from '../test/operations';
 
@@ -18,8 +13,6 @@ import { STOREFRONT_PAGE, USERS_PAGE } from '../test/operations';
  * PostgreSQL: the server of DATABASE_URL (the bench creates and drops its own database there), or
  * the embedded one. `--iterations K` sets the timed runs per cell (default 30).
  */
-/** Its own database, dropped afterwards; the random suffix means it can never be someone else's. */
-const BENCH_DB = `storefront_bench_n1_${randomBytes(4).toString('hex')}`;
 const SIZES = [10, 50, 100];
 const OPERATIONS = [
   { name: 'products(first: N) { reviews(first: 5) { author } averageRating }', query: STOREFRONT_PAGE },
@@ -32,12 +25,6 @@ interface Cell {
   medianMs: number;
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
-
 async function timedRun(harness: Harness, query: string, first: number): Promise<{ ms: number; counts: Record<string, number> }> {
   harness.sql.reset();
   const started = performance.now();
@@ -47,45 +34,14 @@ async function timedRun(harness: Harness, query: string, first: number): Promise
   return { ms, counts: harness.sql.counts() };
 }
 
-function parseIterations(argv: string[]): number {
-  const index = argv.indexOf('--iterations');
-  const value = index >= 0 ? Number(argv[index + 1]) : 30;
-  if (!Number.isInteger(value) || value < 1 || value > 10_000) throw new Error('--iterations must be a whole number from 1 to 10000');
-  return value;
-}
-
-async function createBenchDatabase(serverUrl: string): Promise<string> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await client.query(`CREATE DATABASE ${BENCH_DB}`);
-  } finally {
-    await client.end();
-  }
-  const url = new URL(serverUrl);
-  url.pathname = `/${BENCH_DB}`;
-  return url.toString();
-}
-
 async function main() {
   const iterations = parseIterations(process.argv.slice(2));
-  const server = await ensureDatabase(loadConfig());
-  const url = await createBenchDatabase(server.url);
+  const database = await createBenchDatabase('storefront_bench_n1');
+  const url = database.url;
   let batched: Harness | undefined;
   let naive: Harness | undefined;
   try {
-    await migrate(url);
-    const dataset = generateDataset(BENCH_SCALE);
-    await seed(url, dataset);
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
-    await client.end();
-    console.log(
-      `PostgreSQL ${rows[0]!.server_version}${server.embedded ? ' (embedded)' : ''}; bench scale ${BENCH_SCALE}: ` +
-        `${dataset.users.length} users, ${dataset.products.length} products, ${dataset.reviews.length} reviews; ` +
-        `${iterations} timed runs per cell after 3 warm-ups, batched and naive interleaved.\n`,
-    );
+    console.log(`${database.description}; ${iterations} timed runs per cell after 3 warm-ups, batched and naive interleaved.\n`);
 
     // The entity cache stays off: this bench measures what batching alone saves.
     batched = await startSubgraphsAndGateway(url, { batching: true, env: { ENTITY_CACHE: 'off' } });
@@ -121,18 +77,12 @@ async function main() {
         ]);
       }
     }
-    const widths = header.map((title, column) => Math.max(title.length, ...table.map((row) => row[column]!.length)));
-    const line = (row: string[]) => `| ${row.map((cell, column) => cell.padEnd(widths[column]!)).join(' | ')} |`;
-    console.log([line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...table.map(line)].join('\n'));
+    printTable(header, table);
     console.log('\nStatements are summed over subgraphs, shown as (catalog+reviews+accounts). Ratios are naive / batched.');
   } finally {
     await batched?.stop();
     await naive?.stop();
-    const client = new pg.Client({ connectionString: server.url });
-    await client.connect();
-    await client.query(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
-    await client.end();
-    await server.stop();
+    await database.drop();
   }
 }
 

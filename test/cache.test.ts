@@ -58,7 +58,7 @@ describe('reads', () => {
       expect(keys.length).toBeGreaterThan(0);
       const values = await Promise.all(keys.map((key) => redis.get(key)));
       expect(values.filter((value) => value?.includes('@example.com'))).toEqual([]);
-      expect(keys.some((key) => key.includes(`User:v1:${user.id}`))).toBe(true);
+      expect(keys.some((key) => key.includes(`accounts:User:v1:${user.id}`))).toBe(true);
     } finally {
       await redis.close();
     }

@@ -11,7 +11,7 @@ export type PublicUser = Omit<User, 'email'>;
 export const PUBLIC_USER_COLUMNS = { id: true, displayName: true, createdAt: true } as const satisfies Record<keyof PublicUser, true>;
 
 /** Cached PublicUser rows; bump the version whenever the cached shape changes. */
-export const USER_CACHE = { type: 'User', version: 1 } as const;
+export const USER_CACHE = { subgraph: 'accounts', name: 'User', version: 1 } as const;
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
 export function createLoaders(db: AccountsDb, options: LoaderOptions = {}, cache: EntityCache | null = null) {
@@ -20,7 +20,7 @@ export function createLoaders(db: AccountsDb, options: LoaderOptions = {}, cache
       (ids: string[]): Promise<PublicUser[]> => db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }),
       (user) => user.id,
       options,
-      cache?.type<PublicUser>(USER_CACHE.type, USER_CACHE.version),
+      cache?.type<PublicUser>(USER_CACHE),
     ),
     emailById: keyedLoader((ids: string[]) => db.user.findMany({ where: { id: { in: ids } }, select: { id: true, email: true } }), (user) => user.id, options),
   };

@@ -21,6 +21,6 @@ export function createContext(db: CatalogDb, services: Pick<SubgraphServices, 'v
     db,
     callerId: await services.verifyCaller(req.headers),
     loaders: createLoaders(db, services.loaderOptions, services.cache),
-    productCache: services.cache?.type<Product>(PRODUCT_CACHE.type, PRODUCT_CACHE.version) ?? null,
+    productCache: services.cache?.type<Product>(PRODUCT_CACHE) ?? null,
   });
 }

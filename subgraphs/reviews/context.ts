@@ -22,8 +22,8 @@ function reviewInvalidation(cache: EntityCache | null) {
   return async (change: { productId: string; reviewId?: string }) => {
     if (!cache) return;
     await Promise.all([
-      cache.type(PRODUCT_REVIEWS_CACHE.type, PRODUCT_REVIEWS_CACHE.version).invalidate(productReviewIds(change.productId)),
-      change.reviewId ? cache.type(REVIEW_CACHE.type, REVIEW_CACHE.version).invalidate([change.reviewId]) : undefined,
+      cache.type(PRODUCT_REVIEWS_CACHE).invalidate(productReviewIds(change.productId)),
+      change.reviewId ? cache.type(REVIEW_CACHE).invalidate([change.reviewId]) : undefined,
     ]);
   };
 }

@@ -128,8 +128,8 @@ const newestFirst = (a: Review, b: Review) => b.createdAt.getTime() - a.createdA
 const oldestFirst = (a: Review, b: Review) => -newestFirst(a, b);
 
 /** Cached Review rows, and a product's rating stats and first pages; bump a version when its shape changes. */
-export const REVIEW_CACHE = { type: 'Review', version: 1 } as const;
-export const PRODUCT_REVIEWS_CACHE = { type: 'ProductReviews', version: 1 } as const;
+export const REVIEW_CACHE = { subgraph: 'reviews', name: 'Review', version: 1 } as const;
+export const PRODUCT_REVIEWS_CACHE = { subgraph: 'reviews', name: 'ProductReviews', version: 1 } as const;
 
 type ProductReviewsCache = EntityTypeCache<SliceResult>;
 
@@ -179,13 +179,13 @@ const sliceKey = (slice: ReviewSlice) =>
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
 export function createLoaders(db: ReviewsDb, options: LoaderOptions = {}, cache: EntityCache | null = null) {
-  const sliceCache = cache?.type<SliceResult>(PRODUCT_REVIEWS_CACHE.type, PRODUCT_REVIEWS_CACHE.version);
+  const sliceCache = cache?.type<SliceResult>(PRODUCT_REVIEWS_CACHE);
   const slices = new DataLoader<ReviewSlice, SliceResult, string>(
     (keys) => (sliceCache ? loadSlicesCached(db, keys, sliceCache) : loadSlices(db, keys)),
     dataLoaderOptions(options, sliceKey),
   );
   return {
-    reviewById: keyedLoader((ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }), (review) => review.id, options, cache?.type<Review>(REVIEW_CACHE.type, REVIEW_CACHE.version)),
+    reviewById: keyedLoader((ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }), (review) => review.id, options, cache?.type<Review>(REVIEW_CACHE)),
     /** Count and mean rating of a product's reviews. */
     ratingStats: (productId: string) => slices.load({ kind: 'ratingStats', productId }) as Promise<RatingStats>,
     /** One page of a product's or an author's reviews, in fetch order (see toConnection). */
