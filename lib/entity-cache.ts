@@ -75,9 +75,11 @@ export class EntityCache {
   constructor(private readonly options: EntityCacheOptions) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.redis = options.redisUrl ? connectRedis(options.redisUrl, options.logger) : undefined;
-    const store = this.redis ? new KeyvRedis(this.redis.client as never, { namespace: 'storefront-cache', throwOnErrors: true }) : undefined;
+    // Keys carry the namespace themselves (see type()); Keyv's own namespace stays unset because
+    // Keyv prefixes single keys and key arrays differently, and it overrides the store's.
+    const store = this.redis ? new KeyvRedis(this.redis.client as never, { throwOnErrors: true }) : undefined;
     // An explicit `store: undefined` would replace Keyv's own in-memory Map: pass a store only for Redis.
-    this.keyv = new Keyv({ ...(store ? { store } : { useKeyPrefix: true }), namespace: options.namespace, serialize, deserialize });
+    this.keyv = new Keyv({ ...(store ? { store } : {}), namespace: undefined, serialize, deserialize });
     this.keyv.on('error', () => {});
   }
 
@@ -89,7 +91,7 @@ export class EntityCache {
    */
   type<V>(spec: CachedType): EntityTypeCache<V> {
     const { subgraph, name, version } = spec;
-    const prefix = `${subgraph}:${name}:v${version}`;
+    const prefix = `${this.options.namespace}:${subgraph}:${name}:v${version}`;
     let typeCache = this.types.get(prefix);
     if (!typeCache) {
       typeCache = new EntityTypeCache<unknown>(this, prefix, this.options.ttlMs?.[name] ?? this.options.ttlMs?.default ?? 60_000);
@@ -101,6 +103,17 @@ export class EntityCache {
   /** Waits for Redis to be connected (start-up and tests); true when there is no Redis. */
   ready(timeoutMs?: number): Promise<boolean> {
     return this.redis ? this.redis.ready(timeoutMs) : Promise.resolve(true);
+  }
+
+  /** Empties this namespace of the cache (benchmarks measure cold reads with it). */
+  async clear(): Promise<void> {
+    if (!this.redis) {
+      await this.keyv.clear();
+      return;
+    }
+    const keys: string[] = [];
+    for await (const batch of this.redis.client.scanIterator({ MATCH: `${this.options.namespace}:*`, COUNT: 1_000 })) keys.push(...(batch as unknown as string[]));
+    for (let start = 0; start < keys.length; start += 1_000) await this.redis.client.del(keys.slice(start, start + 1_000));
   }
 
   async close(): Promise<void> {

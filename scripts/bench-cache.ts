@@ -49,7 +49,7 @@ async function main() {
       let coldStatements = '';
       let warmStatements = '';
       for (let i = 0; i < iterations + 3; i += 1) {
-        await cache.store.clear();
+        await cache.clear();
         const coldRun = await run(harness, first);
         const warmRun = await run(harness, first);
         if (i >= 3) {

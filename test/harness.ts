@@ -131,12 +131,15 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     // Suites send many requests from one address; the tests of limits set their own.
     BUDGET_POINTS: '100000000',
     IP_RATE_LIMIT: '1000000',
+    // Tests assert what the cache answers; on a busy CI machine a 50 ms wait could turn a hit into a miss.
+    CACHE_TIMEOUT_MS: '1000',
     ...options.env,
   });
   // Every subgraph of the harness shares one services object (one cache, keyed by type); a test of
   // replicas starts more subgraphs with services of their own.
   const serviceEnv = {
     DATABASE_URL: databaseUrl,
+    CACHE_TIMEOUT_MS: config.CACHE_TIMEOUT_MS.toString(),
     BATCHING: config.BATCHING,
     ENTITY_CACHE: config.ENTITY_CACHE,
     REDIS_URL: config.REDIS_URL,
