@@ -55,7 +55,20 @@ export function persistedQueries(redis: RedisClient | undefined, logger: Logger)
   return { cache: new MissOnErrorCache(new KeyvAdapter(keyv), logger), ttl: APQ_TTL_SECONDS };
 }
 
-/** A KeyValueCache whose failures are misses (reads) or dropped (writes). */
+/** The longest a request waits for the APQ store: a hung Redis must not hang requests. */
+const APQ_TIMEOUT_MS = 100;
+
+function withinTimeout<T>(operation: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    operation,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`APQ store did not answer within ${APQ_TIMEOUT_MS} ms`)), APQ_TIMEOUT_MS);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** A KeyValueCache whose failures and timeouts are misses (reads) or dropped (writes). */
 class MissOnErrorCache implements ApqStore {
   private degraded = false;
 
@@ -66,7 +79,7 @@ class MissOnErrorCache implements ApqStore {
 
   async get(key: string): Promise<string | undefined> {
     try {
-      const value = await this.inner.get(key);
+      const value = await withinTimeout(this.inner.get(key));
       this.recovered();
       return value;
     } catch (error) {
@@ -77,7 +90,7 @@ class MissOnErrorCache implements ApqStore {
 
   async set(key: string, value: string, options?: Parameters<ApqStore['set']>[2]): Promise<void> {
     try {
-      await this.inner.set(key, value, options);
+      await withinTimeout(this.inner.set(key, value, options));
       this.recovered();
     } catch (error) {
       this.failed(error);
@@ -86,7 +99,7 @@ class MissOnErrorCache implements ApqStore {
 
   async delete(key: string): Promise<boolean | void> {
     try {
-      return await this.inner.delete(key);
+      return await withinTimeout(this.inner.delete(key));
     } catch (error) {
       this.failed(error);
       return false;

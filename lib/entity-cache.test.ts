@@ -55,6 +55,55 @@ describe('EntityCache', () => {
     expect(calls).toBe(2); // x once, then y alone
   });
 
+  it('passes a failed load to every caller waiting on it, caches nothing, and leaves no unhandled rejection', async () => {
+    const rows = memoryCache().type<{ id: string }>({ subgraph: 'unit', name: 'Thing', version: 1 });
+    const failing = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      throw new Error('database down');
+    };
+    const outcomes = await Promise.allSettled([rows.load(['a', 'b'], failing), rows.load(['a'], failing)]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected']);
+    expect(await rows.load(['a'], async (ids) => new Map(ids.map((id) => [id, { id }])))).toEqual([{ id: 'a' }]);
+  });
+
+  it('never stores back a row loaded before a write: not in this process, nor in another sharing Redis', async () => {
+    const namespace = `race-${Math.random()}`;
+    const [here, there] = [0, 1].map(() => new EntityCache({ namespace, redisUrl: 'redis://127.0.0.1:6379', timeoutMs: 1_000, logger: silent }));
+    caches.push(here!, there!);
+    expect(await here!.ready(2_000)).toBe(true);
+    expect(await there!.ready(2_000)).toBe(true);
+    const spec = { subgraph: 'unit', name: 'Thing', version: 1 };
+    let row = { id: 'a', title: 'old' };
+    // A read on `here` loads the old row slowly; meanwhile the row changes and is invalidated.
+    const slowOldRead = here!.type<typeof row>(spec).load(['a'], async () => {
+      const seen = row;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return new Map([['a', seen]]);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    row = { id: 'a', title: 'new' };
+    await there!.type<typeof row>(spec).invalidate(['a']);
+    expect(await slowOldRead).toEqual([{ id: 'a', title: 'old' }]); // that read itself began before the write
+    // Whoever reads next, on either instance, gets the new row: the old one was not stored back.
+    const fresh = async () => new Map([['a', row]]);
+    expect(await here!.type<typeof row>(spec).load(['a'], fresh)).toEqual([{ id: 'a', title: 'new' }]);
+    expect(await there!.type<typeof row>(spec).load(['a'], fresh)).toEqual([{ id: 'a', title: 'new' }]);
+
+    // The same within one process, with the write on the instance that is loading.
+    const spec2 = { ...spec, name: 'Other' };
+    row = { id: 'a', title: 'old' };
+    const slow = here!.type<typeof row>(spec2).load(['a'], async () => {
+      const seen = row;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return new Map([['a', seen]]);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    row = { id: 'a', title: 'new' };
+    await here!.type<typeof row>(spec2).invalidate(['a']);
+    await slow;
+    expect(await here!.type<typeof row>(spec2).load(['a'], fresh)).toEqual([{ id: 'a', title: 'new' }]);
+  });
+
   it('keeps shapes apart by version, and invalidation drops an entry', async () => {
     const cache = memoryCache();
     const v1 = cache.type<{ id: string; n: number }>({ subgraph: 'unit', name: 'Thing', version: 1 });
@@ -93,7 +142,8 @@ describe('EntityCache', () => {
       expect(lines.some((line) => line.includes('entity cache unavailable'))).toBe(true);
 
       server.kill('SIGCONT');
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // After a failure the cache is left alone for a second, then tried again.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
       await rows.load(['b'], load);
       const before = loads;
       expect(await rows.load(['b'], load)).toEqual([{ id: 'b' }]);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import KeyvRedis from '@keyv/redis';
 import Keyv from 'keyv';
 import type { Logger } from './logger';
@@ -35,7 +36,7 @@ export function parseTtls(defaultSeconds: number, spec: string | undefined): Rec
   const ttls: Record<string, number> & { default: number } = { default: defaultSeconds * 1000 };
   for (const entry of (spec ?? '').split(',').map((part) => part.trim()).filter(Boolean)) {
     const [type, seconds] = entry.split('=');
-    if (!type || !/^\d+$/.test(seconds ?? '')) throw new Error(`CACHE_TTLS: "${entry}" is not Type=seconds`);
+    if (!type || !/^[1-9]\d*$/.test(seconds ?? '')) throw new Error(`CACHE_TTLS: "${entry}" is not Type=seconds (seconds at least 1)`);
     ttls[type] = Number(seconds) * 1000;
   }
   return ttls;
@@ -65,25 +66,46 @@ export interface CachedType {
   version: number;
 }
 
+/**
+ * Keyv's in-memory store with a size bound: Keyv's own Map forgets expired entries only when they are
+ * read. Setting a key moves it to the back; past `max` entries the oldest goes (LRU on writes).
+ */
+class BoundedMap<K, V> extends Map<K, V> {
+  constructor(private readonly max: number) {
+    super();
+  }
+
+  override set(key: K, value: V): this {
+    super.delete(key);
+    super.set(key, value);
+    if (this.size > this.max) super.delete(this.keys().next().value as K);
+    return this;
+  }
+}
+
 export class EntityCache {
   readonly counters: CacheCounters = { hits: 0, misses: 0, errors: 0 };
   private readonly keyv: Keyv;
   private readonly redis: ReturnType<typeof connectRedis> | undefined;
   private readonly timeoutMs: number;
-  private degraded = false;
+  private readonly types = new Map<string, EntityTypeCache<unknown>>();
+  /** Since when the cache has been failing (null while it works): failures are not retried for a second. */
+  private failingSince: number | null = null;
+  private lastFailure = 0;
+  /** Invalidations that could not reach the cache: replayed when it is back, read around until then. */
+  readonly pendingInvalidations = new Set<string>();
 
   constructor(private readonly options: EntityCacheOptions) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.redis = options.redisUrl ? connectRedis(options.redisUrl, options.logger) : undefined;
     // Keys carry the namespace themselves (see type()); Keyv's own namespace stays unset because
     // Keyv prefixes single keys and key arrays differently, and it overrides the store's.
-    const store = this.redis ? new KeyvRedis(this.redis.client as never, { throwOnErrors: true }) : undefined;
-    // An explicit `store: undefined` would replace Keyv's own in-memory Map: pass a store only for Redis.
-    this.keyv = new Keyv({ ...(store ? { store } : {}), namespace: undefined, serialize, deserialize });
+    // In memory, a bounded LRU: Keyv's default Map only forgets expired entries when they are read.
+    const store = this.redis ? new KeyvRedis(this.redis.client as never, { throwOnErrors: true }) : new BoundedMap<string, unknown>(50_000);
+    this.keyv = new Keyv({ store: store as never, namespace: undefined, serialize, deserialize, throwOnErrors: true });
     this.keyv.on('error', () => {});
+    this.redis?.client.on('ready', () => void this.replayInvalidations());
   }
-
-  private readonly types = new Map<string, EntityTypeCache<unknown>>();
 
   /**
    * The cache of one entity type of one subgraph, the same object on every call (its in-flight loads
@@ -120,8 +142,19 @@ export class EntityCache {
     await this.redis?.close();
   }
 
-  /** Runs a cache operation with a bounded wait; undefined when it failed or took too long. */
+  get store(): Keyv {
+    return this.keyv;
+  }
+
+  /**
+   * Runs a cache operation with a bounded wait; undefined when it failed or took too long. After a
+   * failure the cache is not asked again for a second, so an outage costs each request nothing.
+   */
   async attempt<T>(operation: () => Promise<T>): Promise<T | undefined> {
+    if (this.failingSince !== null && Date.now() - this.lastFailure < 1_000) {
+      this.counters.errors += 1;
+      return undefined;
+    }
     let timer: NodeJS.Timeout | undefined;
     try {
       const result = await Promise.race([
@@ -130,15 +163,17 @@ export class EntityCache {
           timer = setTimeout(() => reject(new Error(`cache did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
         }),
       ]);
-      if (this.degraded) {
-        this.degraded = false;
+      if (this.failingSince !== null) {
+        this.failingSince = null;
         this.options.logger.info('entity cache is back');
+        void this.replayInvalidations();
       }
       return result;
     } catch (error) {
       this.counters.errors += 1;
-      if (!this.degraded) {
-        this.degraded = true;
+      this.lastFailure = Date.now();
+      if (this.failingSince === null) {
+        this.failingSince = this.lastFailure;
         this.options.logger.warn({ err: (error as Error).message }, 'entity cache unavailable: serving from the database until it returns');
       }
       return undefined;
@@ -147,14 +182,41 @@ export class EntityCache {
     }
   }
 
-  get store(): Keyv {
-    return this.keyv;
+  /** Writes the tombstones of invalidations the cache missed while it was down. */
+  private async replayInvalidations(): Promise<void> {
+    if (!this.pendingInvalidations.size) return;
+    const keys = [...this.pendingInvalidations];
+    const done = await this.attempt(() => this.keyv.setMany(keys.map((key) => ({ key, value: tombstone(), ttl: TOMBSTONE_TTL_MS }))));
+    if (done === undefined) return;
+    for (const key of keys) this.pendingInvalidations.delete(key);
+    this.options.logger.info({ keys: keys.length }, 'entity cache: invalidations made during the outage replayed');
   }
+}
+
+/**
+ * A write replaces an entry with a tombstone rather than deleting it: a read that loaded the old row
+ * before the write may only store it back if the entry is still as that read found it, and the
+ * tombstone (new, with its own token) says it is not. It lives longer than any load can take.
+ */
+const TOMBSTONE = '$tombstone';
+const TOMBSTONE_TTL_MS = 30_000;
+const tombstone = () => ({ [TOMBSTONE]: randomUUID() });
+const tombstoneOf = (value: unknown): string | null =>
+  value !== null && typeof value === 'object' && !Array.isArray(value) && TOMBSTONE in value ? String((value as Record<string, unknown>)[TOMBSTONE]) : null;
+
+/** What a read saw, for its write-back to check nothing was written in between. */
+export interface ReadSnapshot {
+  /** Per id: the tombstone token seen, or null for no entry. */
+  readonly states: Map<string, string | null>;
+  /** Per id: this process's invalidation count when the read began. */
+  readonly generations: Map<string, number>;
 }
 
 export class EntityTypeCache<V> {
   /** Loads in progress, across requests: concurrent misses for one key load it once. */
   private readonly inflight = new Map<string, Promise<V | null>>();
+  /** Invalidations per id in this process (bounded: pruned to ids with recent writes). */
+  private readonly generations = new Map<string, number>();
 
   constructor(
     private readonly cache: EntityCache,
@@ -166,24 +228,59 @@ export class EntityTypeCache<V> {
     return `${this.prefix}:${id}`;
   }
 
+  /** Cached values by id (undefined for a miss, a tombstone, or an unavailable cache), counting hits and misses. */
+  async read(ids: readonly string[]): Promise<{ values: Array<V | undefined>; snapshot: ReadSnapshot }> {
+    const snapshot: ReadSnapshot = { states: new Map(), generations: new Map() };
+    for (const id of ids) snapshot.generations.set(id, this.generations.get(id) ?? 0);
+    const readable = ids.filter((id) => !this.cache.pendingInvalidations.has(this.key(id)));
+    const found = (await this.cache.attempt(() => this.cache.store.getMany<unknown>(readable.map((id) => this.key(id))))) ?? [];
+    const byId = new Map(readable.map((id, index) => [id, found[index]]));
+    const values = ids.map((id) => {
+      const value = byId.get(id);
+      const token = tombstoneOf(value);
+      snapshot.states.set(id, token);
+      if (value === undefined || value === null || token !== null) {
+        this.cache.counters.misses += 1;
+        return undefined;
+      }
+      this.cache.counters.hits += 1;
+      return value as V;
+    });
+    return { values, snapshot };
+  }
+
+  /**
+   * Stores loaded values with the type's TTL, but only those whose entry nobody changed since `read`
+   * (no write in this process, and the same tombstone or none in the cache).
+   */
+  async writeBack(entries: ReadonlyArray<readonly [string, V]>, snapshot: ReadSnapshot): Promise<void> {
+    const unchangedHere = entries.filter(([id]) => (this.generations.get(id) ?? 0) === snapshot.generations.get(id) && !this.cache.pendingInvalidations.has(this.key(id)));
+    if (!unchangedHere.length) return;
+    const now = (await this.cache.attempt(() => this.cache.store.getMany<unknown>(unchangedHere.map(([id]) => this.key(id))))) ?? null;
+    if (!now) return;
+    const unchanged = unchangedHere.filter(([id], index) => {
+      const current = now[index];
+      return (current === undefined || current === null ? null : tombstoneOf(current) ?? 'value') === snapshot.states.get(id);
+    });
+    if (unchanged.length) await this.cache.attempt(() => this.cache.store.setMany(unchanged.map(([id, value]) => ({ key: this.key(id), value, ttl: this.ttlMs }))));
+  }
+
   /**
    * Reads ids through the cache: one multi-get, then the misses (those no other request is already
    * loading) in ONE call of `loadMissing`, written back with the type's TTL. Results in id order;
    * null for an id with no row (misses are not cached, so a row created later is seen at once).
    */
   async load(ids: readonly string[], loadMissing: (ids: string[]) => Promise<Map<string, V>>): Promise<Array<V | null>> {
-    const cached = (await this.cache.attempt(() => this.cache.store.getMany<V>(ids.map((id) => this.key(id))))) ?? [];
+    const { values, snapshot } = await this.read(ids);
     const results = new Map<string, V | null>();
     const waiting: Array<Promise<void>> = [];
     const missing: string[] = [];
     ids.forEach((id, index) => {
-      const hit = cached[index];
-      if (hit !== undefined && hit !== null) {
-        this.cache.counters.hits += 1;
+      const hit = values[index];
+      if (hit !== undefined) {
         results.set(id, hit);
         return;
       }
-      this.cache.counters.misses += 1;
       const pending = this.inflight.get(id);
       if (pending) waiting.push(pending.then((value) => void results.set(id, value)));
       else missing.push(id);
@@ -193,45 +290,37 @@ export class EntityTypeCache<V> {
       for (const id of missing) {
         const one = batch.then((rows) => rows.get(id) ?? null);
         this.inflight.set(id, one);
-        // A failed load is not cached; whoever waits on it sees the error.
-        one.catch(() => undefined).finally(() => this.inflight.delete(id));
+        const forget = () => {
+          if (this.inflight.get(id) === one) this.inflight.delete(id);
+        };
+        one.then(forget, forget);
         waiting.push(one.then((value) => void results.set(id, value)));
       }
+      // Settle every waiter before rethrowing, so a failed load leaves no unhandled rejection behind.
+      const settled = await Promise.allSettled([batch, ...waiting]);
+      const failure = settled.find((outcome) => outcome.status === 'rejected');
+      if (failure) throw (failure as PromiseRejectedResult).reason;
       const rows = await batch;
-      const entries = [...rows].map(([id, value]) => ({ key: this.key(id), value, ttl: this.ttlMs }));
-      if (entries.length) await this.cache.attempt(() => this.cache.store.setMany(entries));
+      await this.writeBack([...rows], snapshot);
+      return ids.map((id) => results.get(id) ?? null);
     }
     await Promise.all(waiting);
     return ids.map((id) => results.get(id) ?? null);
   }
 
-  /** Cached values by id (undefined for a miss or when the cache is unavailable), counting hits and misses. */
-  async getMany(ids: readonly string[]): Promise<Array<V | undefined>> {
-    const cached = (await this.cache.attempt(() => this.cache.store.getMany<V>(ids.map((id) => this.key(id))))) ?? [];
-    return ids.map((_id, index) => {
-      const hit = cached[index];
-      if (hit === undefined || hit === null) {
-        this.cache.counters.misses += 1;
-        return undefined;
-      }
-      this.cache.counters.hits += 1;
-      return hit;
-    });
-  }
-
-  /** Stores values by id with the type's TTL (skipped when the cache is unavailable). */
-  async setMany(entries: ReadonlyArray<readonly [string, V]>): Promise<void> {
-    if (!entries.length) return;
-    await this.cache.attempt(() => this.cache.store.setMany(entries.map(([id, value]) => ({ key: this.key(id), value, ttl: this.ttlMs }))));
-  }
-
   /**
-   * Drops entries after a write, before the write returns; and once more a moment later, in case a
-   * read that loaded the old row before the write stored it back just after.
+   * After a write, before it returns: entries become tombstones (so no read that began earlier can
+   * store the old row back), and loads in flight here are no longer joined. If the cache cannot be
+   * reached, the keys are read around until the invalidation is replayed.
    */
   async invalidate(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      this.generations.set(id, (this.generations.get(id) ?? 0) + 1);
+      this.inflight.delete(id);
+    }
+    if (this.generations.size > 100_000) this.generations.clear();
     const keys = ids.map((id) => this.key(id));
-    await this.cache.attempt(() => this.cache.store.deleteMany(keys));
-    setTimeout(() => void this.cache.attempt(() => this.cache.store.deleteMany(keys)), 1_000).unref();
+    const done = await this.cache.attempt(() => this.cache.store.setMany(keys.map((key) => ({ key, value: tombstone(), ttl: TOMBSTONE_TTL_MS }))));
+    if (done === undefined) for (const key of keys) this.cache.pendingInvalidations.add(key);
   }
 }

@@ -22,6 +22,8 @@ export function createLoaders(db: AccountsDb, options: LoaderOptions = {}, cache
       options,
       cache?.type<PublicUser>(USER_CACHE),
     ),
+    /** The same rows read straight from the database: `me` is never answered from a cache. */
+    userByIdUncached: keyedLoader((ids: string[]): Promise<PublicUser[]> => db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }), (user) => user.id, options),
     emailById: keyedLoader((ids: string[]) => db.user.findMany({ where: { id: { in: ids } }, select: { id: true, email: true } }), (user) => user.id, options),
   };
 }

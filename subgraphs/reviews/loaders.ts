@@ -149,12 +149,16 @@ export function productReviewIds(productId: string): string[] {
   return [`${productId}:stats`, ...Array.from({ length: MAX_PAGE_SIZE + 1 }, (_, size) => `${productId}:first:${size}`)];
 }
 
-/** loadSlices behind the cache: hits answered from it, every miss in ONE statement, then stored. */
+/**
+ * loadSlices behind the cache: hits answered from it, every miss in ONE statement, then stored unless
+ * a write changed the entry meanwhile (see EntityTypeCache.writeBack).
+ */
 async function loadSlicesCached(db: ReviewsDb, slices: readonly ReviewSlice[], cache: ProductReviewsCache): Promise<SliceResult[]> {
   const cacheIds = slices.map(cacheIdOf);
   const wanted = [...new Set(cacheIds.filter((id): id is string => id !== null))];
+  const { values, snapshot } = await cache.read(wanted);
   const cached = new Map<string, SliceResult>();
-  (await cache.getMany(wanted)).forEach((value, index) => {
+  values.forEach((value, index) => {
     if (value !== undefined) cached.set(wanted[index]!, value);
   });
   const results: SliceResult[] = [];
@@ -169,7 +173,7 @@ async function loadSlicesCached(db: ReviewsDb, slices: readonly ReviewSlice[], c
     remaining.forEach((index, position) => {
       results[index] = loaded[position]!;
     });
-    await cache.setMany(remaining.filter((index) => cacheIds[index]).map((index) => [cacheIds[index]!, results[index]!] as const));
+    await cache.writeBack(remaining.filter((index) => cacheIds[index]).map((index) => [cacheIds[index]!, results[index]!] as const), snapshot);
   }
   return results;
 }

@@ -15,7 +15,7 @@ export const resolvers: Resolvers = {
       const rows = await db.user.findMany({ ...seekQuery(NEWEST_FIRST, page), select: PUBLIC_USER_COLUMNS });
       return toConnection(rows, page, NEWEST_FIRST);
     },
-    me: (_root, _args, { callerId, loaders }) => (callerId ? loaders.userById.load(callerId) : null),
+    me: (_root, _args, { callerId, loaders }) => (callerId ? loaders.userByIdUncached.load(callerId) : null),
   },
   User: {
     // A representation with a malformed id cannot match a row; answer null rather than fail the batch.
