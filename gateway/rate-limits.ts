@@ -183,6 +183,8 @@ export interface RequestLimitsOptions {
   maxInFlight?: number;
   /** As for useClientBudget: shared counters, with local ones while it is down. Defaults to none. */
   redis?: RedisClient;
+  /** Told of every refusal (metrics). Defaults to none. */
+  onRefuse?: (reason: 'overloaded' | 'ip_rate') => void;
 }
 
 const refuse = (res: Response, status: number, code: string, message: string, retryAfterSeconds: number) => {
@@ -204,6 +206,7 @@ export function requestLimits(verified: (req: Request, res: Response) => Promise
   let inFlight = 0;
   const middleware: RequestHandler = async (req, res, next) => {
     if (inFlight >= maxInFlight) {
+      options.onRefuse?.('overloaded');
       refuse(res, 503, OVERLOADED, 'The service is at capacity; retry shortly.', 1);
       return;
     }
@@ -216,6 +219,7 @@ export function requestLimits(verified: (req: Request, res: Response) => Promise
       await perIp.consume(req.ip ?? 'unknown');
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) return next(rejection);
+      options.onRefuse?.('ip_rate');
       // The limit that refused the request is the one its headers describe.
       res.set({ 'x-ratelimit-limit': String(points), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(Math.ceil((Date.now() + rejection.msBeforeNext) / 1000)) });
       refuse(res, 429, RATE_LIMITED, 'Too many requests from this address.', Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));

@@ -9,6 +9,8 @@ import { clientError, ErrorCode, maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
 import type { Logger } from '../lib/logger';
+import { createMetrics, useMetrics, useRequestLog } from '../lib/metrics';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { RedisClient } from '../lib/redis';
 import type { BearerAuthenticator } from './auth';
 import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
@@ -79,6 +81,44 @@ export interface RunningGateway extends RunningServer {
 /** The gateway: one endpoint over the composed supergraph, with the Sandbox landing page on GET. */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const dataSources: SubgraphDataSource<GatewayContext>[] = [];
+  const metrics = createMetrics('gateway');
+  const registers = [metrics.registry];
+  const fetchDuration = new Histogram({
+    name: 'subgraph_fetch_duration_seconds',
+    help: 'Calls to subgraphs by subgraph and outcome (ok, timeout, unreachable, bad_status, bad_response, circuit_open).',
+    labelNames: ['subgraph', 'outcome'],
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  new Gauge({
+    name: 'subgraph_circuit_breaker_state',
+    help: 'Each subgraph breaker: 0 closed, 1 half-open, 2 open.',
+    labelNames: ['subgraph'],
+    registers,
+    collect() {
+      for (const source of dataSources) this.set({ subgraph: source.subgraph }, { closed: 0, halfOpen: 1, open: 2 }[source.breakerState()]);
+    },
+  });
+  const operationCost = new Histogram({
+    name: 'graphql_operation_cost',
+    help: 'Estimated cost of each scored operation.',
+    buckets: [1, 10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000],
+    registers,
+  });
+  const refusals = new Counter({
+    name: 'gateway_refusals_total',
+    help: 'Requests refused before GraphQL ran: overloaded (in-flight cap) or ip_rate. Budget and cost refusals are in graphql_errors_total by code.',
+    labelNames: ['reason'],
+    registers,
+  });
+  new Gauge({
+    name: 'rate_limit_store_degraded',
+    help: '1 while Redis is unreachable and rate limits use this gateway\'s local counters.',
+    registers,
+    collect() {
+      this.set(options.redis && !options.redis.isReady ? 1 : 0);
+    },
+  });
   const supergraphSdl = options.supergraphSdl ?? readFileSync(SUPERGRAPH_PATH, 'utf8');
   const gateway = new ApolloGateway({
     // A static supergraph: no managed federation, no runtime introspection of subgraphs.
@@ -90,6 +130,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         timeoutMs: options.subgraphTimeoutsMs?.[name],
         breaker: options.breaker,
         logger: options.logger,
+        observe: ({ subgraph, outcome, seconds }) => fetchDuration.observe({ subgraph, outcome }, seconds),
         // Every subgraph call carries the caller's identity, signed (anonymous callers too).
         decorateRequest: async (request, context) => {
           context.signedIdentity ??= options.signIdentity(context.callerId ?? null);
@@ -129,12 +170,15 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const limits = requestLimits(async (req, res) => {
     const credentials = await credentialsOf(req, res);
     return !credentials.error && (credentials.callerId !== null || credentials.apiClient !== null);
-  }, { ...options.requestLimits, redis: options.redis });
+  }, { ...options.requestLimits, redis: options.redis, onRefuse: (reason) => refusals.inc({ reason }) });
   // Scored before any subgraph is called; the estimate is then charged to the client's budget.
   const queryLimits = useQueryLimits<GatewayContext>({
     supergraphSdl,
     ...options.queryLimits,
-    onEstimated: ({ estimated }, requestContext) => budget.charge(estimated, requestContext.contextValue),
+    onEstimated: ({ estimated }, requestContext) => {
+      operationCost.observe(estimated);
+      return budget.charge(estimated, requestContext.contextValue);
+    },
   });
   const server = await startGraphQLHttpServer<GatewayContext>({
     apollo: {
@@ -151,6 +195,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       // Automatic persisted queries: in Redis when the gateway has a client, else in memory.
       persistedQueries: persistedQueries(options.redis, options.logger),
       plugins: [
+        useMetrics(metrics),
+        useRequestLog(options.logger),
         queryLimits.plugin,
         budget.plugin,
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.
@@ -167,6 +213,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       return { callerId, client: identifyClient(callerId, apiClient, req.ip) };
     },
     middleware: [limits.middleware],
+    metrics: metrics.registry,
     trustProxy: options.trustProxy,
     ready: async () => true,
     host: options.host,

@@ -69,6 +69,8 @@ export interface SubgraphDataSourceOptions<TContext extends Record<string, any>>
   dispatcher?: Dispatcher;
   /** Where failures and breaker state changes are logged; a pino Logger fits. Required; there is no default. */
   logger: SubgraphDataSourceLogger;
+  /** Told the outcome and duration of every call (metrics). Defaults to none. */
+  observe?: (call: { subgraph: string; outcome: 'ok' | SubgraphFailureReason; seconds: number }) => void;
 }
 
 const NULL_BODY_STATUSES = new Set([204, 205, 304]);
@@ -143,7 +145,22 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
     this.breaker.on('halfOpen', () => this.logger.info(log, 'subgraph circuit breaker half-open: probing'));
     this.breaker.on('close', () => this.logger.info(log, 'subgraph circuit breaker closed'));
 
-    this.fetcher = (url, init) => this.breaker.fire(url, init);
+    const observe = options.observe;
+    this.fetcher = observe
+      ? async (url, init) => {
+          const started = process.hrtime.bigint();
+          const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+          try {
+            const response = await this.breaker.fire(url, init);
+            observe({ subgraph: this.subgraph, outcome: 'ok', seconds: seconds() });
+            return response;
+          } catch (error) {
+            const reason: SubgraphFailureReason = error instanceof SubgraphCallError ? error.reason : this.breaker.opened ? 'circuit_open' : 'unreachable';
+            observe({ subgraph: this.subgraph, outcome: reason, seconds: seconds() });
+            throw error;
+          }
+        }
+      : (url, init) => this.breaker.fire(url, init);
   }
 
   override async willSendRequest(options: GraphQLDataSourceProcessOptions<TContext>): Promise<void> {

@@ -5,6 +5,7 @@ import { ApolloServer, type ApolloServerOptions, type BaseContext } from '@apoll
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware, type ExpressContextFunctionArgument } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import type { Registry } from 'prom-client';
 import { ErrorCode } from './errors';
 import type { Logger } from './logger';
 
@@ -23,6 +24,8 @@ export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
   middleware?: RequestHandler[];
   /** Express "trust proxy" setting ("false", "true", a hop count or subnets). Defaults to false. */
   trustProxy?: string;
+  /** Served as Prometheus text at GET /metrics. Defaults to none (no /metrics). */
+  metrics?: Registry;
   /** Largest accepted request body. Defaults to 100kb. */
   bodyLimit?: string;
   /** How long stop() lets in-flight requests finish. Defaults to 10000 ms. */
@@ -67,6 +70,12 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
     const ok = !stopping && (await options.ready().catch(() => false));
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable' });
   });
+  const registry = options.metrics;
+  if (registry) {
+    app.get('/metrics', async (_req, res) => {
+      res.type(registry.contentType).send(await registry.metrics());
+    });
+  }
   app.use('/graphql', ...(options.middleware ?? []), express.json({ limit: options.bodyLimit ?? '100kb' }), expressMiddleware(apollo, { context: options.context }));
   app.use((_req, res) => {
     res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: 'NOT_FOUND' } }] });

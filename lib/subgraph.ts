@@ -9,7 +9,9 @@ import { parse } from 'graphql';
 import type { Config, SubgraphName } from './config';
 import { subgraphPort } from './config';
 import { createDatabaseClient, type DatabaseClient } from './db';
+import { Counter, Gauge } from 'prom-client';
 import { EntityCache, parseTtls } from './entity-cache';
+import { createMetrics, useMetrics, useRequestLog } from './metrics';
 import { createIdentitySigner, createIdentityVerifier, type IdentitySigner, type IdentityVerifier } from './identity';
 import type { LoaderOptions } from './loaders';
 import { loadSecrets } from './secrets';
@@ -65,6 +67,40 @@ export interface StartSubgraphOptions {
   database: DatabaseClient;
   logger: Logger;
   shutdownGraceMs?: number;
+  /** The subgraph's entity cache, whose hit, miss and error counts /metrics reports. Defaults to none. */
+  cache?: EntityCache | null;
+}
+
+/** This subgraph's metrics: the common GraphQL families, database pool use and entity cache counts. */
+function subgraphMetrics(name: SubgraphName, options: StartSubgraphOptions) {
+  const metrics = createMetrics(name);
+  const { pool } = options.database;
+  new Gauge({
+    name: 'db_pool_connections',
+    help: 'Database pool connections by state (total, idle, waiting requests).',
+    labelNames: ['state'],
+    registers: [metrics.registry],
+    collect() {
+      this.set({ state: 'total' }, pool.totalCount);
+      this.set({ state: 'idle' }, pool.idleCount);
+      this.set({ state: 'waiting' }, pool.waitingCount);
+    },
+  });
+  const cache = options.cache;
+  if (cache) {
+    for (const kind of ['hits', 'misses', 'errors'] as const) {
+      new Counter({
+        name: `entity_cache_${kind}_total`,
+        help: `Entity cache ${kind} (errors: the cache failed or was too slow, the database answered).`,
+        registers: [metrics.registry],
+        collect() {
+          this.reset();
+          this.inc(cache.counters[kind]);
+        },
+      });
+    }
+  }
+  return metrics;
 }
 
 /** Builds the federated schema from schema/<name>.graphql (the contract is the source of truth). */
@@ -77,7 +113,9 @@ export function startSubgraph<TContext extends object>(
   definition: SubgraphDefinition<TContext>,
   options: StartSubgraphOptions,
 ): Promise<RunningServer> {
+  const metrics = subgraphMetrics(definition.name, options);
   return startGraphQLHttpServer<TContext>({
+    metrics: metrics.registry,
     apollo: {
       schema: buildSchemaFor(definition.name, definition.resolvers),
       formatError: maskUnexpectedErrors(options.logger),
@@ -88,6 +126,8 @@ export function startSubgraph<TContext extends object>(
         // Cache-Control on every answer, from the @cacheControl hints in schema/<name>.graphql: the
         // gateway combines the subgraphs' headers into its own. Unhinted object fields are uncacheable.
         ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
+        useMetrics(metrics),
+        useRequestLog(options.logger),
       ],
     },
     context: (args) => definition.createContext(args),
@@ -113,6 +153,7 @@ export async function runSubgraph<TContext extends object>(
   const services = createSubgraphServices(config, logger);
   await services.cache?.ready(1_000);
   const server = await startSubgraph(build(database, services), {
+    cache: services.cache,
     port: subgraphPort(config, name),
     host: config.HOST,
     database,

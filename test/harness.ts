@@ -163,7 +163,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     reviews: () => reviewsSubgraph(databases.reviews, services, createCatalogClient(subgraphs.catalog.url, services.signIdentity)),
   };
   const launch = async (name: SubgraphName, port = 0) => {
-    subgraphs[name] = await startSubgraph(definitions[name](), { ...common, port, database: databases[name] });
+    subgraphs[name] = await startSubgraph(definitions[name](), { ...common, port, database: databases[name], cache: services.cache });
   };
   for (const name of ['accounts', 'catalog', 'reviews'] as const) await launch(name);
   const stopped = new Set<SubgraphName>();
@@ -202,7 +202,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
         catalog: () => catalogSubgraph(databases.catalog, replicaServices),
         reviews: () => reviewsSubgraph(databases.reviews, replicaServices, createCatalogClient(subgraphs.catalog.url, replicaServices.signIdentity)),
       };
-      const server = await startSubgraph(builds[name](), { ...common, port: 0, database: databases[name] });
+      const server = await startSubgraph(builds[name](), { ...common, port: 0, database: databases[name], cache: replicaServices.cache });
       return {
         ...server,
         services: replicaServices,
