@@ -1,3 +1,5 @@
+// First: tracing must patch modules before anything loads them.
+import '../lib/instrumentation';
 import { runServer } from '../lib/cli';
 import { loadConfig, subgraphUrl } from '../lib/config';
 import { createLogger } from '../lib/logger';

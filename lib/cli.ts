@@ -1,3 +1,4 @@
+import { shutdownTracing } from './instrumentation';
 /**
  * Runs a command-line entry point: prints a failure's message (never a stack for expected errors)
  * and exits with a status, so a lingering timer in a library cannot keep a finished script alive.
@@ -23,7 +24,9 @@ export function runServer(start: () => Promise<() => Promise<void>>): void {
       const shutdown = () => {
         if (stopping) return;
         stopping = true;
-        stop().then(
+        stop()
+          .then(() => shutdownTracing())
+          .then(
           () => process.exit(0),
           (error: unknown) => {
             console.error(error);

@@ -1,3 +1,5 @@
+// First: tracing must patch modules before anything loads them.
+import '../lib/instrumentation';
 import { runServer } from '../lib/cli';
 import { loadConfig } from '../lib/config';
 import { ensureDatabase } from '../lib/database';
