@@ -1,6 +1,6 @@
 /**
  * OpenTelemetry tracing, imported FIRST by every entry point (npm start, the gateway, each subgraph),
- * so its instrumentations patch http, undici, graphql and pg before anything loads them. One trace
+ * so its instrumentations patch http, undici, graphql, Prisma, pg and Redis before anything loads them. One trace
  * then shows the gateway request, its query plan and fetches (@apollo/gateway's own spans), each
  * subgraph's request, resolvers and SQL statements, joined by W3C trace context on every subgraph call.
  *
@@ -13,7 +13,9 @@ import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { GraphQLInstrumentation } from '@opentelemetry/instrumentation-graphql';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
+import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
+import { PrismaInstrumentation } from '@prisma/instrumentation';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 
@@ -40,6 +42,9 @@ if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
       new UndiciInstrumentation(),
       new GraphQLInstrumentation({ mergeItems: true, ignoreTrivialResolveSpans: true }),
       new PgInstrumentation({ requireParentSpan: true }),
+      // Prisma's operation spans sit between a resolver and the pg statements they run.
+      new PrismaInstrumentation(),
+      new RedisInstrumentation({ requireParentSpan: true }),
     ],
   });
 }

@@ -1,4 +1,5 @@
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
+import { trace } from '@opentelemetry/api';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
@@ -93,8 +94,11 @@ export function useRequestLog<TContext extends BaseContext>(logger: { info(obj: 
           const errors = body?.errors ?? [];
           const status = response.http.status ?? 200;
           const cost = (contextValue as { cost?: { estimated: number } }).cost?.estimated;
+          // The request's trace, when tracing is on: the log line and the trace can be joined.
+          const traceId = trace.getActiveSpan()?.spanContext().traceId;
           logger.info(
             {
+              ...(traceId ? { traceId } : {}),
               operation: operationName ?? request.operationName ?? null,
               client: request.http ? clientOf(request.http.headers) : { name: null, version: null },
               durationMs: Number(process.hrtime.bigint() - started) / 1e6,

@@ -63,7 +63,10 @@ describe('tracing', () => {
         REVIEWS_PORT: '0',
         SEED_SCALE: '0',
         LOG_LEVEL: 'info',
-        ENTITY_CACHE: 'off',
+        // The entity cache in the real Redis, under a namespace of its own: first reads miss (SQL runs) and
+        // the cache calls are traced too.
+        REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+        CACHE_NAMESPACE: name,
         JWT_SECRET: 'trace-test-jwt-secret-of-32-characters!!',
         IDENTITY_SECRET: 'trace-test-identity-secret-of-32-chars!!',
         OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
@@ -137,7 +140,9 @@ describe('tracing', () => {
         reached.add(subgraphPorts[String(attribute(subgraphServer, 'server.port'))] ?? `unknown port ${attribute(subgraphServer, 'server.port')}`);
       }
       expect([...reached].sort()).toEqual(['accounts', 'catalog', 'reviews']);
-      // The query plan is in the same trace.
+      // Prisma's own spans and the Redis calls (entity cache, budget) are in the same trace, and so is the query plan.
+      expect(collector.spans.some((span) => span.name.startsWith('redis-') && span.traceId === gatewayRequest!.traceId)).toBe(true);
+      expect(collector.spans.some((span) => span.name.startsWith('prisma:') && span.traceId === gatewayRequest!.traceId)).toBe(true);
       expect(collector.spans.some((span) => span.name === 'gateway.plan' && span.traceId === gatewayRequest!.traceId)).toBe(true);
       expect(collector.spans.every((span) => span.service === 'storefront')).toBe(true);
     } finally {
