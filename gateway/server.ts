@@ -59,6 +59,8 @@ export interface GatewayOptions {
   redis?: RedisClient;
   /** Known API keys, "name=key,name=key". Defaults to none. */
   apiKeys?: string;
+  /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
+  metricsToken?: string;
   /** Express "trust proxy" setting for client IPs. Defaults to false. */
   trustProxy?: string;
   logger: Logger;
@@ -85,7 +87,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const registers = [metrics.registry];
   const fetchDuration = new Histogram({
     name: 'subgraph_fetch_duration_seconds',
-    help: 'Calls to subgraphs by subgraph and outcome (ok, timeout, unreachable, bad_status, bad_response, circuit_open).',
+    help: 'Calls to subgraphs by subgraph and outcome (ok, timeout, unreachable, bad_status, circuit_open).',
     labelNames: ['subgraph', 'outcome'],
     buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers,
@@ -214,6 +216,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
     middleware: [limits.middleware],
     metrics: metrics.registry,
+    metricsToken: options.metricsToken,
     trustProxy: options.trustProxy,
     ready: async () => true,
     host: options.host,

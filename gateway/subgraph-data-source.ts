@@ -152,7 +152,8 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
           const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
           try {
             const response = await this.breaker.fire(url, init);
-            observe({ subgraph: this.subgraph, outcome: 'ok', seconds: seconds() });
+            // A 4xx reaches the client as bad_status (errorFromResponse) without opening the breaker.
+            observe({ subgraph: this.subgraph, outcome: response.ok ? 'ok' : 'bad_status', seconds: seconds() });
             return response;
           } catch (error) {
             const reason: SubgraphFailureReason = error instanceof SubgraphCallError ? error.reason : this.breaker.opened ? 'circuit_open' : 'unreachable';

@@ -24,8 +24,9 @@ export function runServer(start: () => Promise<() => Promise<void>>): void {
       const shutdown = () => {
         if (stopping) return;
         stopping = true;
+        // Spans still buffered are sent whether draining worked or not.
         stop()
-          .then(() => shutdownTracing())
+          .finally(() => shutdownTracing().catch(() => undefined))
           .then(
           () => process.exit(0),
           (error: unknown) => {
@@ -39,7 +40,9 @@ export function runServer(start: () => Promise<() => Promise<void>>): void {
     },
     (error: unknown) => {
       console.error(error instanceof Error ? `Start-up failed: ${error.message}` : error);
-      process.exit(1);
+      void shutdownTracing()
+        .catch(() => undefined)
+        .finally(() => process.exit(1));
     },
   );
 }

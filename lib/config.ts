@@ -90,6 +90,8 @@ const schema = z.object({
   CACHE_TTLS: z.string().regex(/^(\s*\w+=\d+\s*)(,\s*\w+=\d+\s*)*$/, 'must look like Product=30,User=300').optional(),
   /** Longest a subgraph waits for the entity cache before using the database, in ms. Defaults to 50. */
   CACHE_TIMEOUT_MS: z.coerce.number().int().min(1).max(5_000).default(50),
+  /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. Defaults to none (open, for a private network). */
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */

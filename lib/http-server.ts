@@ -26,6 +26,8 @@ export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
   trustProxy?: string;
   /** Served as Prometheus text at GET /metrics. Defaults to none (no /metrics). */
   metrics?: Registry;
+  /** When set, /metrics answers only `Authorization: Bearer <metricsToken>`. Defaults to none. */
+  metricsToken?: string;
   /** Largest accepted request body. Defaults to 100kb. */
   bodyLimit?: string;
   /** How long stop() lets in-flight requests finish. Defaults to 10000 ms. */
@@ -72,7 +74,12 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   });
   const registry = options.metrics;
   if (registry) {
-    app.get('/metrics', async (_req, res) => {
+    const expected = options.metricsToken ? `Bearer ${options.metricsToken}` : null;
+    app.get('/metrics', async (req, res) => {
+      if (expected && req.headers.authorization !== expected) {
+        res.status(401).json({ errors: [{ message: 'Metrics need the metrics token.', extensions: { code: ErrorCode.UNAUTHENTICATED } }] });
+        return;
+      }
       res.type(registry.contentType).send(await registry.metrics());
     });
   }

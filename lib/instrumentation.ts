@@ -16,12 +16,11 @@ import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { PrismaInstrumentation } from '@prisma/instrumentation';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 
 /** storefront-gateway, storefront-accounts, …, or storefront for `npm start` (all in one process). */
-function serviceName(): string {
-  const entry = process.argv[1] ?? '';
+export function serviceName(entry: string = process.argv[1] ?? ''): string {
   const folder = basename(dirname(entry));
   if (basename(entry).startsWith('index') && ['gateway', 'accounts', 'catalog', 'reviews'].includes(folder)) return `storefront-${folder}`;
   return 'storefront';
@@ -31,7 +30,10 @@ let provider: NodeTracerProvider | undefined;
 
 if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
   provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': process.env.OTEL_SERVICE_NAME ?? serviceName(), 'service.namespace': 'storefront-supergraph' }),
+    // The SDK's defaults, then OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME, then ours where unset.
+    resource: defaultResource()
+      .merge(resourceFromAttributes({ 'service.name': serviceName(), 'service.namespace': 'storefront-supergraph' }))
+      .merge(detectResources({ detectors: [envDetector] })),
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
   });
   provider.register();

@@ -18,8 +18,11 @@ export interface Metrics {
   errors: Counter<'code'>;
   /** Requests being handled now. */
   inFlight: Gauge;
-  /** The label value for an operation name. */
-  operationLabel(name: string | null | undefined): string;
+  /**
+   * The label value for an operation name. Only a resolved operation (`register`) claims one of the
+   * MAX_OPERATIONS slots, so broken requests cannot use them up.
+   */
+  operationLabel(name: string | null | undefined, register?: boolean): string;
 }
 
 export function createMetrics(service: string): Metrics {
@@ -39,9 +42,10 @@ export function createMetrics(service: string): Metrics {
     }),
     errors: new Counter({ name: 'graphql_errors_total', help: 'Errors sent to clients, by extensions.code.', labelNames: ['code'], registers: [registry] }),
     inFlight: new Gauge({ name: 'graphql_requests_in_flight', help: 'GraphQL requests being handled.', registers: [registry] }),
-    operationLabel(name) {
+    operationLabel(name, register = false) {
       if (!name || !OPERATION_NAME.test(name)) return 'anonymous';
       if (seen.has(name)) return name;
+      if (!register) return 'unresolved';
       if (seen.size >= MAX_OPERATIONS) return 'other';
       seen.add(name);
       return name;
@@ -58,19 +62,28 @@ export function useMetrics<TContext extends BaseContext>(metrics: Metrics): Apol
       let operation = metrics.operationLabel(request.operationName);
       return {
         async didResolveOperation({ operationName }) {
-          operation = metrics.operationLabel(operationName ?? request.operationName);
+          operation = metrics.operationLabel(operationName ?? request.operationName, true);
         },
         async willSendResponse({ response, errors }) {
           metrics.inFlight.dec();
           const codes = (errors ?? []).map((error) => String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
           for (const code of codes) metrics.errors.inc({ code });
-          const status = response.http.status ?? 200;
-          const outcome = status >= 400 ? 'rejected' : codes.length ? 'error' : 'ok';
-          stop({ operation, outcome });
+          stop({ operation, outcome: outcomeOf(response.http.status ?? 200, codes.length) });
         },
       };
     },
+    // A request refused while building its context (a bad token: 401) never starts a request.
+    async contextCreationDidFail({ error }) {
+      metrics.errors.inc({ code: String((error as { extensions?: { code?: unknown } }).extensions?.code ?? 'INTERNAL_SERVER_ERROR') });
+    },
   };
+}
+
+/** `ok`, `error` (errors in a 2xx answer, or a 5xx) or `rejected` (a 4xx: the client's request refused). */
+function outcomeOf(status: number, errorCount: number): 'ok' | 'error' | 'rejected' {
+  if (status >= 500) return 'error';
+  if (status >= 400) return 'rejected';
+  return errorCount ? 'error' : 'ok';
 }
 
 /** Client name and version as Apollo clients send them, cut to a sane length (logs, never labels). */
@@ -99,12 +112,12 @@ export function useRequestLog<TContext extends BaseContext>(logger: { info(obj: 
           logger.info(
             {
               ...(traceId ? { traceId } : {}),
-              operation: operationName ?? request.operationName ?? null,
+              operation: (operationName ?? request.operationName ?? null)?.slice(0, 64) ?? null,
               client: request.http ? clientOf(request.http.headers) : { name: null, version: null },
               durationMs: Number(process.hrtime.bigint() - started) / 1e6,
               ...(cost === undefined ? {} : { cost }),
               status,
-              outcome: status >= 400 ? 'rejected' : errors.length ? 'error' : 'ok',
+              outcome: outcomeOf(status, errors.length),
               ...(errors.length ? { codes: errors.map((error) => error.extensions?.code ?? null) } : {}),
               ...(errors.some((error) => error.extensions?.errorId) ? { errorIds: errors.map((error) => error.extensions?.errorId).filter(Boolean) } : {}),
             },
@@ -112,6 +125,10 @@ export function useRequestLog<TContext extends BaseContext>(logger: { info(obj: 
           );
         },
       };
+    },
+    async contextCreationDidFail({ error }) {
+      const extensions = (error as { extensions?: { code?: unknown; http?: { status?: number } } }).extensions;
+      logger.info({ status: extensions?.http?.status ?? 500, outcome: 'rejected', codes: [extensions?.code ?? 'INTERNAL_SERVER_ERROR'] }, 'graphql request');
     },
   };
 }

@@ -69,6 +69,8 @@ export interface StartSubgraphOptions {
   shutdownGraceMs?: number;
   /** The subgraph's entity cache, whose hit, miss and error counts /metrics reports. Defaults to none. */
   cache?: EntityCache | null;
+  /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
+  metricsToken?: string;
 }
 
 /** This subgraph's metrics: the common GraphQL families, database pool use and entity cache counts. */
@@ -116,6 +118,7 @@ export function startSubgraph<TContext extends object>(
   const metrics = subgraphMetrics(definition.name, options);
   return startGraphQLHttpServer<TContext>({
     metrics: metrics.registry,
+    metricsToken: options.metricsToken,
     apollo: {
       schema: buildSchemaFor(definition.name, definition.resolvers),
       formatError: maskUnexpectedErrors(options.logger),
@@ -154,6 +157,7 @@ export async function runSubgraph<TContext extends object>(
   await services.cache?.ready(1_000);
   const server = await startSubgraph(build(database, services), {
     cache: services.cache,
+    metricsToken: config.METRICS_TOKEN,
     port: subgraphPort(config, name),
     host: config.HOST,
     database,

@@ -84,6 +84,31 @@ describe('/metrics', () => {
   });
 });
 
+describe('/metrics access and rejected requests', () => {
+  it('counts a request refused for a bad token, and names a broken operation "unresolved" without using a slot', async () => {
+    const before = value(await scrape(suite.harness.gatewayUrl), 'graphql_errors_total', { code: 'UNAUTHENTICATED' });
+    await suite.harness.query('{ __typename }', {}, { headers: { authorization: 'Bearer not.a.token' } });
+    await suite.harness.query('query NeverParses { ', {});
+    const samples = await scrape(suite.harness.gatewayUrl);
+    expect(value(samples, 'graphql_errors_total', { code: 'UNAUTHENTICATED' })).toBe(before + 1);
+    expect(samples.some((s) => s.labels.operation === 'NeverParses')).toBe(false);
+  });
+
+  it('answers /metrics only with the metrics token when one is configured', async () => {
+    const gateway = await suite.harness.startGateway({ metricsToken: 'a-metrics-token-for-tests' });
+    try {
+      const metricsUrl = gateway.url.replace('/graphql', '/metrics');
+      expect((await fetch(metricsUrl)).status).toBe(401);
+      expect((await fetch(metricsUrl, { headers: { authorization: 'Bearer wrong-token-of-some-length' } })).status).toBe(401);
+      const ok = await fetch(metricsUrl, { headers: { authorization: 'Bearer a-metrics-token-for-tests' } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('graphql_requests_in_flight');
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
 describe('request logs', () => {
   it('write one line per request with operation, client, duration, cost and outcome, and nothing personal', async () => {
     const lines: Array<Record<string, any>> = [];
