@@ -14,6 +14,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { RedisClient } from '../lib/redis';
 import type { BearerAuthenticator } from './auth';
 import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
+import { useDeprecationNotices } from './deprecations';
 import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
 import { identifyClient, parseApiKeys, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
 import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
@@ -199,6 +200,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       plugins: [
         useMetrics(metrics),
         useRequestLog(options.logger),
+        useDeprecationNotices(),
         queryLimits.plugin,
         budget.plugin,
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.

@@ -11,7 +11,8 @@ type ProductSortField = 'createdAt' | 'priceCents';
 /** Every order the schema offers, each served by an index ending in (field, id); newest first by default. */
 function productOrdering(orderBy: ProductOrder | null | undefined): Ordering<ProductSortField> {
   const field = orderBy?.field === 'PRICE' ? 'priceCents' : 'createdAt';
-  const direction = orderBy ? (orderBy.direction === 'DESC' ? 'desc' : 'asc') : 'desc';
+  // NEWEST (deprecated) is CREATED_AT, DESC whatever the direction says.
+  const direction = orderBy && orderBy.field !== 'NEWEST' ? (orderBy.direction === 'DESC' ? 'desc' : 'asc') : 'desc';
   return { key: `products:${field}:${direction}`, field, direction, kind: field === 'priceCents' ? 'int' : 'date' };
 }
 
@@ -34,6 +35,8 @@ const updateInput = z
     description: description.nullish(),
     price: money.nullish(),
     status: z.enum(['ACTIVE', 'DRAFT', 'ARCHIVED']).nullish(),
+    // Deprecated: a price without its currency keeps the product's currency.
+    priceCents: money.shape.amountCents.nullish(),
   })
   .refine((input) => Object.values(input).some((value) => value != null), 'give at least one field to change');
 
@@ -41,7 +44,9 @@ export const resolvers: Resolvers = {
   DateTime: DateTimeResolver,
   Query: {
     product: (_root, { id }, { loaders }) => loaders.productById.load(parseId(id, 'id')),
-    products: async (_root, { filter, orderBy, ...pageArgs }, { db }) => {
+    products: async (_root, { filter: given, status, orderBy, ...pageArgs }, { db }) => {
+      // The deprecated `status` argument still works; `filter` wins when both are given.
+      const filter = { status: given?.status ?? status ?? null };
       // A cursor belongs to one filter as well as one order.
       const ordering = forList(productOrdering(orderBy), filter?.status);
       const page = pageRequest(pageArgs, ordering);
@@ -74,6 +79,7 @@ export const resolvers: Resolvers = {
             ...(data.title != null && { title: data.title }),
             ...(data.description != null && { description: data.description }),
             ...(data.price != null && { priceCents: data.price.amountCents, currency: data.price.currency }),
+            ...(data.price == null && data.priceCents != null && { priceCents: data.priceCents }),
             ...(data.status != null && { status: data.status }),
           },
         });

@@ -1,0 +1,76 @@
+/** Deprecations that speak: headers and extensions when an operation uses a deprecated element, none otherwise. */
+import { buildClientSchema, getIntrospectionQuery } from 'graphql';
+import { composeApiSchema } from '../scripts/compose';
+import { loadDeprecations } from '../gateway/deprecations';
+import { generateDataset } from '../prisma/seed';
+import { FIXTURE_SCALE } from './global-setup';
+import { useHarness } from './harness';
+
+const dataset = generateDataset(FIXTURE_SCALE);
+const suite = useHarness();
+const SUNSET = 'Wed, 30 Jun 2027 00:00:00 GMT';
+const DEPRECATED_ON = `@${Date.parse('2026-11-23T00:00:00Z') / 1000}`;
+
+async function post(query: string, variables: Record<string, unknown> = {}) {
+  const response = await fetch(suite.harness.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  return { headers: response.headers, body: (await response.json()) as { data?: any; errors?: any[]; extensions?: any } };
+}
+
+describe('deprecated elements', () => {
+  it('every @deprecated element of the API schema has its dates and migration note, and nothing else does', () => {
+    const schema = composeApiSchema();
+    const deprecated: string[] = [];
+    for (const type of Object.values(schema.getTypeMap())) {
+      if (type.name.startsWith('__')) continue;
+      if ('getValues' in type) for (const value of type.getValues()) if (value.deprecationReason) deprecated.push(`${type.name}.${value.name}`);
+      if ('getFields' in type) {
+        for (const field of Object.values(type.getFields())) {
+          if (field.deprecationReason) deprecated.push(`${type.name}.${field.name}`);
+          for (const arg of 'args' in field ? field.args : []) if (arg.deprecationReason) deprecated.push(`${type.name}.${field.name}(${arg.name}:)`);
+        }
+      }
+    }
+    expect(deprecated.sort()).toEqual(Object.keys(loadDeprecations()).sort());
+    expect(deprecated).toHaveLength(4);
+  });
+
+  it.each([
+    ['a field', '{ products(first: 1) { edges { node { priceCents } } } }', {}, 'Product.priceCents'],
+    ['an argument', '{ products(first: 1, status: ACTIVE) { edges { node { id } } } }', {}, 'Query.products(status:)'],
+    ['an enum value, as a literal', '{ products(first: 1, orderBy: { field: NEWEST }) { edges { node { id } } } }', {}, 'ProductOrderField.NEWEST'],
+    ['an enum value, in a variable', 'query ($order: ProductOrder) { products(first: 1, orderBy: $order) { edges { node { id } } } }', { order: { field: 'NEWEST' } }, 'ProductOrderField.NEWEST'],
+  ])('still works when using %s, and says so in headers and extensions', async (_kind, query, variables, coordinate) => {
+    const { headers, body } = await post(query, variables);
+    expect(body.errors).toBeUndefined();
+    expect(body.data.products.edges).toHaveLength(1);
+    expect(headers.get('deprecation')).toBe(DEPRECATED_ON);
+    expect(headers.get('sunset')).toBe(SUNSET);
+    expect(headers.get('link')).toMatch(/^<https:\/\/\S+#[a-z-]+>; rel="deprecation"; type="text\/html"$/);
+    expect(body.extensions.deprecations).toEqual([{ coordinate, reason: expect.stringContaining('Sunset 2027-06-30'), deprecated: '2026-11-23', sunset: '2027-06-30', migration: expect.stringMatching(/#[a-z-]+$/) }]);
+  });
+
+  it('applies a deprecated input field (in a variable) and says so', async () => {
+    const product = dataset.products[20]!;
+    const { headers, body } = await post('mutation ($id: ID!, $input: UpdateProductInput!) { updateProduct(id: $id, input: $input) { priceCents price { amountCents currency } } }', {
+      id: product.id,
+      input: { priceCents: 4242 },
+    });
+    expect(body.errors).toBeUndefined();
+    expect(body.data.updateProduct).toEqual({ priceCents: 4242, price: { amountCents: 4242, currency: 'USD' } });
+    expect(headers.get('sunset')).toBe(SUNSET);
+    expect(body.extensions.deprecations.map((d: any) => d.coordinate).sort()).toEqual(['Product.priceCents', 'UpdateProductInput.priceCents']);
+  });
+
+  it('sends nothing about deprecation for an operation that uses nothing deprecated', async () => {
+    const { headers, body } = await post('{ products(first: 1, filter: { status: ACTIVE }, orderBy: { field: CREATED_AT, direction: DESC }) { edges { node { price { amountCents } } } } }');
+    expect(body.errors).toBeUndefined();
+    for (const header of ['deprecation', 'sunset', 'link']) expect(headers.get(header)).toBeNull();
+    expect(body.extensions.deprecations).toBeUndefined();
+  });
+
+  it('shows deprecations to tools: introspection lists them with their reasons', async () => {
+    const { body } = await post(getIntrospectionQuery({ inputValueDeprecation: true }));
+    const schema = buildClientSchema(body.data);
+    expect(schema.getType('Product') && (schema.getType('Product') as any).getFields().priceCents.deprecationReason).toMatch(/Use price/);
+  });
+});
