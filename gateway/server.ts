@@ -62,6 +62,8 @@ export interface GatewayOptions {
   apiKeys?: string;
   /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
   metricsToken?: string;
+  /** Where deprecation notices' Link header points (see DEPRECATION_DOCS_URL). Defaults to the README. */
+  deprecationDocsUrl?: string;
   /** Express "trust proxy" setting for client IPs. Defaults to false. */
   trustProxy?: string;
   logger: Logger;
@@ -200,7 +202,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       plugins: [
         useMetrics(metrics),
         useRequestLog(options.logger),
-        useDeprecationNotices(),
+        useDeprecationNotices({ docsUrl: options.deprecationDocsUrl }),
         queryLimits.plugin,
         budget.plugin,
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.

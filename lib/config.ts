@@ -92,6 +92,8 @@ const schema = z.object({
   CACHE_TIMEOUT_MS: z.coerce.number().int().min(1).max(5_000).default(50),
   /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. Defaults to none (open, for a private network). */
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Where the migration notes are published (the `Link` header of deprecation notices); anchors are appended. Defaults to this repository's README. */
+  DEPRECATION_DOCS_URL: url.default('https://github.com/storefront-supergraph/storefront-supergraph/blob/main/README.md'),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */
