@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
+import { clientLabel, type DeprecationUsage } from './deprecation-usage';
 import {
   getNamedType,
   GraphQLEnumType,
@@ -109,6 +110,10 @@ export interface DeprecationNoticeOptions {
   facts?: Record<string, DeprecationFacts>;
   /** Base URL of the migration notes (the Link header). Defaults to the README's section. */
   docsUrl?: string;
+  /** Where each use is counted per client. Defaults to none. */
+  usage?: DeprecationUsage;
+  /** Told of each use (metrics). Defaults to none. */
+  onUse?: (coordinate: string, client: string) => void;
 }
 
 const epochSeconds = (isoDate: string) => Math.floor(Date.parse(`${isoDate}T00:00:00Z`) / 1000);
@@ -128,6 +133,12 @@ export function useDeprecationNotices<TContext extends BaseContext>(options: Dep
         async didResolveOperation({ schema, document, operation, request }) {
           if (!operation) return;
           used = deprecationsUsed(schema, document, operation, request.variables ?? {}).map((item) => ({ ...item, ...facts[item.coordinate] }));
+          if (used.length) {
+            const headers = request.http?.headers;
+            const client = clientLabel(headers?.get('apollographql-client-name'), headers?.get('apollographql-client-version'));
+            for (const item of used) options.onUse?.(item.coordinate, client);
+            await options.usage?.record(used.map((item) => item.coordinate), client);
+          }
         },
         async willSendResponse({ response }) {
           if (!used.length) return;

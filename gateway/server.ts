@@ -14,6 +14,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { RedisClient } from '../lib/redis';
 import type { BearerAuthenticator } from './auth';
 import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
+import { DeprecationUsage } from './deprecation-usage';
 import { useDeprecationNotices } from './deprecations';
 import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
 import { identifyClient, parseApiKeys, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
@@ -62,6 +63,8 @@ export interface GatewayOptions {
   apiKeys?: string;
   /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
   metricsToken?: string;
+  /** Prefix of the deprecation-usage keys in Redis (CACHE_NAMESPACE). Defaults to storefront. */
+  usageNamespace?: string;
   /** Where deprecation notices' Link header points (see DEPRECATION_DOCS_URL). Defaults to the README. */
   deprecationDocsUrl?: string;
   /** Express "trust proxy" setting for client IPs. Defaults to false. */
@@ -116,6 +119,21 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     labelNames: ['reason'],
     registers,
   });
+  const deprecatedUses = new Counter({
+    name: 'deprecated_element_uses_total',
+    help: 'Uses of deprecated schema elements, by schema coordinate and client (name@version, at most 100 clients, then other).',
+    labelNames: ['coordinate', 'client'],
+    registers,
+  });
+  const clients = new Set<string>();
+  const boundedClient = (client: string) => {
+    if (clients.has(client) || clients.size < 100) {
+      clients.add(client);
+      return client;
+    }
+    return 'other';
+  };
+  const deprecationUsage = new DeprecationUsage(options.usageNamespace ?? 'storefront', options.redis);
   new Gauge({
     name: 'rate_limit_store_degraded',
     help: '1 while Redis is unreachable and rate limits use this gateway\'s local counters.',
@@ -202,7 +220,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       plugins: [
         useMetrics(metrics),
         useRequestLog(options.logger),
-        useDeprecationNotices({ docsUrl: options.deprecationDocsUrl }),
+        useDeprecationNotices({ docsUrl: options.deprecationDocsUrl, usage: deprecationUsage, onUse: (coordinate, client) => deprecatedUses.inc({ coordinate, client: boundedClient(client) }) }),
         queryLimits.plugin,
         budget.plugin,
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.

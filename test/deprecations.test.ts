@@ -1,5 +1,10 @@
 /** Deprecations that speak: headers and extensions when an operation uses a deprecated element, none otherwise. */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { buildClientSchema, getIntrospectionQuery } from 'graphql';
+import { createLogger } from '../lib/logger';
+import { connectRedis } from '../lib/redis';
 import { composeApiSchema } from '../scripts/compose';
 import { loadDeprecations } from '../gateway/deprecations';
 import { generateDataset } from '../prisma/seed';
@@ -73,4 +78,39 @@ describe('deprecated elements', () => {
     const schema = buildClientSchema(body.data);
     expect(schema.getType('Product') && (schema.getType('Product') as any).getFields().priceCents.deprecationReason).toMatch(/Use price/);
   });
+});
+
+describe('usage of deprecated elements', () => {
+  it('is counted per client across gateways sharing Redis, and `npm run schema:usage` reports it', async () => {
+    const namespace = `usage-${randomUUID().slice(0, 8)}`;
+    const redis = [0, 1].map(() => connectRedis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', createLogger('test', 'silent')));
+    expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
+    const gateways = await Promise.all(redis.map((r) => suite.harness.startGateway({ redis: r.client, usageNamespace: namespace })));
+    try {
+      const send = (url: string, client: string, version: string, query: string) =>
+        fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'apollographql-client-name': client, 'apollographql-client-version': version }, body: JSON.stringify({ query }) });
+      const old = '{ products(first: 1) { edges { node { priceCents } } } }';
+      await send(gateways[0]!.url, 'ios-app', '3.1.0', old);
+      await send(gateways[1]!.url, 'ios-app', '3.1.0', old);
+      await send(gateways[1]!.url, 'web-shop', '1.4.2', old);
+      await send(gateways[0]!.url, 'web-shop', '1.5.0', '{ products(first: 1) { edges { node { price { amountCents } } } } }');
+
+      const root = join(__dirname, '..');
+      const output = execFileSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'schema-usage.ts')], {
+        env: { ...process.env, REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', CACHE_NAMESPACE: namespace },
+        encoding: 'utf8',
+      });
+      const row = (client: string) => output.split('\n').find((line) => line.includes('Product.priceCents') && line.includes(client));
+      expect(row('ios-app@3.1.0')).toMatch(/\| 2 +\| 20\d\d-/);
+      expect(row('web-shop@1.4.2')).toMatch(/\| 1 +\| 20\d\d-/);
+      expect(output).not.toContain('web-shop@1.5.0');
+      expect(output).toMatch(/ProductOrderField\.NEWEST .*\(no recorded use\)/);
+
+      const metrics = await (await fetch(gateways[1]!.url.replace('/graphql', '/metrics'))).text();
+      expect(metrics).toMatch(/deprecated_element_uses_total\{coordinate="Product.priceCents",client="web-shop@1.4.2",service="gateway"\} 1/);
+    } finally {
+      await Promise.all(gateways.map((gateway) => gateway.stop()));
+      await Promise.all(redis.map((r) => r.close()));
+    }
+  }, 30_000);
 });
