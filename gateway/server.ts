@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import type { BaseContext } from '@apollo/server';
 import type { Request, Response } from 'express';
@@ -33,8 +33,14 @@ export interface GatewayContext extends BaseContext, BudgetContext, QueryCostCon
 }
 
 export interface GatewayOptions {
-  /** Supergraph SDL. Defaults to the committed schema/supergraph.graphql. */
+  /** A fixed supergraph SDL. Defaults to none: the gateway reads `supergraphPath` and follows it. */
   supergraphSdl?: string;
+  /**
+   * The supergraph file to serve and watch: when it changes, the new supergraph is validated and
+   * swapped in without a restart (in-flight requests finish on the old one); a broken one is refused
+   * and the old one keeps serving. Defaults to the committed schema/supergraph.graphql.
+   */
+  supergraphPath?: string;
   /** Subgraph URLs by name, overriding those composed into the supergraph. Defaults to none. */
   subgraphUrls?: Partial<Record<string, string>>;
   /** Timeout of each call to a subgraph, by name. Defaults to 5000 ms for each. */
@@ -142,10 +148,33 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       this.set(options.redis && !options.redis.isReady ? 1 : 0);
     },
   });
-  const supergraphSdl = options.supergraphSdl ?? readFileSync(SUPERGRAPH_PATH, 'utf8');
+  const supergraphPath = options.supergraphPath ?? SUPERGRAPH_PATH;
+  const supergraphSdl = options.supergraphSdl ?? readFileSync(supergraphPath, 'utf8');
   const gateway = new ApolloGateway({
-    // A static supergraph: no managed federation, no runtime introspection of subgraphs.
-    supergraphSdl,
+    // The supergraph comes from disk (no managed federation, no runtime introspection of subgraphs),
+    // and a new version of the file is picked up live.
+    supergraphSdl: options.supergraphSdl
+      ? options.supergraphSdl
+      : async ({ update }) => {
+          let current = supergraphSdl;
+          watchFile(supergraphPath, { interval: 250, persistent: false }, () => {
+            let next: string;
+            try {
+              next = readFileSync(supergraphPath, 'utf8');
+            } catch {
+              return;
+            }
+            if (next === current) return;
+            try {
+              update(next);
+              current = next;
+              options.logger.info({ path: supergraphPath }, 'supergraph reloaded');
+            } catch (error) {
+              options.logger.error({ err: error, path: supergraphPath }, 'new supergraph refused: still serving the previous one');
+            }
+          });
+          return { supergraphSdl, cleanup: async () => unwatchFile(supergraphPath) };
+        },
     buildService: ({ name, url }) => {
       const source = new SubgraphDataSource<GatewayContext>({
         name,
