@@ -1,5 +1,7 @@
 /** The gateway follows schema/supergraph.graphql without a restart, and refuses a broken one. */
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -50,6 +52,45 @@ describe('live reload of the supergraph', () => {
       expect(still.data!.products.edges).toHaveLength(2);
     } finally {
       await gateway.stop();
+    }
+  }, 30_000);
+
+  it('lets a request in flight finish while a new supergraph is swapped in', async () => {
+    // Reviews answer through a proxy that holds each call for 500 ms, so the request is in flight.
+    const target = suite.harness.subgraphs.reviews.url;
+    const proxy = http.createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const upstream = await fetch(target, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) });
+      res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(await upstream.text());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
+    writeFileSync(path, composeSupergraph(SCHEMA_DIR));
+    const gateway = await suite.harness.startGateway({
+      supergraphPath: path,
+      subgraphUrls: { accounts: suite.harness.subgraphs.accounts.url, catalog: suite.harness.subgraphs.catalog.url, reviews: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/graphql` },
+    });
+    try {
+      const inFlight = suite.harness.query('{ products(first: 2) { edges { node { title reviewCount } } } }', {}, { url: gateway.url });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // A new supergraph (a field added) while the request waits on reviews.
+      const later = mkdtempSync(join(tmpdir(), 'schema-later-'));
+      cpSync(SCHEMA_DIR, later, { recursive: true });
+      const catalog = readFileSync(join(later, 'catalog.graphql'), 'utf8');
+      writeFileSync(join(later, 'catalog.graphql'), catalog.replace('  title: String!\n', '  title: String!\n  "Not served yet."\n  tagline: String\n'));
+      writeFileSync(path, composeSupergraph(later));
+      const answer = await inFlight;
+      expect(answer.status).toBe(200);
+      expect(answer.errors).toBeUndefined();
+      expect(answer.data!.products.edges.every((edge: any) => typeof edge.node.reviewCount === 'number')).toBe(true);
+      // And the new supergraph did take over.
+      await until(async () => (await suite.harness.query('{ __type(name: "Product") { fields { name } } }', {}, { url: gateway.url })).data!.__type.fields.some((f: any) => f.name === 'tagline'));
+    } finally {
+      await gateway.stop();
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
     }
   }, 30_000);
 });
