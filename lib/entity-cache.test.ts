@@ -3,6 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { EntityCache } from './entity-cache';
+import { itWithRedis } from '../test/redis-available';
 
 const silent = pino({ level: 'silent' });
 const freePort = () =>
@@ -66,7 +67,7 @@ describe('EntityCache', () => {
     expect(await rows.load(['a'], async (ids) => new Map(ids.map((id) => [id, { id }])))).toEqual([{ id: 'a' }]);
   });
 
-  it('never stores back a row loaded before a write: not in this process, nor in another sharing Redis', async () => {
+  itWithRedis('never stores back a row loaded before a write: not in this process, nor in another sharing Redis', async () => {
     const namespace = `race-${Math.random()}`;
     const [here, there] = [0, 1].map(() => new EntityCache({ namespace, redisUrl: 'redis://127.0.0.1:6379', timeoutMs: 1_000, logger: silent }));
     caches.push(here!, there!);
@@ -114,7 +115,7 @@ describe('EntityCache', () => {
     expect(await v1.load(['a'], async () => new Map([['a', { id: 'a', n: 3 }]]))).toEqual([{ id: 'a', n: 3 }]);
   });
 
-  it('serves from the loader within a bounded wait while Redis hangs, says so, and uses Redis again when it answers', async () => {
+  itWithRedis('serves from the loader within a bounded wait while Redis hangs, says so, and uses Redis again when it answers', async () => {
     const port = await freePort();
     const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     try {

@@ -9,15 +9,16 @@ import type { RunningGateway } from '../gateway/server';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
 import { STOREFRONT_PAGE } from './operations';
+import { describeWithRedis } from './redis-available';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const dataset = generateDataset(FIXTURE_SCALE);
-const suite = useHarness({ env: { REDIS_URL } });
+const suite = useHarness({ env: process.env.TEST_REDIS_AVAILABLE === '0' ? {} : { REDIS_URL } });
 
 const PRODUCT = 'query ($id: ID!) { product(id: $id) { id title price { amountCents currency } status createdAt updatedAt } }';
 const RATINGS = 'query ($id: ID!) { product(id: $id) { id reviewCount averageRating reviews(first: 5) { edges { node { id } } } } }';
 
-describe('reads', () => {
+describeWithRedis('reads', () => {
   it('a second identical storefront page sends no SQL for cached entities (only the product list runs)', async () => {
     suite.harness.sql.reset();
     const cold = await suite.harness.query(STOREFRONT_PAGE, { first: 20 });
@@ -73,7 +74,7 @@ describe('reads', () => {
   });
 });
 
-describe('writes, with a second replica of each subgraph sharing Redis', () => {
+describeWithRedis('writes, with a second replica of each subgraph sharing Redis', () => {
   let replicas: Array<RunningServer>;
   let viaReplicas: RunningGateway;
 

@@ -10,6 +10,7 @@ import { loadDeprecations } from '../gateway/deprecations';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
+import { describeWithRedis } from './redis-available';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const suite = useHarness();
@@ -80,7 +81,7 @@ describe('deprecated elements', () => {
   });
 });
 
-describe('usage of deprecated elements', () => {
+describeWithRedis('usage of deprecated elements', () => {
   it('is counted per client across gateways sharing Redis, and `npm run schema:usage` reports it', async () => {
     const namespace = `usage-${randomUUID().slice(0, 8)}`;
     const redis = [0, 1].map(() => connectRedis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', createLogger('test', 'silent')));

@@ -11,6 +11,7 @@ import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
 import { STOREFRONT_PAGE } from './operations';
+import { itWithRedis } from './redis-available';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const [alice, bob] = dataset.users as [(typeof dataset.users)[0], (typeof dataset.users)[0]];
@@ -183,7 +184,7 @@ describe('automatic persisted queries', () => {
     expect(version.body!.errors![0]!.extensions).toEqual({ code: 'PERSISTED_QUERY_NOT_SUPPORTED' });
   });
 
-  it('shares registered queries between gateways through Redis', async () => {
+  itWithRedis('shares registered queries between gateways through Redis', async () => {
     const redises = [connectRedis(REDIS_URL, logger), connectRedis(REDIS_URL, logger)];
     const gateways: RunningGateway[] = [];
     try {

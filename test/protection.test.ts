@@ -15,6 +15,7 @@ import { connectRedis } from '../lib/redis';
 import type { RunningGateway } from '../gateway/server';
 import { useHarness } from './harness';
 import { STOREFRONT_PAGE } from './operations';
+import { describeWithRedis } from './redis-available';
 
 const suite = useHarness();
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -87,7 +88,7 @@ describe('query cost and document limits', () => {
   });
 });
 
-describe('per-client budgets', () => {
+describeWithRedis('per-client budgets', () => {
   it('are shared through Redis: a client that spends its budget on one gateway is refused by the other too', async () => {
     const redis = [connectRedis(REDIS_URL, createLogger('test', 'silent')), connectRedis(REDIS_URL, createLogger('test', 'silent'))];
     started.push(...redis.map((r) => ({ stop: r.close })));
@@ -145,7 +146,7 @@ describe('per-client budgets', () => {
   });
 });
 
-describe('a hung Redis', () => {
+describeWithRedis('a hung Redis', () => {
   it('delays nobody: limits fall back to local counters within a bounded wait', async () => {
     const port = await new Promise<number>((resolve) => {
       const probe = net.createServer().listen(0, '127.0.0.1', () => {

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { adminQuery, withDatabase } from './databases';
+import { describeWithRedis } from './redis-available';
 
 const ROOT = join(__dirname, '..');
 
@@ -46,7 +47,7 @@ const attribute = (span: ExportedSpan, key: string) => {
   return value ? (value.stringValue ?? value.intValue ?? value.boolValue) : undefined;
 };
 
-describe('tracing', () => {
+describeWithRedis('tracing', () => {
   it('joins gateway request, query plan, subgraph fetches, resolvers and SQL in one trace', async () => {
     const collector = await startCollector();
     const adminUrl = process.env.TEST_ADMIN_URL!;
