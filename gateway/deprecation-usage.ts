@@ -1,6 +1,6 @@
 import type { RedisClient } from '../lib/redis';
 
-/** Client names as counted: the `apollographql-client-name`/`-version` headers, cut and bounded. */
+/** A client as counted, from clientOf()'s name and version: reduced to safe characters. */
 export function clientLabel(name: string | null | undefined, version: string | null | undefined): string {
   const clean = (value: string | null | undefined) => (value ?? '').replace(/[^\w.@/-]/g, '').slice(0, 48);
   return `${clean(name) || 'unknown'}@${clean(version) || 'unknown'}`;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
+import { clientOf } from '../lib/metrics';
 import { clientLabel, type DeprecationUsage } from './deprecation-usage';
 import {
   getNamedType,
@@ -135,7 +136,8 @@ export function useDeprecationNotices<TContext extends BaseContext>(options: Dep
           used = deprecationsUsed(schema, document, operation, request.variables ?? {}).map((item) => ({ ...item, ...facts[item.coordinate] }));
           if (used.length) {
             const headers = request.http?.headers;
-            const client = clientLabel(headers?.get('apollographql-client-name'), headers?.get('apollographql-client-version'));
+            const { name, version } = headers ? clientOf(headers) : { name: null, version: null };
+            const client = clientLabel(name, version);
             for (const item of used) options.onUse?.(item.coordinate, client);
             await options.usage?.record(used.map((item) => item.coordinate), client);
           }
