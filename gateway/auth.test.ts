@@ -30,8 +30,8 @@ describe('bearer tokens verified against a JWKS file', () => {
     new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid }).setSubject(USER).setIssuer(claims.issuer).setAudience(claims.audience).setExpirationTime('5m').sign(key);
 
   it('accepts a token signed by a key in the set', async () => {
-    expect(await authenticate(`Bearer ${await rs256(privateKey)}`)).toBe(USER);
-    expect(await authenticate(`bearer ${await rs256(privateKey)}`)).toBe(USER);
+    expect(await authenticate(`Bearer ${await rs256(privateKey)}`)).toEqual({ callerId: USER, scopes: [] });
+    expect(await authenticate(`bearer ${await rs256(privateKey)}`)).toEqual({ callerId: USER, scopes: [] });
   });
 
   it('refuses a token signed by another key, and an HS256 token (no algorithm confusion)', async () => {
@@ -39,5 +39,22 @@ describe('bearer tokens verified against a JWKS file', () => {
     expect(await rejection(authenticate(`Bearer ${await rs256(stranger)}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
     const hs256 = await issueToken({ secret: 'unused-when-a-jwks-file-is-given-123', ...claims, userId: USER });
     expect(await rejection(authenticate(`Bearer ${hs256}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
+  });
+});
+
+describe('scopes from the scope claim', () => {
+  const secret = 'a-test-secret-of-at-least-32-characters';
+  const authenticate = createBearerAuthenticator({ secret, ...claims });
+  const signed = (scope: unknown) =>
+    new SignJWT(scope === undefined ? {} : { scope }).setProtectedHeader({ alg: 'HS256' }).setSubject(USER).setIssuer(claims.issuer).setAudience(claims.audience).setExpirationTime('5m').sign(new TextEncoder().encode(secret));
+
+  it('reads a space-separated scope claim, and none when it is absent', async () => {
+    expect(await authenticate(`Bearer ${await signed('catalog:write  profile')}`)).toEqual({ callerId: USER, scopes: ['catalog:write', 'profile'] });
+    expect(await authenticate(`Bearer ${await signed(undefined)}`)).toEqual({ callerId: USER, scopes: [] });
+    expect(await authenticate(`Bearer ${await issueToken({ secret, ...claims, userId: USER, scopes: ['catalog:write'] })}`)).toEqual({ callerId: USER, scopes: ['catalog:write'] });
+  });
+
+  it.each([[['catalog:write']], [42], ['catalog:"write"']])('refuses a malformed scope claim %j with 401', async (scope) => {
+    expect(await rejection(authenticate(`Bearer ${await signed(scope)}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
   });
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, jwtVerify, SignJWT, errors as joseErrors, type JWTVerifyGetKey } from 'jose';
 import type { Config } from '../lib/config';
+import { ANONYMOUS, type Caller } from '../lib/authorization';
 import { clientError, ErrorCode } from '../lib/errors';
 import { createIdentitySigner } from '../lib/identity';
 import { isUuid } from '../lib/ids';
@@ -20,38 +21,44 @@ export interface BearerAuthOptions {
 /** UNAUTHENTICATED with HTTP 401: the request carried a token we cannot accept. */
 const rejected = (message: string) => clientError(ErrorCode.UNAUTHENTICATED, message, { http: { status: 401 } });
 
+/** An OAuth 2.0 scope token (RFC 6749 §3.3): printable ASCII without space, quote or backslash. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
 /**
- * Verifies `Authorization: Bearer <JWT>` and returns the caller's user id (`sub`, a UUID), or null
- * when the request carries no token (anonymous). A malformed, expired or wrongly signed token is
- * UNAUTHENTICATED with HTTP 401, never silently anonymous.
+ * Verifies `Authorization: Bearer <JWT>` and returns the caller: the user id (`sub`, a UUID) and the
+ * scopes of the `scope` claim (space-separated, as in OAuth 2.0; none when absent), or ANONYMOUS when the
+ * request carries no token. A malformed, expired or wrongly signed token is UNAUTHENTICATED with HTTP
+ * 401, never silently anonymous.
  */
 export function createBearerAuthenticator(options: BearerAuthOptions) {
   const key: Uint8Array | JWTVerifyGetKey = options.jwksFile
     ? createLocalJWKSet(JSON.parse(readFileSync(options.jwksFile, 'utf8')))
     : new TextEncoder().encode(options.secret);
   const algorithms = options.jwksFile ? ['RS256', 'ES256', 'EdDSA'] : ['HS256'];
-  return async (authorization: string | undefined): Promise<string | null> => {
-    if (authorization === undefined || authorization === '') return null;
+  return async (authorization: string | undefined): Promise<Caller> => {
+    if (authorization === undefined || authorization === '') return ANONYMOUS;
     const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i.exec(authorization);
     if (!match) throw rejected('The Authorization header must be "Bearer <JWT>".');
-    let subject: string | undefined;
+    let payload: { sub?: string; scope?: unknown };
     try {
-      const { payload } = await jwtVerify(match[1]!, key as Uint8Array, { issuer: options.issuer, audience: options.audience, algorithms, requiredClaims: ['exp', 'sub'] });
-      subject = payload.sub;
+      ({ payload } = await jwtVerify(match[1]!, key as Uint8Array, { issuer: options.issuer, audience: options.audience, algorithms, requiredClaims: ['exp', 'sub'] }));
     } catch (error) {
       if (error instanceof joseErrors.JWTExpired) throw rejected('The token has expired.');
       throw rejected('The token is not valid.');
     }
-    if (!isUuid(subject)) throw rejected('The token names no valid user.');
-    return subject.toLowerCase();
+    if (!isUuid(payload.sub)) throw rejected('The token names no valid user.');
+    const scopes = payload.scope === undefined ? [] : typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : null;
+    if (!scopes || !scopes.every((scope) => SCOPE_TOKEN.test(scope))) throw rejected('The token\'s scope claim must be a space-separated string of scopes.');
+    return { callerId: payload.sub.toLowerCase(), scopes };
   };
 }
 
 export type BearerAuthenticator = ReturnType<typeof createBearerAuthenticator>;
 
-/** A client token for `userId` signed with the HS256 secret (development and tests: `npm run token`). */
-export function issueToken(options: Pick<BearerAuthOptions, 'secret' | 'issuer' | 'audience'> & { userId: string; expiresIn?: string }): Promise<string> {
-  return new SignJWT({})
+/** A client token for `userId` with `scopes`, signed with the HS256 secret (development and tests: `npm run token`). */
+export function issueToken(options: Pick<BearerAuthOptions, 'secret' | 'issuer' | 'audience'> & { userId: string; scopes?: readonly string[]; expiresIn?: string }): Promise<string> {
+  const scopes = options.scopes ?? [];
+  return new SignJWT(scopes.length > 0 ? { scope: scopes.join(' ') } : {})
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(options.userId)
     .setIssuer(options.issuer)

@@ -43,12 +43,13 @@ type ApqStore = NonNullable<PersistedQueryOptions['cache']>;
  * query, which is the APQ protocol's normal recovery) and failed writes are dropped, logged once per
  * outage: a Redis outage never fails a request.
  */
-export function persistedQueries(redis: RedisClient | undefined, logger: Logger): PersistedQueryOptions {
+export function persistedQueries(redis: RedisClient | undefined, namespace: string, logger: Logger): PersistedQueryOptions {
   if (!redis) return { ttl: APQ_TTL_SECONDS };
-  // The client belongs to the caller (gateway/index.ts closes it); Keyv only borrows it.
+  // The client belongs to the caller (gateway/index.ts closes it); Keyv only borrows it. Keys are
+  // `<namespace>:apq:<sha256>`: deployments sharing a Redis do not share persisted queries.
   const keyv = new Keyv<string>({
-    store: new KeyvRedis<string>(redis as never, { throwOnErrors: true }),
-    namespace: 'storefront-apq',
+    store: new KeyvRedis<string>(redis as never, { throwOnErrors: true, namespace, keyPrefixSeparator: ':' }),
+    namespace,
     useKeyPrefix: false,
   });
   keyv.on('error', () => {});

@@ -5,6 +5,7 @@ import { ApolloServer } from '@apollo/server';
 import { GraphQLError, getIntrospectionQuery, getNamedType, isObjectType, parse } from 'graphql';
 import {
   buildCostModel,
+  countSelections,
   estimateCost,
   QUERY_LIMIT_CODES,
   useQueryLimits,
@@ -164,6 +165,27 @@ describe('estimateCost', () => {
   });
 });
 
+describe('countSelections', () => {
+  const count = (query: string, variables?: Record<string, unknown>) => {
+    const document = parse(query);
+    return countSelections(document, document.definitions.find((d) => d.kind === 'OperationDefinition') as never, variables);
+  };
+
+  it('counts every field after fragment expansion, scalars and __typename included', () => {
+    expect(count('{ product(id: "p") { id title price { amountCents currency } } }')).toBe(6);
+    expect(count('{ a: __typename b: __typename ... on Query { __typename } }')).toBe(3);
+    // Twelve fragments, each spreading the next twice, over two fields: 2 × 2^11 selections, in linear time.
+    const bomb = Array.from({ length: 12 }, (_, i) => (i === 0 ? 'fragment F0 on Product { id title }' : `fragment F${i} on Product { ...F${i - 1} ...F${i - 1} }`));
+    expect(count(`{ product(id: "p") { ...F11 } } ${bomb.join(' ')}`)).toBe(1 + 2 * 2 ** 11);
+  });
+
+  it('leaves out what @skip and @include leave out', () => {
+    const query = 'query ($on: Boolean!) { product(id: "p") { id title @include(if: $on) ... @skip(if: $on) { sku description } } }';
+    expect(count(query, { on: true })).toBe(3);
+    expect(count(query, { on: false })).toBe(4);
+  });
+});
+
 interface TestContext extends QueryCostContext {
   requestId: string;
 }
@@ -263,11 +285,11 @@ describe('useQueryLimits in Apollo Server', () => {
     expect(error.extensions?.cost).toEqual({ estimated, max: 5000 });
   });
 
-  it('rejects a fragment bomb with QUERY_TOO_COMPLEX', async () => {
+  it('rejects a fragment bomb with QUERY_TOO_COMPLEX, counted before it is scored', async () => {
     const levels = ['A', 'B', 'C', 'D', 'E', 'F'];
     const fragments = levels.map((name, i) => `fragment ${name} on Query { ${levels[i + 1] ? Array.from({ length: 10 }, () => `...${levels[i + 1]}`).join(' ') : '__typename'} }`);
-    const error = await expectRejected(`{ ...A } ${fragments.join(' ')}`, 'QUERY_TOO_COMPLEX', /^Query is too complex: it expands to more than 10000 selections/);
-    expect(error.extensions?.cost).toEqual({ estimated: null, max: 5000 });
+    const error = await expectRejected(`{ ...A } ${fragments.join(' ')}`, 'QUERY_TOO_COMPLEX', /^Query is too complex: it makes 100000 field selections once its fragments are expanded, over the maximum 500\.$/);
+    expect(error.extensions?.cost).toEqual({ selections: 100_000, maxSelections: 500 });
   });
 
   it('rejects a query nested deeper than 12 with QUERY_TOO_DEEP', async () => {

@@ -1,3 +1,4 @@
+import { fragmentsOf, isIncluded } from '../lib/documents';
 import { ErrorCode } from '../lib/errors';
 import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
 import { COST_VERSIONS, costIdentity, EnumType, FieldDefinition, ObjectType, ScalarType, Supergraph } from '@apollo/federation-internals';
@@ -14,6 +15,8 @@ import {
   isObjectType,
   type DocumentNode,
   type GraphQLSchema,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
   type ParseOptions,
   type ValidationRule,
 } from 'graphql';
@@ -57,8 +60,19 @@ export interface QueryLimitsOptions<TContext extends BaseContext = BaseContext> 
   maxDirectives?: number;
   /** Most tokens in one document (the parser stops beyond). Defaults to 5000. */
   maxTokens?: number;
+  /**
+   * Most field selections one operation may make once its fragments are expanded, scalars and
+   * `__typename` included. The largest real page (test/operations.ts) makes 24 and the full
+   * introspection query of GraphiQL and Sandbox 230. Defaults to 500.
+   */
+  maxSelections?: number;
   /** Page size assumed for a connection without first/last. Defaults to 20 (the resolvers' default). */
   defaultPageSize?: number;
+  /**
+   * Called first, before the operation is counted, scored or charged (the gateway's access control):
+   * what it throws is the answer, and the request then costs only the minimum point. Defaults to none.
+   */
+  authorize?: (requestContext: GraphQLRequestContext<TContext>) => void;
   /**
    * Called with each operation's estimate before any subgraph is called (only for operations within
    * `maxCost`); may throw (the per-client budget does), and what it throws is the response's error.
@@ -103,7 +117,8 @@ export interface CostModel {
  * schema. The names are resolved through the `@link`, so a renamed import still works.
  */
 export function buildCostModel(supergraphSdl: string, options: { defaultPageSize?: number } = {}): CostModel {
-  const supergraph = Supergraph.build(supergraphSdl);
+  // Only the costs are read here: which features the supergraph may use is the gateway's check.
+  const supergraph = Supergraph.build(supergraphSdl, { supportedFeatures: null });
   const schema = supergraph.schema;
   const fieldWeights = new Map<string, number>();
   const typeWeights = new Map<string, number>();
@@ -271,6 +286,47 @@ export function estimateCost(model: CostModel, request: CostRequest): number {
   }
 }
 
+/**
+ * How many field selections an operation makes once its fragments are expanded, scalars and
+ * `__typename` included, skipping what `@skip`/`@include` leave out. Each named fragment is counted
+ * once and multiplied where it is spread, so a fragment bomb (each fragment spreading the next twice) is
+ * counted in time linear in the document, not in its expansion.
+ */
+export function countSelections(document: DocumentNode, operation: OperationDefinitionNode, variables?: Record<string, unknown>): number {
+  const fragments = fragmentsOf(document);
+  const perFragment = new Map<string, number>();
+  const count = (selectionSet: SelectionSetNode): number => {
+    let total = 0;
+    for (const selection of selectionSet.selections) {
+      if (!isIncluded(selection, variables)) continue;
+      if (selection.kind === Kind.FIELD) {
+        total += 1 + (selection.selectionSet ? count(selection.selectionSet) : 0);
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+        total += count(selection.selectionSet);
+      } else {
+        const name = selection.name.value;
+        let spread = perFragment.get(name);
+        if (spread === undefined) {
+          // Validation refuses fragment cycles before this runs; were one to get here, it counts as unbounded.
+          perFragment.set(name, Number.POSITIVE_INFINITY);
+          const fragment = fragments.get(name);
+          spread = fragment ? count(fragment.selectionSet) : 0;
+          perFragment.set(name, spread);
+        }
+        total += spread;
+      }
+    }
+    return total;
+  };
+  return count(operation.selectionSet);
+}
+
+function tooManySelections(selections: number, maxSelections: number): GraphQLError {
+  return new GraphQLError(`Query is too complex: it makes ${selections} field selections once its fragments are expanded, over the maximum ${maxSelections}.`, {
+    extensions: { code: QUERY_TOO_COMPLEX, cost: { selections, maxSelections }, http: { status: 400 } },
+  });
+}
+
 function tooComplex(estimated: number, max: number): GraphQLError {
   const finite = Number.isFinite(estimated);
   const message = finite
@@ -297,7 +353,10 @@ const TOKEN_LIMIT = /^Syntax Error: Document contains more tha[nt] (\d+) tokens\
  *
  * - `parseOptions.maxTokens`: graphql-js stops parsing a document beyond `maxTokens` tokens.
  * - `validationRules`: graphql-armor's depth, alias and directive limits, run with Apollo's validation.
- * - `plugin`: in `didResolveOperation` (after validation, before execution) it estimates the operation's
+ * - `plugin`: in `didResolveOperation` (after validation, before execution), in this order: it calls
+ *   `authorize` (who may); counts the operation's field selections after fragment expansion (see
+ *   countSelections), answering QUERY_TOO_COMPLEX with `extensions.cost { selections, maxSelections }`
+ *   over `maxSelections`; then estimates the operation's
  *   cost (see estimateCost) against the request's schema, with its variables, and sets
  *   `contextValue.cost = { estimated, max }` (QueryCostContext) for the plugins after it. Over `maxCost`
  *   it answers QUERY_TOO_COMPLEX with `extensions.cost { estimated, max }`; otherwise it awaits
@@ -310,6 +369,7 @@ const TOKEN_LIMIT = /^Syntax Error: Document contains more tha[nt] (\d+) tokens\
  */
 export function useQueryLimits<TContext extends BaseContext = BaseContext>(options: QueryLimitsOptions<TContext>): QueryLimits<TContext> {
   const maxCost = options.maxCost ?? 5_000;
+  const maxSelections = options.maxSelections ?? 500;
   const model = buildCostModel(options.supergraphSdl, { defaultPageSize: options.defaultPageSize });
   const validationRules: ValidationRule[] = [
     maxDepthRule({ n: options.maxDepth ?? 12, ignoreIntrospection: true, flattenFragments: true, propagateOnRejection: false, onReject: reportAs(QUERY_TOO_DEEP) }),
@@ -332,6 +392,10 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
           if (requestContext.operation.operation === 'subscription') {
             throw new GraphQLError('Subscriptions are not supported.', { extensions: { code: ErrorCode.BAD_REQUEST, http: { status: 400 } } });
           }
+          options.authorize?.(requestContext);
+          // Counted in linear time before scoring, which walks the expansion (at most MAX_SCORED_NODES).
+          const selections = countSelections(requestContext.document, requestContext.operation, requestContext.request.variables);
+          if (selections > maxSelections) throw tooManySelections(selections, maxSelections);
           const estimated = estimateCost(model, {
             document: requestContext.document,
             variables: requestContext.request.variables,

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ApolloServerPlugin, GraphQLRequestContext } from '@apollo/server';
 import type { Request, RequestHandler, Response } from 'express';
 import { GraphQLError } from 'graphql';
+import ipaddr from 'ipaddr.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { ErrorCode } from '../lib/errors';
 import type { Logger } from '../lib/logger';
@@ -18,10 +19,11 @@ const REDIS_TIMEOUT_MS = 100;
  * insured by local counters: if Redis errors or takes longer than REDIS_TIMEOUT_MS (down, or hung),
  * this gateway decides alone until Redis answers again.
  */
-function sharedLimiter(redis: RedisClient | undefined, options: { keyPrefix: string; points: number; duration: number }): RateLimiterAbstract {
-  const local = new RateLimiterMemory(options);
+function sharedLimiter(redis: RedisClient | undefined, options: { namespace: string; keyPrefix: string; points: number; duration: number }): RateLimiterAbstract {
+  const { namespace, ...limits } = options;
+  const local = new RateLimiterMemory(limits);
   if (!redis) return local;
-  const shared = new RateLimiterRedis({ ...options, keyPrefix: `storefront:${options.keyPrefix}`, storeClient: redis, useRedisPackage: true, rejectIfRedisNotReady: true, insuranceLimiter: local });
+  const shared = new RateLimiterRedis({ ...limits, keyPrefix: `${namespace}:${limits.keyPrefix}`, storeClient: redis, useRedisPackage: true, rejectIfRedisNotReady: true, insuranceLimiter: local });
   return new RLWrapperTimeouts({ limiter: shared, insuranceLimiter: local, timeoutMs: REDIS_TIMEOUT_MS }) as unknown as RateLimiterAbstract;
 }
 
@@ -35,7 +37,19 @@ export interface ClientIdentity {
 export function identifyClient(callerId: string | null, apiKeyName: string | null, ip: string | undefined): ClientIdentity {
   if (callerId) return { kind: 'user', key: `user:${callerId}` };
   if (apiKeyName) return { kind: 'apiKey', key: `apikey:${apiKeyName}` };
-  return { kind: 'ip', key: `ip:${ip ?? 'unknown'}` };
+  return { kind: 'ip', key: `ip:${addressBlock(ip)}` };
+}
+
+/**
+ * The block an address is limited as: an IPv4 address on its own, an IPv6 address by its /64 (one
+ * subscriber's network: a single host can take any address in it), an IPv4-mapped IPv6 address as IPv4.
+ */
+export function addressBlock(ip: string | undefined): string {
+  if (!ip || !ipaddr.isValid(ip)) return 'unknown';
+  const address = ipaddr.process(ip);
+  if (address.kind() === 'ipv4') return address.toString();
+  const parts = (address as ipaddr.IPv6).parts.slice(0, 4);
+  return `${parts.map((part) => part.toString(16)).join(':')}::/64`;
 }
 
 /** `API_KEYS` ("name=key,name=key") as a lookup from a presented key to its client name. */
@@ -61,6 +75,8 @@ export interface ClientBudgetOptions {
    * in-memory counters only.
    */
   redis?: RedisClient;
+  /** Prefix of the budget keys in Redis (`<namespace>:budget:<client>`). Defaults to storefront. */
+  namespace?: string;
   logger: Logger;
 }
 
@@ -99,7 +115,7 @@ function rateLimited(charge: Charge): GraphQLError {
 export function useClientBudget(options: ClientBudgetOptions) {
   const points = options.points ?? 100_000;
   const duration = options.windowSeconds ?? 60;
-  const limiter = sharedLimiter(options.redis, { keyPrefix: 'budget', points, duration });
+  const limiter = sharedLimiter(options.redis, { namespace: options.namespace ?? 'storefront', keyPrefix: 'budget', points, duration });
   const stopWatching = options.redis ? watchRedis(options.redis, options.logger) : () => {};
 
   const describe = (requested: number, consumed: number, msBeforeNext: number): Charge => ({
@@ -183,6 +199,8 @@ export interface RequestLimitsOptions {
   maxInFlight?: number;
   /** As for useClientBudget: shared counters, with local ones while it is down. Defaults to none. */
   redis?: RedisClient;
+  /** Prefix of the IP-rate keys in Redis (`<namespace>:ip:<address block>`). Defaults to storefront. */
+  namespace?: string;
   /** Told of every refusal (metrics). Defaults to none. */
   onRefuse?: (reason: 'overloaded' | 'ip_rate') => void;
 }
@@ -202,7 +220,7 @@ export function requestLimits(verified: (req: Request, res: Response) => Promise
   const maxInFlight = options.maxInFlight ?? 512;
   const points = options.ipRequests ?? 1_200;
   const duration = options.ipWindowSeconds ?? 60;
-  const perIp = sharedLimiter(options.redis, { keyPrefix: 'ip', points, duration });
+  const perIp = sharedLimiter(options.redis, { namespace: options.namespace ?? 'storefront', keyPrefix: 'ip', points, duration });
   let inFlight = 0;
   const middleware: RequestHandler = async (req, res, next) => {
     if (inFlight >= maxInFlight) {
@@ -216,7 +234,7 @@ export function requestLimits(verified: (req: Request, res: Response) => Promise
     });
     try {
       if (await verified(req, res)) return next();
-      await perIp.consume(req.ip ?? 'unknown');
+      await perIp.consume(addressBlock(req.ip));
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) return next(rejection);
       options.onRefuse?.('ip_rate');

@@ -7,7 +7,9 @@ import { ApolloServerPluginSchemaReportingDisabled, ApolloServerPluginUsageRepor
 import { ApolloGateway } from '@apollo/gateway';
 import { clientError, ErrorCode, maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
+import { ANONYMOUS, type Caller } from '../lib/authorization';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
+import { supergraphForGateway, useAccessControl } from './access-control';
 import type { Logger } from '../lib/logger';
 import { createMetrics, useMetrics, useRequestLog } from '../lib/metrics';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -25,12 +27,8 @@ process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
 export const SUPERGRAPH_PATH = join(__dirname, '..', 'schema', 'supergraph.graphql');
 
-export interface GatewayContext extends BaseContext, BudgetContext, QueryCostContext {
-  /** The verified user id from the bearer token, or null for an anonymous caller. */
-  callerId: string | null;
-  /** The caller's identity signed for subgraphs: made once per request, on the first subgraph fetch. */
-  signedIdentity?: Promise<string>;
-}
+/** Per request: the caller (verified user id and token scopes, or ANONYMOUS), their budget and the operation's cost. */
+export interface GatewayContext extends BaseContext, Caller, BudgetContext, QueryCostContext {}
 
 export interface GatewayOptions {
   /** A fixed supergraph SDL. Defaults to none: the gateway reads `supergraphPath` and follows it. */
@@ -62,15 +60,18 @@ export interface GatewayOptions {
   /** Per-IP request rate and in-flight cap. Defaults to requestLimits' defaults. */
   requestLimits?: Omit<RequestLimitsOptions, 'redis'>;
   /** Per-operation cost and document limits. Defaults to useQueryLimits' defaults. */
-  queryLimits?: Omit<QueryLimitsOptions<GatewayContext>, 'supergraphSdl' | 'onEstimated'>;
+  queryLimits?: Omit<QueryLimitsOptions<GatewayContext>, 'supergraphSdl' | 'onEstimated' | 'authorize'>;
   /** Shares rate-limit counters between gateways. Defaults to none (in memory). */
   redis?: RedisClient;
   /** Known API keys, "name=key,name=key". Defaults to none. */
   apiKeys?: string;
   /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
   metricsToken?: string;
-  /** Prefix of the deprecation-usage keys in Redis (CACHE_NAMESPACE). Defaults to storefront. */
-  usageNamespace?: string;
+  /**
+   * Prefix of every key the gateway writes in Redis (budgets, the IP rate, persisted queries, deprecation
+   * usage), so deployments sharing one Redis share nothing (REDIS_NAMESPACE). Defaults to storefront.
+   */
+  redisNamespace?: string;
   /** Where deprecation notices' Link header points (see DEPRECATION_DOCS_URL). Defaults to the README. */
   deprecationDocsUrl?: string;
   /** Express "trust proxy" setting for client IPs. Defaults to false. */
@@ -80,7 +81,7 @@ export interface GatewayOptions {
 
 /** The verdict on a request's credentials, made once per request. */
 interface Credentials {
-  callerId: string | null;
+  caller: Caller;
   /** The API key's client name, when a known key was sent. */
   apiClient: string | null;
   /** Why the credentials were refused (a 401 for the context to throw). */
@@ -139,7 +140,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }
     return 'other';
   };
-  const deprecationUsage = new DeprecationUsage(options.usageNamespace ?? 'storefront', options.redis);
+  const namespace = options.redisNamespace ?? 'storefront';
+  const deprecationUsage = new DeprecationUsage(namespace, options.redis);
   new Gauge({
     name: 'rate_limit_store_degraded',
     help: '1 while Redis is unreachable and rate limits use this gateway\'s local counters.',
@@ -149,14 +151,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
   });
   const supergraphPath = options.supergraphPath ?? SUPERGRAPH_PATH;
-  const supergraphSdl = options.supergraphSdl ?? readFileSync(supergraphPath, 'utf8');
+  // The gateway enforces the contract's @authenticated/@requiresScopes itself (access-control.ts).
+  const supergraphSdl = supergraphForGateway(options.supergraphSdl ?? readFileSync(supergraphPath, 'utf8'));
+  const accessControl = useAccessControl(supergraphSdl);
   const gateway = new ApolloGateway({
     // The supergraph comes from disk (no managed federation, no runtime introspection of subgraphs),
     // and a new version of the file is picked up live.
     supergraphSdl: options.supergraphSdl
-      ? options.supergraphSdl
+      ? supergraphSdl
       : async ({ update }) => {
-          let current = supergraphSdl;
+          let current = readFileSync(supergraphPath, 'utf8');
           watchFile(supergraphPath, { interval: 250, persistent: false }, () => {
             let next: string;
             try {
@@ -166,7 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
             }
             if (next === current) return;
             try {
-              update(next);
+              update(supergraphForGateway(next));
               current = next;
               options.logger.info({ path: supergraphPath }, 'supergraph reloaded');
             } catch (error) {
@@ -183,21 +187,23 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         breaker: options.breaker,
         logger: options.logger,
         observe: ({ subgraph, outcome, seconds }) => fetchDuration.observe({ subgraph, outcome }, seconds),
-        // Every subgraph call carries the caller's identity, signed (anonymous callers too).
-        decorateRequest: async (request, context) => {
-          context.signedIdentity ??= options.signIdentity(context.callerId ?? null);
-          request.http?.headers.set(IDENTITY_HEADER, await context.signedIdentity);
-        },
+        // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
+        signRequest: async (context, body) => ({
+          [IDENTITY_HEADER]: await options.signIdentity({ callerId: context.callerId ?? null, scopes: context.scopes ?? [] }, body),
+        }),
       });
       dataSources.push(source);
       return source;
     },
     logger: options.logger,
   });
+  // Registered before Apollo Server starts the gateway, so the rules of a new supergraph are in place
+  // before the first request runs on it.
+  gateway.onSchemaLoadOrUpdate((schema) => accessControl.onSchemaLoadOrUpdate(schema));
   if (options.trustProxy === 'true') {
     options.logger.warn('TRUST_PROXY=true believes any X-Forwarded-For: clients can pick their IP and dodge the IP rate. Give the hop count or the proxy subnets instead.');
   }
-  const budget = useClientBudget({ ...options.budget, redis: options.redis, logger: options.logger });
+  const budget = useClientBudget({ ...options.budget, redis: options.redis, namespace, logger: options.logger });
   const apiKeyName = parseApiKeys(options.apiKeys);
   /**
    * Verifies the request's credentials once, before the body is read: the IP rate applies unless they
@@ -207,26 +213,28 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     if (res.locals.credentials) return res.locals.credentials as Credentials;
     let credentials: Credentials;
     try {
-      const callerId = await options.authenticate(req.headers.authorization);
+      const caller = await options.authenticate(req.headers.authorization);
       const apiKey = req.headers['x-api-key'];
       const apiClient = typeof apiKey === 'string' ? apiKeyName(apiKey) : null;
       credentials = apiKey !== undefined && !apiClient
-        ? { callerId: null, apiClient: null, error: clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } }) }
-        : { callerId, apiClient };
+        ? { caller: ANONYMOUS, apiClient: null, error: clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } }) }
+        : { caller, apiClient };
     } catch (error) {
-      credentials = { callerId: null, apiClient: null, error };
+      credentials = { caller: ANONYMOUS, apiClient: null, error };
     }
     res.locals.credentials = credentials;
     return credentials;
   };
   const limits = requestLimits(async (req, res) => {
     const credentials = await credentialsOf(req, res);
-    return !credentials.error && (credentials.callerId !== null || credentials.apiClient !== null);
-  }, { ...options.requestLimits, redis: options.redis, onRefuse: (reason) => refusals.inc({ reason }) });
-  // Scored before any subgraph is called; the estimate is then charged to the client's budget.
+    return !credentials.error && (credentials.caller.callerId !== null || credentials.apiClient !== null);
+  }, { ...options.requestLimits, redis: options.redis, namespace, onRefuse: (reason) => refusals.inc({ reason }) });
+  // Who may run it, then how large it is, then whether the client can afford it: all before any
+  // subgraph is called. A refusal by access control or a limit costs the client the minimum point.
   const queryLimits = useQueryLimits<GatewayContext>({
     supergraphSdl,
     ...options.queryLimits,
+    authorize: accessControl.authorize,
     onEstimated: ({ estimated }, requestContext) => {
       operationCost.observe(estimated);
       return budget.charge(estimated, requestContext.contextValue);
@@ -245,7 +253,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       // would preflight, e.g. `apollo-require-preflight: true` (gateway/http-cache.ts).
       csrfPrevention: true,
       // Automatic persisted queries: in Redis when the gateway has a client, else in memory.
-      persistedQueries: persistedQueries(options.redis, options.logger),
+      persistedQueries: persistedQueries(options.redis, namespace, options.logger),
       plugins: [
         useMetrics(metrics),
         useRequestLog(options.logger),
@@ -261,9 +269,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
     // A bad token or unknown API key is a 401 before anything runs; none is an anonymous caller.
     context: async ({ req, res }) => {
-      const { callerId, apiClient, error } = await credentialsOf(req, res);
+      const { caller, apiClient, error } = await credentialsOf(req, res);
       if (error) throw error;
-      return { callerId, client: identifyClient(callerId, apiClient, req.ip) };
+      return { ...caller, client: identifyClient(caller.callerId, apiClient, req.ip) };
     },
     middleware: [limits.middleware],
     metrics: metrics.registry,

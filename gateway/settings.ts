@@ -12,7 +12,7 @@ export function gatewaySettings(config: Config, redis?: RedisClient): Omit<Gatew
     trustProxy: config.TRUST_PROXY,
     metricsToken: config.METRICS_TOKEN,
     deprecationDocsUrl: config.DEPRECATION_DOCS_URL,
-    usageNamespace: config.CACHE_NAMESPACE,
+    redisNamespace: config.REDIS_NAMESPACE,
     budget: { points: config.BUDGET_POINTS, windowSeconds: config.BUDGET_WINDOW_SECONDS },
     requestLimits: { ipRequests: config.IP_RATE_LIMIT, ipWindowSeconds: config.IP_RATE_WINDOW_SECONDS, maxInFlight: config.MAX_IN_FLIGHT },
     subgraphTimeoutsMs: {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +18,7 @@ import { SUBGRAPH_UNAVAILABLE, SubgraphDataSource, type SubgraphDataSourceOption
 // Everything here runs on 127.0.0.1; nothing may call out to Apollo's telemetry.
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
+const sha256 = (body: string | Buffer) => createHash('sha256').update(body).digest('hex');
 const LINK = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@key"])';
 const PRODUCTS_SDL = `${LINK}
   type Query { products: [Product!]! }
@@ -47,6 +49,8 @@ interface TestSubgraph {
   requests: number;
   /** The x-caller header of the last request. */
   lastCaller: string | undefined;
+  /** Whether the last request's x-signed-body header was the SHA-256 of the body received, and no ticket leaked. */
+  lastSignatureMatched: boolean | undefined;
   mode: RatingsMode;
   stop(): Promise<void>;
 }
@@ -72,6 +76,7 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
     connections: 0,
     requests: 0,
     lastCaller: undefined,
+    lastSignatureMatched: undefined,
     mode: 'ok',
     stop: async () => {
       stopping.abort();
@@ -103,7 +108,11 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
     }
     next();
   });
-  app.use('/graphql', express.json(), expressMiddleware(apollo, { context: async () => ({ subgraph }) }));
+  const checkSignature = (req: http.IncomingMessage, _res: unknown, body: Buffer) => {
+    const internalHeaders = Object.keys(req.headers).filter((name) => name.includes('ticket'));
+    subgraph.lastSignatureMatched = internalHeaders.length === 0 && req.headers['x-signed-body'] === sha256(body);
+  };
+  app.use('/graphql', express.json({ verify: checkSignature }), expressMiddleware(apollo, { context: async () => ({ subgraph }) }));
   await new Promise<void>((resolve) => httpServer.listen(port, '127.0.0.1', resolve));
   subgraph.port = (httpServer.address() as AddressInfo).port;
   subgraph.url = `http://127.0.0.1:${subgraph.port}/graphql`;
@@ -188,9 +197,7 @@ async function startStack(ratingsOptions: Partial<SubgraphDataSourceOptions<Gate
       const source = new SubgraphDataSource<GatewayContext>({
         name,
         url: url!,
-        decorateRequest: (request, context) => {
-          if (context.caller) request.http?.headers.set('x-caller', context.caller);
-        },
+        signRequest: async (context, body) => ({ 'x-signed-body': sha256(body), ...(context.caller && { 'x-caller': context.caller }) }),
         // products: a real pino Logger, to prove it fits the option; ratings: captured, to check the logs.
         logger: name === 'ratings' ? captureLogger : pino({ level: 'silent' }),
         ...(name === 'ratings' ? ratingsOptions : {}),
@@ -238,7 +245,7 @@ const FULL_PAGE = { products: PRODUCTS.map((p) => ({ ...p, rating: RATINGS[p.id]
 const BREAKER = { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 300 };
 
 describe('SubgraphDataSource behind a real gateway', () => {
-  it('returns both subgraphs’ data, decorates requests, and reuses one connection per subgraph', async () => {
+  it('returns both subgraphs’ data, signs each request for its exact body, and reuses one connection per subgraph', async () => {
     const stack = await startStack({ breaker: BREAKER });
     for (let i = 0; i < 5; i++) {
       const result = await stack.query();
@@ -249,6 +256,7 @@ describe('SubgraphDataSource behind a real gateway', () => {
     expect(stack.ratings.connections).toBe(1);
     expect(stack.products.connections).toBe(1);
     expect(stack.ratings.lastCaller).toBe('user-42');
+    expect(stack.ratings.lastSignatureMatched).toBe(true);
     expect(stack.sources.get('ratings')!.breakerState()).toBe('closed');
   });
 

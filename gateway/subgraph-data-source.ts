@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ErrorCode } from '../lib/errors';
 import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLError } from 'graphql';
@@ -19,8 +20,11 @@ export type SubgraphFailureReason = 'timeout' | 'unreachable' | 'circuit_open' |
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
 
-/** The request handed to `decorateRequest`: `request.http.headers` is where headers go. */
-export type SubgraphRequest<TContext extends Record<string, any>> = GraphQLDataSourceProcessOptions<TContext>['request'];
+/**
+ * Carries a request's context from willSendRequest to the fetcher, which alone sees the exact body; it
+ * is removed before the request leaves the gateway.
+ */
+const CONTEXT_TICKET_HEADER = 'x-storefront-context-ticket';
 
 /** The subset of a pino Logger this class uses. */
 export interface SubgraphDataSourceLogger {
@@ -58,10 +62,11 @@ export interface SubgraphDataSourceOptions<TContext extends Record<string, any>>
   /** When the circuit breaker opens and how soon it probes again. Defaults to the defaults of each field. */
   breaker?: SubgraphBreakerOptions;
   /**
-   * Adds headers to each subgraph request (the gateway signs the caller's identity here). Called for client
-   * operations only, not for gateway-internal health checks, which carry no caller. Defaults to none.
+   * Headers to add to each subgraph request, made from the request's context (empty for the gateway's own
+   * health checks) and the exact body sent: the gateway signs the caller's identity for that body here.
+   * Defaults to none.
    */
-  decorateRequest?: (request: SubgraphRequest<TContext>, context: TContext) => void | Promise<void>;
+  signRequest?: (context: Partial<TContext>, body: string) => Promise<Record<string, string>>;
   /**
    * Connection pool for the calls. Pass one to share a pool across data sources; this class then never
    * closes it. Defaults to a keep-alive undici Agent owned by this data source and closed by `dispose()`.
@@ -102,7 +107,7 @@ export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureRea
  * A RemoteGraphQLDataSource with a per-call timeout, keep-alive connections and a circuit breaker.
  *
  * The breaker wraps the fetcher (the HTTP exchange), not `process()`: a 200 carrying GraphQL errors is the
- * subgraph working as designed, and a failing `decorateRequest` is the gateway's bug, so neither may open it.
+ * subgraph working as designed, and a failing `signRequest` is the gateway's bug, so neither may open it.
  * Every failed call surfaces through `didEncounterError` as a SUBGRAPH_UNAVAILABLE GraphQLError; the gateway's
  * executeQueryPlan puts a fetch's thrown error in the response's `errors` and still returns the data the
  * other fetches produced, leaving fields of the failed subgraph null.
@@ -110,7 +115,9 @@ export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureRea
 export class SubgraphDataSource<TContext extends Record<string, any> = Record<string, any>> extends RemoteGraphQLDataSource<TContext> {
   readonly subgraph: string;
   private readonly timeoutMs: number;
-  private readonly decorateRequest: SubgraphDataSourceOptions<TContext>['decorateRequest'];
+  private readonly signRequest: SubgraphDataSourceOptions<TContext>['signRequest'];
+  /** Contexts of requests between willSendRequest and the fetcher, by ticket. */
+  private readonly pendingContexts = new Map<string, Partial<TContext>>();
   private readonly logger: SubgraphDataSourceLogger;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
@@ -122,7 +129,7 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
     super({ url: options.url });
     this.subgraph = options.name;
     this.timeoutMs = options.timeoutMs ?? 5_000;
-    this.decorateRequest = options.decorateRequest;
+    this.signRequest = options.signRequest;
     this.logger = options.logger;
     this.ownsDispatcher = !options.dispatcher;
     // undici keeps connections alive by default; 4 s idle stays under Node's 5 s server keep-alive, so the
@@ -147,7 +154,8 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
 
     const observe = options.observe;
     this.fetcher = observe
-      ? async (url, init) => {
+      ? async (url, given) => {
+          const init = await this.signed(given);
           const started = process.hrtime.bigint();
           const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
           try {
@@ -161,14 +169,24 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
             throw error;
           }
         }
-      : (url, init) => this.breaker.fire(url, init);
+      : async (url, init) => this.breaker.fire(url, await this.signed(init));
   }
 
-  override async willSendRequest(options: GraphQLDataSourceProcessOptions<TContext>): Promise<void> {
-    // Health checks and schema loading have no incoming request, hence no caller to sign for.
-    if (this.decorateRequest && 'incomingRequestContext' in options) {
-      await this.decorateRequest(options.request, options.context);
-    }
+  override willSendRequest(options: GraphQLDataSourceProcessOptions<TContext>): void {
+    if (!this.signRequest) return;
+    const ticket = randomUUID();
+    this.pendingContexts.set(ticket, options.context as Partial<TContext>);
+    options.request.http!.headers.set(CONTEXT_TICKET_HEADER, ticket);
+  }
+
+  /** The request with signRequest's headers for its exact body, and without the context ticket. */
+  private async signed(init: FetcherInit | undefined): Promise<FetcherInit | undefined> {
+    if (!this.signRequest || !init) return init;
+    const { [CONTEXT_TICKET_HEADER]: ticket, ...headers } = init.headers as Record<string, string>;
+    const context = ticket === undefined ? undefined : this.pendingContexts.get(ticket);
+    if (ticket !== undefined) this.pendingContexts.delete(ticket);
+    if (context === undefined) throw new Error('subgraph request without a context to sign for');
+    return { ...init, headers: { ...headers, ...(await this.signRequest(context, String(init.body ?? ''))) } };
   }
 
   /** The breaker's state, for metrics and tests. */

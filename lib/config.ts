@@ -80,8 +80,12 @@ const schema = z.object({
   API_KEYS: z.string().optional(),
   /** Express "trust proxy" setting, so client IPs come from X-Forwarded-For behind a proxy: false, true, a hop count or a subnet list. Defaults to false. */
   TRUST_PROXY: z.string().default('false'),
-  /** Prefix of every entity-cache key, so several deployments (or test runs) can share one Redis. Defaults to storefront. */
-  CACHE_NAMESPACE: z.string().regex(/^[\w.-]+$/).default('storefront'),
+  /**
+   * Prefix of every key the service writes in Redis (entity cache, budgets, IP rate, persisted queries,
+   * deprecation usage), so several deployments (or test runs) can share one Redis and nothing else.
+   * CACHE_NAMESPACE, its former name, is still read when it is unset. Defaults to storefront.
+   */
+  REDIS_NAMESPACE: z.string().regex(/^[\w.-]+$/).default('storefront'),
   /** `off` bypasses the entity cache (every lookup goes to the database). Defaults to on. */
   ENTITY_CACHE: z.enum(['on', 'off']).default('on'),
   /** How long cached entities live, in seconds. Defaults to 60. */
@@ -108,6 +112,7 @@ export class ConfigError extends Error {}
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "unset", as in most .env tooling.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  cleaned.REDIS_NAMESPACE ??= cleaned.CACHE_NAMESPACE;
   const parsed = schema
     .refine((config) => config.BUDGET_POINTS >= config.MAX_QUERY_COST, {
       path: ['BUDGET_POINTS'],

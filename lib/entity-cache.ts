@@ -43,7 +43,7 @@ export function parseTtls(defaultSeconds: number, spec: string | undefined): Rec
 }
 
 export interface EntityCacheOptions {
-  /** The first part of every key (CACHE_NAMESPACE), so deployments or test runs can share one Redis. */
+  /** The first part of every key (REDIS_NAMESPACE), so deployments or test runs can share one Redis. */
   namespace: string;
   /** Redis URL: every replica of the subgraph shares one cache. Defaults to an in-process memory cache. */
   redisUrl?: string;

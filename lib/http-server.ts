@@ -83,7 +83,12 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
       res.type(registry.contentType).send(await registry.metrics());
     });
   }
-  app.use('/graphql', ...(options.middleware ?? []), express.json({ limit: options.bodyLimit ?? '100kb' }), expressMiddleware(apollo, { context: options.context }));
+  // The body's bytes are kept (a reference, not a copy): a subgraph checks that the signed identity
+  // was made for exactly this body (lib/identity.ts).
+  const keepRawBody = (req: http.IncomingMessage & { rawBody?: Uint8Array }, _res: unknown, body: Buffer) => {
+    req.rawBody = body;
+  };
+  app.use('/graphql', ...(options.middleware ?? []), express.json({ limit: options.bodyLimit ?? '100kb', verify: keepRawBody }), expressMiddleware(apollo, { context: options.context }));
   app.use((_req, res) => {
     res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: 'NOT_FOUND' } }] });
   });

@@ -1,3 +1,4 @@
+import type { Caller } from './authorization';
 import { runServer } from './cli';
 import type { DatabaseClient } from './db';
 import type { SubgraphName } from './config';
@@ -5,7 +6,7 @@ import { loadConfig } from './config';
 import { runSubgraph, type SubgraphDefinition, type SubgraphServices } from './subgraph';
 
 /** Runs one subgraph as its own process (DATABASE_URL required), draining on SIGTERM/SIGINT. */
-export function runStandalone<TContext extends object>(
+export function runStandalone<TContext extends Caller>(
   name: SubgraphName,
   build: (database: DatabaseClient, services: SubgraphServices) => SubgraphDefinition<TContext>,
 ): void {

@@ -6,6 +6,7 @@ import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/dis
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { parse } from 'graphql';
+import { subgraphAccessRules, useAccessRules, type Caller } from './authorization';
 import type { Config, SubgraphName } from './config';
 import { subgraphPort } from './config';
 import { createDatabaseClient, type DatabaseClient } from './db';
@@ -21,8 +22,8 @@ import { createLogger, type Logger } from './logger';
 
 export const SCHEMA_DIR = join(__dirname, '..', 'schema');
 
-/** A subgraph's parts: its contract, its resolvers and how it builds a request context. */
-export interface SubgraphDefinition<TContext extends object> {
+/** A subgraph's parts: its contract, its resolvers and how it builds a request context (with the caller). */
+export interface SubgraphDefinition<TContext extends Caller> {
   name: SubgraphName;
   resolvers: unknown;
   createContext(args: ExpressContextFunctionArgument): Promise<TContext>;
@@ -30,7 +31,7 @@ export interface SubgraphDefinition<TContext extends object> {
 
 /** What every subgraph's context needs besides its database. */
 export interface SubgraphServices {
-  /** Reads the caller from the gateway's signed identity header; throws 401 when it is missing or forged. */
+  /** Reads the caller from the gateway's signed identity header; throws 401 when it is missing, forged or made for another body. */
   verifyCaller: IdentityVerifier;
   /** Signs an identity for calls this subgraph makes to another one. */
   signIdentity: IdentitySigner;
@@ -46,7 +47,7 @@ export function createSubgraphServices(config: Config, logger: Logger): Subgraph
   const { identitySecret } = loadSecrets(config);
   const cache =
     config.ENTITY_CACHE === 'on'
-      ? new EntityCache({ namespace: config.CACHE_NAMESPACE, redisUrl: config.REDIS_URL, ttlMs: parseTtls(config.CACHE_TTL_SECONDS, config.CACHE_TTLS), timeoutMs: config.CACHE_TIMEOUT_MS, logger })
+      ? new EntityCache({ namespace: config.REDIS_NAMESPACE, redisUrl: config.REDIS_URL, ttlMs: parseTtls(config.CACHE_TTL_SECONDS, config.CACHE_TTLS), timeoutMs: config.CACHE_TIMEOUT_MS, logger })
       : null;
   return {
     verifyCaller: createIdentityVerifier(identitySecret),
@@ -105,13 +106,15 @@ function subgraphMetrics(name: SubgraphName, options: StartSubgraphOptions) {
   return metrics;
 }
 
+/** schema/<name>.graphql: the subgraph's contract, the source of truth. */
+const contractOf = (name: SubgraphName) => readFileSync(join(SCHEMA_DIR, `${name}.graphql`), 'utf8');
+
 /** Builds the federated schema from schema/<name>.graphql (the contract is the source of truth). */
 export function buildSchemaFor(name: SubgraphName, resolvers: unknown) {
-  const typeDefs = parse(readFileSync(join(SCHEMA_DIR, `${name}.graphql`), 'utf8'));
-  return buildSubgraphSchema([{ typeDefs, resolvers: resolvers as GraphQLResolverMap<unknown> }]);
+  return buildSubgraphSchema([{ typeDefs: parse(contractOf(name)), resolvers: resolvers as GraphQLResolverMap<unknown> }]);
 }
 
-export function startSubgraph<TContext extends object>(
+export function startSubgraph<TContext extends Caller>(
   definition: SubgraphDefinition<TContext>,
   options: StartSubgraphOptions,
 ): Promise<RunningServer> {
@@ -131,6 +134,8 @@ export function startSubgraph<TContext extends object>(
         ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
         useMetrics(metrics),
         useRequestLog(options.logger),
+        // @authenticated / @requiresScopes in the contract, checked against the signed caller.
+        useAccessRules<TContext>(subgraphAccessRules(definition.name, contractOf(definition.name))),
       ],
     },
     context: (args) => definition.createContext(args),
@@ -145,7 +150,7 @@ export function startSubgraph<TContext extends object>(
 /**
  * The `index.ts` of every subgraph: read config, connect, listen, and on SIGTERM/SIGINT drain and exit.
  */
-export async function runSubgraph<TContext extends object>(
+export async function runSubgraph<TContext extends Caller>(
   name: SubgraphName,
   build: (database: DatabaseClient, services: SubgraphServices) => SubgraphDefinition<TContext>,
   config: Config,

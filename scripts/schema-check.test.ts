@@ -35,6 +35,16 @@ describe('npm run schema:check', () => {
     expect(changes).toEqual([{ kind: 'safe', description: 'Product.tagline was added.' }]);
   });
 
+  it('fails on a write that does not say who may make it, though adding it is otherwise safe', async () => {
+    const schemaDir = editedCatalog((sdl) => sdl.replace('type Mutation {\n', 'type Mutation {\n  archiveProduct(id: ID!): Product! @cost(weight: 10)\n'));
+    const { ok, changes } = await checkSchema({ committedSupergraph, schemaDir, facts, usesOf: unused });
+    expect(ok).toBe(false);
+    expect(changes).toEqual([
+      { kind: 'safe', description: 'Mutation.archiveProduct was added.' },
+      expect.objectContaining({ kind: 'unguarded', coordinate: 'Mutation.archiveProduct', allowed: false }),
+    ]);
+  });
+
   it('fails on removing a field that was never deprecated', async () => {
     const schemaDir = editedCatalog((sdl) => sdl.replace(/  "Stock-keeping unit, unique across the catalog."\n  sku: String!\n/, ''));
     const { ok, changes } = await checkSchema({ committedSupergraph, schemaDir, facts, usesOf: unused, today: AFTER_SUNSET });

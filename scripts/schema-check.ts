@@ -7,10 +7,12 @@ import { createLogger } from '../lib/logger';
 import { connectRedis } from '../lib/redis';
 import { DeprecationUsage } from '../gateway/deprecation-usage';
 import { loadDeprecations, type DeprecationFacts } from '../gateway/deprecations';
-import { composeApiSchema, SCHEMA_DIR, SUPERGRAPH_PATH } from './compose';
+import { unguardedWrites } from '../gateway/access-control';
+import { composeSupergraph, SCHEMA_DIR, SUPERGRAPH_PATH } from './compose';
 
 export interface SchemaChange {
-  kind: 'breaking' | 'dangerous' | 'safe';
+  /** `unguarded`: a write that does not say who may make it (never allowed). */
+  kind: 'breaking' | 'dangerous' | 'safe' | 'unguarded';
   description: string;
   /** For a removal: the schema coordinate removed. */
   coordinate?: string;
@@ -84,11 +86,14 @@ export interface CheckOptions {
 /**
  * Composes the subgraphs (throwing with every composition error), compares the API schema with the
  * committed one and classifies every change. A breaking removal may ship only when the element was
- * deprecated, its sunset date has passed and no client used it (recorded usage is zero).
+ * deprecated, its sunset date has passed and no client used it (recorded usage is zero). A write
+ * without `@authenticated` or `@requiresScopes` never ships.
  */
 export async function checkSchema(options: CheckOptions): Promise<{ ok: boolean; changes: SchemaChange[] }> {
-  const next = composeApiSchema(options.schemaDir ?? SCHEMA_DIR);
-  const previous = Supergraph.build(options.committedSupergraph).apiSchema().toGraphQLJSSchema();
+  const supergraph = composeSupergraph(options.schemaDir ?? SCHEMA_DIR);
+  const next = Supergraph.build(supergraph, { supportedFeatures: null }).apiSchema().toGraphQLJSSchema();
+  // Only the API schema is read: which features a supergraph may use is the gateway's check.
+  const previous = Supergraph.build(options.committedSupergraph, { supportedFeatures: null }).apiSchema().toGraphQLJSSchema();
   const today = (options.today ?? new Date()).toISOString().slice(0, 10);
   const changes: SchemaChange[] = [];
   for (const change of findBreakingChanges(previous, next)) {
@@ -111,7 +116,10 @@ export async function checkSchema(options: CheckOptions): Promise<{ ok: boolean;
   }
   for (const change of findDangerousChanges(previous, next)) changes.push({ kind: 'dangerous', description: change.description });
   for (const description of additions(previous, next)) changes.push({ kind: 'safe', description });
-  return { ok: changes.every((change) => change.kind !== 'breaking' || change.allowed), changes };
+  for (const coordinate of unguardedWrites(supergraph)) {
+    changes.push({ kind: 'unguarded', description: `${coordinate} is a write without @authenticated or @requiresScopes.`, coordinate, allowed: false, why: 'every write must say who may make it' });
+  }
+  return { ok: changes.every((change) => (change.kind !== 'breaking' && change.kind !== 'unguarded') || change.allowed), changes };
 }
 
 if (require.main === module) {
@@ -120,7 +128,7 @@ if (require.main === module) {
     const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, createLogger('schema-check', 'silent')) : undefined;
     try {
       const ready = redis ? await redis.ready(3_000) : false;
-      const usage = ready ? new DeprecationUsage(config.CACHE_NAMESPACE, redis!.client) : undefined;
+      const usage = ready ? new DeprecationUsage(config.REDIS_NAMESPACE, redis!.client) : undefined;
       const { ok, changes } = await checkSchema({
         committedSupergraph: readFileSync(SUPERGRAPH_PATH, 'utf8'),
         facts: loadDeprecations(),
@@ -128,9 +136,10 @@ if (require.main === module) {
       });
       if (!changes.length) console.log('No change to the API schema.');
       for (const change of changes) {
-        const verdict = change.kind === 'breaking' ? (change.allowed ? 'breaking, allowed' : 'BREAKING') : change.kind;
+        const verdict = change.kind === 'breaking' ? (change.allowed ? 'breaking, allowed' : 'BREAKING') : change.kind === 'unguarded' ? 'UNGUARDED WRITE' : change.kind;
         console.log(`${verdict.padEnd(17)} ${change.description}${change.why ? ` (${change.why})` : ''}`);
       }
+      if (changes.some((change) => change.kind === 'unguarded')) throw new Error('Schema check failed: every Mutation field must say who may call it, with @authenticated or @requiresScopes.');
       if (!ok) throw new Error('Schema check failed: a breaking change would reach clients. Deprecate first, wait for the sunset and for usage to reach zero.');
       console.log('Schema check passed.');
     } finally {

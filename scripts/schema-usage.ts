@@ -8,7 +8,7 @@ import { printTable } from './bench-kit';
 
 /**
  * `npm run schema:usage`: per deprecated element, who still uses it and when they last did, from the
- * counts every gateway keeps in Redis (REDIS_URL; CACHE_NAMESPACE picks the deployment). The answer
+ * counts every gateway keeps in Redis (REDIS_URL; REDIS_NAMESPACE picks the deployment). The answer
  * to "can we remove this yet?".
  */
 runMain(async () => {
@@ -18,7 +18,7 @@ runMain(async () => {
   try {
     if (!(await redis.ready(3_000))) throw new Error(`Redis at ${config.REDIS_URL} is not reachable.`);
     const facts = loadDeprecations();
-    const records = await new DeprecationUsage(config.CACHE_NAMESPACE, redis.client).report(Object.keys(facts));
+    const records = await new DeprecationUsage(config.REDIS_NAMESPACE, redis.client).report(Object.keys(facts));
     const rows = Object.entries(facts).flatMap(([coordinate, { sunset }]) => {
       const uses = records.filter((record) => record.coordinate === coordinate);
       return uses.length

@@ -97,7 +97,7 @@ describeWithRedis('writes, with a second replica of each subgraph sharing Redis'
     expect((await viaReplica(PRODUCT, { id: product.id })).data!.product.title).toBe(product.title);
     expect((await suite.harness.query(PRODUCT, { id: product.id })).data!.product.title).toBe(product.title);
     expect(suite.harness.sql.counts().catalog).toBe(0);
-    const updated = await suite.harness.query('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed kettle", price: { amountCents: 1234 } }) { title } }', { id: product.id });
+    const updated = await suite.harness.query('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed kettle", price: { amountCents: 1234 } }) { title } }', { id: product.id }, { as: dataset.users[0]!.id, scopes: ['catalog:write'] });
     expect(updated.errors).toBeUndefined();
     for (const read of [await viaReplica(PRODUCT, { id: product.id }), await suite.harness.query(PRODUCT, { id: product.id })]) {
       expect(read.data!.product).toMatchObject({ title: 'Renamed kettle', price: { amountCents: 1234, currency: 'USD' } });

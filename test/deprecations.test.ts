@@ -17,8 +17,8 @@ const suite = useHarness();
 const SUNSET = 'Wed, 30 Jun 2027 00:00:00 GMT';
 const DEPRECATED_ON = `@${Date.parse('2026-11-23T00:00:00Z') / 1000}`;
 
-async function post(query: string, variables: Record<string, unknown> = {}) {
-  const response = await fetch(suite.harness.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+async function post(query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
+  const response = await fetch(suite.harness.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query, variables }) });
   return { headers: response.headers, body: (await response.json()) as { data?: any; errors?: any[]; extensions?: any } };
 }
 
@@ -60,7 +60,7 @@ describe('deprecated elements', () => {
     const { headers, body } = await post('mutation ($id: ID!, $input: UpdateProductInput!) { updateProduct(id: $id, input: $input) { priceCents price { amountCents currency } } }', {
       id: product.id,
       input: { priceCents: 4242 },
-    });
+    }, { authorization: `Bearer ${await suite.harness.tokenFor(dataset.users[0]!.id, { scopes: ['catalog:write'] })}` });
     expect(body.errors).toBeUndefined();
     expect(body.data.updateProduct).toEqual({ priceCents: 4242, price: { amountCents: 4242, currency: 'USD' } });
     expect(headers.get('sunset')).toBe(SUNSET);
@@ -86,7 +86,7 @@ describeWithRedis('usage of deprecated elements', () => {
     const namespace = `usage-${randomUUID().slice(0, 8)}`;
     const redis = [0, 1].map(() => connectRedis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', createLogger('test', 'silent')));
     expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
-    const gateways = await Promise.all(redis.map((r) => suite.harness.startGateway({ redis: r.client, usageNamespace: namespace })));
+    const gateways = await Promise.all(redis.map((r) => suite.harness.startGateway({ redis: r.client, redisNamespace: namespace })));
     try {
       const send = (url: string, client: string, version: string, query: string) =>
         fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'apollographql-client-name': client, 'apollographql-client-version': version }, body: JSON.stringify({ query }) });
@@ -98,7 +98,7 @@ describeWithRedis('usage of deprecated elements', () => {
 
       const root = join(__dirname, '..');
       const output = execFileSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'schema-usage.ts')], {
-        env: { ...process.env, REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', CACHE_NAMESPACE: namespace },
+        env: { ...process.env, REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_NAMESPACE: namespace },
         encoding: 'utf8',
       });
       const row = (client: string) => output.split('\n').find((line) => line.includes('Product.priceCents') && line.includes(client));

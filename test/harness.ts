@@ -5,6 +5,7 @@ import { createDatabaseClient, type DatabaseClient, type SqlStatement } from '..
 import type { RunningServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
 import { createSubgraphServices, startSubgraph } from '../lib/subgraph';
+import type { Caller } from '../lib/authorization';
 import { IDENTITY_HEADER } from '../lib/identity';
 import { issueToken } from '../gateway/auth';
 import { gatewaySettings } from '../gateway/settings';
@@ -82,6 +83,23 @@ export interface HarnessOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+export interface QueryOptions {
+  headers?: Record<string, string>;
+  /** Where to send it. Defaults to the harness gateway. */
+  url?: string;
+  /** Signs in as this user. */
+  as?: string;
+  /** The scopes the caller holds (with `as`). Defaults to none. */
+  scopes?: readonly string[];
+  /** `url` is a subgraph the harness did not start: sign the identity as for a subgraph. Defaults to false. */
+  subgraph?: boolean;
+  /** Sends a subgraph request without the identity header. Defaults to false. */
+  unsigned?: boolean;
+}
+
+/** The body harness.query sends: what a subgraph identity is signed for. */
+export const requestBody = (query: string, variables: Record<string, unknown> = {}) => JSON.stringify({ query, variables });
+
 export interface Harness {
   gatewayUrl: string;
   gateway: RunningGateway;
@@ -106,13 +124,9 @@ export interface Harness {
    * token for the gateway, a signed identity header for a subgraph (which gets an anonymous signed
    * header otherwise, unless `unsigned`).
    */
-  query<T = Record<string, any>>(
-    query: string,
-    variables?: Record<string, unknown>,
-    options?: { headers?: Record<string, string>; url?: string; as?: string; unsigned?: boolean },
-  ): Promise<GraphQLResponse<T>>;
-  /** A bearer token for `userId`, signed as the gateway expects. */
-  tokenFor(userId: string, expiresIn?: string): Promise<string>;
+  query<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: QueryOptions): Promise<GraphQLResponse<T>>;
+  /** A bearer token for `userId` (with `scopes`, none by default), signed as the gateway expects. */
+  tokenFor(userId: string, options?: { scopes?: readonly string[]; expiresIn?: string }): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -144,7 +158,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     ENTITY_CACHE: config.ENTITY_CACHE,
     REDIS_URL: config.REDIS_URL,
     // Cache keys name this database: test runs sharing a Redis never read each other's rows.
-    CACHE_NAMESPACE: new URL(databaseUrl).pathname.slice(1),
+    REDIS_NAMESPACE: new URL(databaseUrl).pathname.slice(1),
   };
   const services = testSubgraphServices(serviceEnv);
   await services.cache?.ready(2_000);
@@ -157,7 +171,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
   const database = createDatabaseClient(databaseUrl, { poolSize: 2 });
   const common = { host: '127.0.0.1', logger, shutdownGraceMs: 1_000 };
   const subgraphs = {} as Record<SubgraphName, RunningServer>;
-  const definitions: Record<SubgraphName, () => SubgraphDefinition<object>> = {
+  const definitions: Record<SubgraphName, () => SubgraphDefinition<Caller>> = {
     accounts: () => accountsSubgraph(databases.accounts, services),
     catalog: () => catalogSubgraph(databases.catalog, services),
     reviews: () => reviewsSubgraph(databases.reviews, services, createCatalogClient(subgraphs.catalog.url, services.signIdentity)),
@@ -178,8 +192,8 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
       ...overrides,
     });
   const gateway = await launchGateway();
-  const tokenFor = (userId: string, expiresIn?: string) =>
-    issueToken({ secret: TEST_JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, userId, expiresIn });
+  const tokenFor: Harness['tokenFor'] = (userId, { scopes, expiresIn } = {}) =>
+    issueToken({ secret: TEST_JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, userId, scopes, expiresIn });
   return {
     gatewayUrl: gateway.url,
     gateway,
@@ -197,7 +211,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     async startReplica(name) {
       const replicaServices = testSubgraphServices(serviceEnv);
       await replicaServices.cache?.ready(2_000);
-      const builds: Record<SubgraphName, () => SubgraphDefinition<object>> = {
+      const builds: Record<SubgraphName, () => SubgraphDefinition<Caller>> = {
         accounts: () => accountsSubgraph(databases.accounts, replicaServices),
         catalog: () => catalogSubgraph(databases.catalog, replicaServices),
         reviews: () => reviewsSubgraph(databases.reviews, replicaServices, createCatalogClient(subgraphs.catalog.url, replicaServices.signIdentity)),
@@ -218,19 +232,16 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     async query(query, variables = {}, options = {}) {
       const url = options.url ?? gateway.url;
       const auth: Record<string, string> = {};
-      const toSubgraph = Object.values(subgraphs).some((subgraph) => subgraph.url === url);
+      const body = requestBody(query, variables);
+      const toSubgraph = options.subgraph || Object.values(subgraphs).some((subgraph) => subgraph.url === url);
       if (!toSubgraph) {
-        if (options.as) auth.authorization = `Bearer ${await tokenFor(options.as)}`;
+        if (options.as) auth.authorization = `Bearer ${await tokenFor(options.as, { scopes: options.scopes })}`;
       } else if (!options.unsigned) {
-        auth[IDENTITY_HEADER] = await services.signIdentity(options.as ?? null);
+        auth[IDENTITY_HEADER] = await services.signIdentity({ callerId: options.as ?? null, scopes: options.as ? (options.scopes ?? []) : [] }, body);
       }
-      const response = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...auth, ...options.headers },
-        body: JSON.stringify({ query, variables }),
-      });
-      const body = (await response.json()) as { data?: any; errors?: any[] };
-      return { status: response.status, headers: response.headers, ...body };
+      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...auth, ...options.headers }, body });
+      const answer = (await response.json()) as { data?: any; errors?: any[] };
+      return { status: response.status, headers: response.headers, ...answer };
     },
     async stop() {
       await gateway.stop();

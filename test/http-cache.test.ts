@@ -55,7 +55,7 @@ async function get(url: string, headers: Record<string, string> = PREFLIGHT): Pr
   return answer(await fetch(url, { method: 'GET', headers }));
 }
 
-const bearer = async (userId: string) => ({ authorization: `Bearer ${await suite.harness.tokenFor(userId)}` });
+const bearer = async (userId: string, scopes?: string[]) => ({ authorization: `Bearer ${await suite.harness.tokenFor(userId, { scopes })}` });
 const sha256 = (query: string) => createHash('sha256').update(query).digest('hex');
 const persisted = (query: string) => ({ persistedQuery: { version: 1, sha256Hash: sha256(query) } });
 
@@ -100,7 +100,10 @@ describe('Cache-Control from the contract', () => {
   });
 
   it('never caches a mutation, though it returns cacheable types', async () => {
-    const updated = await post({ query: 'mutation ($id: ID!) { updateProduct(id: $id, input: { description: "Unchanged in spirit." }) { id title price { amountCents } } }', variables: { id: dataset.products[1]!.id } });
+    const updated = await post(
+      { query: 'mutation ($id: ID!) { updateProduct(id: $id, input: { description: "Unchanged in spirit." }) { id title price { amountCents } } }', variables: { id: dataset.products[1]!.id } },
+      await bearer(bob.id, ['catalog:write']),
+    );
     expect(updated.body!.errors).toBeUndefined();
     expect(updated.headers.get('cache-control')).toBe('no-store');
     const review = await post(
@@ -195,7 +198,7 @@ describe('automatic persisted queries', () => {
       const registered = await post({ query, extensions: persisted(query) }, {}, one.url);
       expect(registered.body!.errors).toBeUndefined();
       // Registration is written in the background: wait until Redis has it.
-      const key = `storefront-apq::apq:${sha256(query)}`;
+      const key = `storefront:apq:${sha256(query)}`;
       for (let i = 0; i < 50 && !(await redises[0]!.client.exists(key)); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
       const ttl = await redises[0]!.client.ttl(key);
       expect(ttl).toBeGreaterThan(0);
@@ -233,7 +236,7 @@ describe('ETag', () => {
     expect(notModified.headers.get('cache-control')).toBe('max-age=60, public');
 
     const title = `Renamed ${randomBytes(4).toString('hex')}`;
-    const updated = await post({ query: 'mutation ($id: ID!, $title: String!) { updateProduct(id: $id, input: { title: $title }) { title } }', variables: { id: target.id, title } });
+    const updated = await post({ query: 'mutation ($id: ID!, $title: String!) { updateProduct(id: $id, input: { title: $title }) { title } }', variables: { id: target.id, title } }, await bearer(alice.id, ['catalog:write']));
     expect(updated.body!.data).toEqual({ updateProduct: { title } });
 
     const changed = await get(url, { ...PREFLIGHT, 'if-none-match': etag! });
@@ -260,7 +263,9 @@ describe('private answers', () => {
     const anonymous = await get(url);
     expect(asAlice.body!.data).toEqual({ me: { id: alice.id, email: alice.email } });
     expect(asBob.body!.data).toEqual({ me: { id: bob.id, email: bob.email } });
-    expect(anonymous.body!.data).toEqual({ me: null });
+    // An anonymous caller may not select User.email at all (@authenticated).
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body!.errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
     for (const { headers } of [asAlice, asBob, anonymous]) {
       expect(headers.get('cache-control')).toMatch(/^(no-store|max-age=\d+, private)$/);
     }

@@ -1,11 +1,12 @@
 /** Identity and trust: bearer tokens at the gateway, signed identity between gateway and subgraphs. */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { createIdentitySigner, IDENTITY_HEADER } from '../lib/identity';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
-import { TEST_IDENTITY_SECRET, TEST_JWT_SECRET, testSubgraphServices, useHarness } from './harness';
+import { requestBody, TEST_IDENTITY_SECRET, TEST_JWT_SECRET, testSubgraphServices, useHarness } from './harness';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const [alice, bob] = dataset.users as [(typeof dataset.users)[0], (typeof dataset.users)[0]];
@@ -29,7 +30,7 @@ describe('bearer tokens at the gateway', () => {
   });
 
   it('treats a request without a token as anonymous, and ignores a client-sent identity header', async () => {
-    const { data } = await suite.harness.query(ME, {}, { headers: { 'x-user-id': alice.id, [IDENTITY_HEADER]: 'forged' } });
+    const { data } = await suite.harness.query('{ me { id } }', {}, { headers: { 'x-user-id': alice.id, [IDENTITY_HEADER]: 'forged' } });
     expect(data).toEqual({ me: null });
   });
 
@@ -72,6 +73,28 @@ describe('bearer tokens at the gateway', () => {
   });
 });
 
+describe('`npm run token -- --scope`', () => {
+  // Run without blocking the event loop, so the test's keep-alive connections stay usable meanwhile.
+  const token = async (...args: string[]) =>
+    (
+      await promisify(execFile)(join(__dirname, '..', 'node_modules', '.bin', 'tsx'), [join(__dirname, '..', 'scripts', 'token.ts'), '--user', alice.id, ...args], {
+        env: { ...process.env, JWT_SECRET: TEST_JWT_SECRET, IDENTITY_SECRET: 'unused-identity-secret-of-32-characters' },
+        encoding: 'utf8',
+      })
+    ).stdout.trim();
+  const UPDATE = `mutation { updateProduct(id: "${dataset.products[9]!.id}", input: { title: "Retitled by a scoped token" }) { title } }`;
+
+  it('prints a token whose scope lets the caller change the catalog; without --scope the same call is FORBIDDEN', async () => {
+    const [scoped, plain] = await Promise.all([token('--scope', 'catalog:write'), token()]);
+    expect(JSON.parse(Buffer.from(scoped.split('.')[1]!, 'base64url').toString())).toMatchObject({ sub: alice.id, scope: 'catalog:write' });
+    const refused = await suite.harness.query(UPDATE, {}, { headers: { authorization: `Bearer ${plain}` } });
+    expect([refused.status, refused.errors?.[0]?.extensions?.code]).toEqual([403, 'FORBIDDEN']);
+    const allowed = await suite.harness.query(UPDATE, {}, { headers: { authorization: `Bearer ${scoped}` } });
+    expect(allowed.errors).toBeUndefined();
+    expect(allowed.data).toEqual({ updateProduct: { title: 'Retitled by a scoped token' } });
+  });
+});
+
 describe('signed identity between gateway and subgraphs', () => {
   const forgedSigner = createIdentitySigner('a-secret-the-gateway-does-not-have!!');
 
@@ -85,7 +108,7 @@ describe('signed identity between gateway and subgraphs', () => {
     const { status, data, errors } = await suite.harness.query(ME, {}, {
       url: suite.harness.subgraphs.accounts.url,
       unsigned: true,
-      headers: { [IDENTITY_HEADER]: await forgedSigner(alice.id) },
+      headers: { [IDENTITY_HEADER]: await forgedSigner({ callerId: alice.id, scopes: [] }, requestBody(ME)) },
     });
     expect(status).toBe(401);
     expect(data).toBeUndefined();
@@ -95,7 +118,7 @@ describe('signed identity between gateway and subgraphs', () => {
   it('refuses a tampered identity (same signature, other user)', async () => {
     const { status } = await suite.harness.query('{ __typename }', {}, { url: suite.harness.subgraphs.accounts.url, as: alice.id });
     expect(status).toBe(200);
-    const genuine = await testSubgraphServices().signIdentity(alice.id);
+    const genuine = await testSubgraphServices().signIdentity({ callerId: alice.id, scopes: [] }, requestBody(ME));
     const [header, payload, signature] = genuine.split('.');
     const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString());
     const tampered = [header, Buffer.from(JSON.stringify({ ...claims, sub: bob.id })).toString('base64url'), signature].join('.');

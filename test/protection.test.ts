@@ -9,6 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { getIntrospectionQuery } from 'graphql';
 import pino from 'pino';
 import { createLogger } from '../lib/logger';
 import { connectRedis } from '../lib/redis';
@@ -78,6 +79,27 @@ describe('query cost and document limits', () => {
     expect(suite.harness.sql.counts()).toEqual(noSql);
   });
 
+  it('counts every selection after fragment expansion: a fragment bomb and 1,000 aliased __typename are refused before any subgraph', async () => {
+    // Twelve fragments, each spreading the next twice: about 500 bytes that expand to 2 × 2^11 selections.
+    const fragments = Array.from({ length: 12 }, (_, i) => (i === 0 ? 'fragment F0 on Product { id title }' : `fragment F${i} on Product { ...F${i - 1} ...F${i - 1} }`));
+    const bomb = `{ product(id: "${randomUUID()}") { ...F11 } } ${fragments.join(' ')}`;
+    expect(bomb.length).toBeLessThan(600);
+    const aliases = `{ ${Array.from({ length: 1_000 }, (_, i) => `t${i}: __typename`).join(' ')} }`;
+    for (const [query, selections] of [[bomb, 1 + 2 * 2 ** 11], [aliases, 1_000]] as const) {
+      suite.harness.sql.reset();
+      const { status, body } = await post(suite.harness.gatewayUrl, { query });
+      expect(status).toBe(400);
+      expect(body.errors?.map((e) => e.extensions)).toEqual([{ code: 'QUERY_TOO_COMPLEX', cost: { selections, maxSelections: 500 } }]);
+      expect((body as any).extensions?.cost?.requested).toBe(1);
+      expect(suite.harness.sql.counts()).toEqual(noSql);
+    }
+    // The largest real page and the explorers' full introspection query stay well within it.
+    for (const query of [STOREFRONT_PAGE, getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true })]) {
+      const { status, body } = await post(suite.harness.gatewayUrl, { query, variables: { first: 20 } });
+      expect([status, body.errors]).toEqual([200, undefined]);
+    }
+  });
+
   it('bounds the request body and refuses batched requests', async () => {
     const big = await post(suite.harness.gatewayUrl, { query: `{ __typename }`, variables: { padding: 'x'.repeat(200_000) } });
     expect(big.status).toBe(413);
@@ -126,6 +148,27 @@ describeWithRedis('per-client budgets', () => {
     // Another client still has its whole budget.
     const other = await post(second!.url, page, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
     expect(other.headers.get('x-ratelimit-remaining')).toBe(String(1_000 - cost));
+  });
+
+  it('are kept apart for deployments sharing one Redis under different namespaces', async () => {
+    const redis = [connectRedis(REDIS_URL, createLogger('test', 'silent')), connectRedis(REDIS_URL, createLogger('test', 'silent'))];
+    started.push(...redis.map((r) => ({ stop: r.close })));
+    expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
+    const [shopA, shopB] = [`shop-a-${randomUUID()}`, `shop-b-${randomUUID()}`];
+    const budget = { points: 3, windowSeconds: 60 };
+    const [a, b] = await Promise.all([gatewayWith({ redis: redis[0]!.client, redisNamespace: shopA, budget }), gatewayWith({ redis: redis[1]!.client, redisNamespace: shopB, budget })]);
+    const user = randomUUID();
+    const authorization = `Bearer ${await suite.harness.tokenFor(user)}`;
+    const statuses = [];
+    for (let i = 0; i < 4; i += 1) statuses.push((await post(a!.url, { query: '{ __typename }' }, { authorization })).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    // The same client in the other deployment still has its whole budget.
+    const elsewhere = await post(b!.url, { query: '{ __typename }' }, { authorization });
+    expect([elsewhere.status, elsewhere.headers.get('x-ratelimit-remaining')]).toEqual([200, '2']);
+    // Every key either gateway wrote carries its namespace.
+    expect(await redis[0]!.client.exists(`${shopA}:budget:user:${user}`)).toBe(1);
+    expect(await redis[0]!.client.exists(`${shopB}:budget:user:${user}`)).toBe(1);
+    expect(await redis[0]!.client.keys(`*${user}*`)).toHaveLength(2);
   });
 
   it('keep working on local counters when Redis is unreachable', async () => {
@@ -188,6 +231,15 @@ describe('request limits', () => {
     expect([refused.headers.get('x-ratelimit-limit'), refused.headers.get('x-ratelimit-remaining')]).toEqual(['3', '0']);
     const signedIn = await post(gateway.url, { query: '{ __typename }' }, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
     expect(signedIn.status).toBe(200);
+  });
+
+  it('count IPv6 callers without credentials per /64, not per address', async () => {
+    // Behind a trusted proxy on loopback, the client address comes from X-Forwarded-For.
+    const gateway = await gatewayWith({ trustProxy: 'loopback', requestLimits: { ipRequests: 2, ipWindowSeconds: 60 } });
+    const from = async (address: string) => (await post(gateway.url, { query: '{ __typename }' }, { 'x-forwarded-for': address })).status;
+    expect([await from('2001:db8:1:2::a'), await from('2001:db8:1:2:ffff:ffff:ffff:b'), await from('2001:db8:1:2::c')]).toEqual([200, 200, 429]);
+    // Another /64, and an IPv4 address, have their own counts.
+    expect([await from('2001:db8:1:3::a'), await from('203.0.113.7')]).toEqual([200, 200]);
   });
 
   it('still throttle requests whose credentials are forged, which are then refused', async () => {

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { SESSION_OPTIONS, type SqlStatement } from '../lib/db';
 import { BENCH_SCALE, generateDataset, type SeedReview } from '../prisma/seed';
-import { startSubgraphsAndGateway, useHarness } from './harness';
+import { startSubgraphsAndGateway, useHarness, type QueryOptions } from './harness';
 import {
   PRODUCT_REVIEWS,
   PRODUCTS_BY_DATE,
@@ -207,9 +207,9 @@ describe('every statement is served by an index', () => {
   /** Distinct statements that read or change rows (BEGIN, COMMIT and plain INSERTs scan nothing). */
   const planned = (from: CapturedStatement[]) =>
     [...new Map(from.map((s) => [s.text, s])).values()].filter((s) => /^\s*\(?\s*(SELECT|UPDATE|DELETE|WITH)\b/i.test(s.text));
-  const run = async (query: string, variables: Record<string, unknown> = {}, as?: string, into = captured) => {
+  const run = async (query: string, variables: Record<string, unknown> = {}, as: QueryOptions = {}, into = captured) => {
     suite.harness.sql.reset();
-    const response = await suite.harness.query(query, variables, { as });
+    const response = await suite.harness.query(query, variables, as);
     expect(response.errors).toBeUndefined();
     for (const [subgraph, list] of Object.entries(suite.harness.sql.statements)) into.push(...list.map((s) => ({ ...s, subgraph })));
     return response.data!;
@@ -238,17 +238,18 @@ describe('every statement is served by an index', () => {
     const reviews = await run(PRODUCT_REVIEWS, { id: product.id, first: 5 });
     await run(PRODUCT_REVIEWS, { id: product.id, first: 5, after: reviews.product.reviews.pageInfo.endCursor });
     await run(PRODUCT_REVIEWS, { id: product.id, last: 5, before: reviews.product.reviews.pageInfo.endCursor });
-    const userReviews = await run(USER_REVIEWS, { id: user.id });
-    await run(USER_REVIEWS, { id: user.id, after: userReviews.user.reviews.pageInfo.endCursor });
+    // Signed in as the user: their own email is read too (User.email is for signed-in callers only).
+    const userReviews = await run(USER_REVIEWS, { id: user.id }, { as: user.id });
+    await run(USER_REVIEWS, { id: user.id, after: userReviews.user.reviews.pageInfo.endCursor }, { as: user.id });
     await run(REVIEW_BY_ID, { id: review.id });
     // Writes: their statements are planned too (EXPLAIN without ANALYZE runs nothing).
-    await run('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed" }) { id title } }', { id: product.id });
+    await run('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed" }) { id title } }', { id: product.id }, { as: user.id, scopes: ['catalog:write'] });
     const created = await run(
       'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id } }',
       { input: { productId: product.id, rating: 4, body: 'Indexed.' } },
-      user.id,
+      { as: user.id },
     );
-    await run('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: created.createReview.id }, user.id);
+    await run('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: created.createReview.id }, { as: user.id });
   }, 60_000);
 
   it('plans no sequential scan of users, products or reviews for any statement the resolvers issue', async () => {
@@ -263,8 +264,8 @@ describe('every statement is served by an index', () => {
     // what must hold is that an index can serve it. With sequential scans disabled, a plan still
     // contains one only where no index applies.
     const large: CapturedStatement[] = [];
-    await run(STOREFRONT_PAGE, { first: 100 }, undefined, large);
-    await run(USERS_PAGE, { first: 100 }, undefined, large);
+    await run(STOREFRONT_PAGE, { first: 100 }, {}, large);
+    await run(USERS_PAGE, { first: 100 }, {}, large);
     expect(await sequentialScans(planned(large), { enableSeqscan: false })).toEqual([]);
   });
 

@@ -67,7 +67,7 @@ describeWithRedis('tracing', () => {
         // The entity cache in the real Redis, under a namespace of its own: first reads miss (SQL runs) and
         // the cache calls are traced too.
         REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-        CACHE_NAMESPACE: name,
+        REDIS_NAMESPACE: name,
         JWT_SECRET: 'trace-test-jwt-secret-of-32-characters!!',
         IDENTITY_SECRET: 'trace-test-identity-secret-of-32-chars!!',
         OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,

@@ -1,3 +1,4 @@
+import { ANONYMOUS } from '../../lib/authorization';
 import { clientError, ErrorCode } from '../../lib/errors';
 import { IDENTITY_HEADER, type IdentitySigner } from '../../lib/identity';
 
@@ -17,11 +18,12 @@ export function createCatalogClient(url: string, signIdentity: IdentitySigner, t
     async productExists(id) {
       let body: { data?: { _entities?: Array<{ id: string } | null> }; errors?: unknown[] };
       try {
+        const request = JSON.stringify({ query: PRODUCT_BY_KEY, variables: { representations: [{ __typename: 'Product', id }] } });
         const response = await fetch(url, {
           method: 'POST',
           // Whether a product exists does not depend on who asks: the call is signed as anonymous.
-          headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: await signIdentity(null) },
-          body: JSON.stringify({ query: PRODUCT_BY_KEY, variables: { representations: [{ __typename: 'Product', id }] } }),
+          headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: await signIdentity(ANONYMOUS, request) },
+          body: request,
           signal: AbortSignal.timeout(timeoutMs),
         });
         body = (await response.json()) as typeof body;

@@ -1,5 +1,6 @@
 import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
 import type { PrismaClient } from '../../lib/db';
+import type { Caller } from '../../lib/authorization';
 import type { SubgraphServices } from '../../lib/subgraph';
 import type { CatalogClient } from './catalog-client';
 import type { EntityCache } from '../../lib/entity-cache';
@@ -8,9 +9,9 @@ import { createLoaders, PRODUCT_REVIEWS_CACHE, productReviewIds, REVIEW_CACHE, t
 /** The reviews subgraph sees only the tables it owns; products and users are known by key only. */
 export type ReviewsDb = Pick<PrismaClient, 'review' | '$queryRaw'>;
 
-export interface Context {
+/** The caller (user id and scopes) from the gateway's signed identity, then what this subgraph reads with. */
+export interface Context extends Caller {
   db: ReviewsDb;
-  callerId: string | null;
   loaders: Loaders;
   catalog: CatalogClient;
   /** Drops what a review write changes from the entity cache (no-op when caching is off). */
@@ -31,7 +32,7 @@ function reviewInvalidation(cache: EntityCache | null) {
 export function createContext(db: ReviewsDb, catalog: CatalogClient, services: Pick<SubgraphServices, 'verifyCaller' | 'loaderOptions' | 'cache'>) {
   return async ({ req }: ExpressContextFunctionArgument): Promise<Context> => ({
     db,
-    callerId: await services.verifyCaller(req.headers),
+    ...(await services.verifyCaller(req)),
     loaders: createLoaders(db, services.loaderOptions, services.cache),
     invalidate: reviewInvalidation(services.cache),
     catalog,
