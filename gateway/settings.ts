@@ -21,6 +21,6 @@ export function gatewaySettings(config: Config, redis?: RedisClient): Omit<Gatew
       reviews: subgraphTimeoutMs(config, 'reviews'),
     },
     breaker: { resetTimeoutMs: config.BREAKER_RESET_MS },
-    queryLimits: { maxCost: config.MAX_QUERY_COST, maxDepth: config.MAX_QUERY_DEPTH, maxAliases: config.MAX_ALIASES, maxDirectives: config.MAX_DIRECTIVES, maxTokens: config.MAX_TOKENS },
+    queryLimits: { maxCost: config.MAX_QUERY_COST, maxDepth: config.MAX_QUERY_DEPTH, maxAliases: config.MAX_ALIASES, maxDirectives: config.MAX_DIRECTIVES, maxTokens: config.MAX_TOKENS, maxSelections: config.MAX_SELECTIONS },
   };
 }

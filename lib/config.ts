@@ -66,6 +66,8 @@ const schema = z.object({
   MAX_ALIASES: z.coerce.number().int().min(0).default(30),
   /** Most directives in one document. Defaults to 50. */
   MAX_DIRECTIVES: z.coerce.number().int().min(0).default(50),
+  /** Most field selections one operation may make once its fragments are expanded (scalars and __typename included). Defaults to 500. */
+  MAX_SELECTIONS: z.coerce.number().int().min(1).default(500),
   /** Most tokens in one document. Defaults to 5000. */
   MAX_TOKENS: z.coerce.number().int().min(100).default(5_000),
   /** Timeout of each gateway call to a subgraph, in ms. Defaults to 5000. */
