@@ -37,19 +37,22 @@ export function accessRulesOf(supergraphSdl: string): AccessRules {
  * `@skip`/`@include` included) against the caller before any subgraph is called, and refuses the whole
  * operation: UNAUTHENTICATED (401, `WWW-Authenticate: Bearer`) without a signed-in caller, FORBIDDEN
  * (403, `error="insufficient_scope"`) naming the missing scopes. The rules follow the supergraph the
- * gateway serves: `onSchemaLoadOrUpdate` rebuilds them for each API schema it loads, live reloads included.
+ * gateway serves: `onSchemaLoadOrUpdate` reads them for each API schema it loads, live reloads included,
+ * and a request on a schema without rules is refused (the file watcher reads a new supergraph's rules
+ * before swapping it in, so one whose rules cannot be read is refused like a broken one).
  */
-export function useAccessControl(supergraphSdl: string) {
+export function useAccessControl() {
   const bySchema = new WeakMap<GraphQLSchema, AccessRules>();
-  let latest = accessRulesOf(supergraphSdl);
   return {
     onSchemaLoadOrUpdate({ apiSchema, coreSupergraphSdl }: { apiSchema: GraphQLSchema; coreSupergraphSdl: string }) {
-      latest = accessRulesOf(coreSupergraphSdl);
-      bySchema.set(apiSchema, latest);
+      bySchema.set(apiSchema, accessRulesOf(coreSupergraphSdl));
     },
     authorize({ schema, document, operation, request, contextValue }: GraphQLRequestContext<Caller>): void {
       if (!operation || !document) return;
-      const refusal = checkAccess(bySchema.get(schema) ?? latest, { schema, document, operation, variables: request.variables }, contextValue);
+      const rules = bySchema.get(schema);
+      // Fails closed: a schema whose rules could not be read serves nobody (a masked internal error).
+      if (!rules) throw new Error('No access rules were read for the schema this request runs on.');
+      const refusal = checkAccess(rules, { schema, document, operation, variables: request.variables }, contextValue);
       if (refusal) throw accessError(refusal, { http: true });
     },
   };

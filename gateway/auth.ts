@@ -21,8 +21,8 @@ export interface BearerAuthOptions {
 /** UNAUTHENTICATED with HTTP 401: the request carried a token we cannot accept. */
 const rejected = (message: string) => clientError(ErrorCode.UNAUTHENTICATED, message, { http: { status: 401 } });
 
-/** An OAuth 2.0 scope token (RFC 6749 §3.3): printable ASCII without space, quote or backslash. */
-const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+/** Whether `scope` is an OAuth 2.0 scope token (RFC 6749 §3.3): printable ASCII without space, quote or backslash. */
+export const isScopeToken = (scope: string) => /^[\x21\x23-\x5B\x5D-\x7E]+$/.test(scope);
 
 /**
  * Verifies `Authorization: Bearer <JWT>` and returns the caller: the user id (`sub`, a UUID) and the
@@ -48,7 +48,7 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
     }
     if (!isUuid(payload.sub)) throw rejected('The token names no valid user.');
     const scopes = payload.scope === undefined ? [] : typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : null;
-    if (!scopes || !scopes.every((scope) => SCOPE_TOKEN.test(scope))) throw rejected('The token\'s scope claim must be a space-separated string of scopes.');
+    if (!scopes || !scopes.every(isScopeToken)) throw rejected('The token\'s scope claim must be a space-separated string of scopes.');
     return { callerId: payload.sub.toLowerCase(), scopes };
   };
 }

@@ -1,4 +1,4 @@
-import { fragmentsOf, isIncluded } from '../lib/documents';
+import { fragmentsOf, isIncluded, operationVariables } from '../lib/documents';
 import { ErrorCode } from '../lib/errors';
 import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
 import { COST_VERSIONS, costIdentity, EnumType, FieldDefinition, ObjectType, ScalarType, Supergraph } from '@apollo/federation-internals';
@@ -288,7 +288,8 @@ export function estimateCost(model: CostModel, request: CostRequest): number {
 
 /**
  * How many field selections an operation makes once its fragments are expanded, scalars and
- * `__typename` included, skipping what `@skip`/`@include` leave out. Each named fragment is counted
+ * `__typename` included, skipping what `@skip`/`@include` leave out (given the variables as execution
+ * sees them: see operationVariables). Each named fragment is counted
  * once and multiplied where it is spread, so a fragment bomb (each fragment spreading the next twice) is
  * counted in time linear in the document, not in its expansion.
  */
@@ -394,7 +395,8 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
           }
           options.authorize?.(requestContext);
           // Counted in linear time before scoring, which walks the expansion (at most MAX_SCORED_NODES).
-          const selections = countSelections(requestContext.document, requestContext.operation, requestContext.request.variables);
+          const variables = operationVariables(requestContext.schema, requestContext.operation, requestContext.request.variables);
+          const selections = countSelections(requestContext.document, requestContext.operation, variables);
           if (selections > maxSelections) throw tooManySelections(selections, maxSelections);
           const estimated = estimateCost(model, {
             document: requestContext.document,

@@ -9,7 +9,7 @@ import { clientError, ErrorCode, maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
 import { ANONYMOUS, type Caller } from '../lib/authorization';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
-import { supergraphForGateway, useAccessControl } from './access-control';
+import { accessRulesOf, supergraphForGateway, useAccessControl } from './access-control';
 import type { Logger } from '../lib/logger';
 import { createMetrics, useMetrics, useRequestLog } from '../lib/metrics';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -153,7 +153,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const supergraphPath = options.supergraphPath ?? SUPERGRAPH_PATH;
   // The gateway enforces the contract's @authenticated/@requiresScopes itself (access-control.ts).
   const supergraphSdl = supergraphForGateway(options.supergraphSdl ?? readFileSync(supergraphPath, 'utf8'));
-  const accessControl = useAccessControl(supergraphSdl);
+  const accessControl = useAccessControl();
   const gateway = new ApolloGateway({
     // The supergraph comes from disk (no managed federation, no runtime introspection of subgraphs),
     // and a new version of the file is picked up live.
@@ -170,7 +170,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
             }
             if (next === current) return;
             try {
-              update(supergraphForGateway(next));
+              const forGateway = supergraphForGateway(next);
+              // Its access rules must read before it may serve: the gateway would swap it in regardless.
+              accessRulesOf(forGateway);
+              update(forGateway);
               current = next;
               options.logger.info({ path: supergraphPath }, 'supergraph reloaded');
             } catch (error) {
@@ -188,9 +191,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         logger: options.logger,
         observe: ({ subgraph, outcome, seconds }) => fetchDuration.observe({ subgraph, outcome }, seconds),
         // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
-        signRequest: async (context, body) => ({
-          [IDENTITY_HEADER]: await options.signIdentity({ callerId: context.callerId ?? null, scopes: context.scopes ?? [] }, body),
-        }),
+        signRequest: {
+          describe: (context) => JSON.stringify({ callerId: context.callerId ?? null, scopes: context.scopes ?? [] } satisfies Caller),
+          sign: async (caller, body) => ({ [IDENTITY_HEADER]: await options.signIdentity(JSON.parse(caller) as Caller, body) }),
+        },
       });
       dataSources.push(source);
       return source;

@@ -49,8 +49,10 @@ interface TestSubgraph {
   requests: number;
   /** The x-caller header of the last request. */
   lastCaller: string | undefined;
-  /** Whether the last request's x-signed-body header was the SHA-256 of the body received, and no ticket leaked. */
+  /** Whether the last request's x-signed-body header was the SHA-256 of the body received, and no internal header leaked. */
   lastSignatureMatched: boolean | undefined;
+  /** Requests whose signature did not match their body (or that leaked an internal header). */
+  unsignedRequests: number;
   mode: RatingsMode;
   stop(): Promise<void>;
 }
@@ -77,6 +79,7 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
     requests: 0,
     lastCaller: undefined,
     lastSignatureMatched: undefined,
+    unsignedRequests: 0,
     mode: 'ok',
     stop: async () => {
       stopping.abort();
@@ -109,8 +112,9 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
     next();
   });
   const checkSignature = (req: http.IncomingMessage, _res: unknown, body: Buffer) => {
-    const internalHeaders = Object.keys(req.headers).filter((name) => name.includes('ticket'));
+    const internalHeaders = Object.keys(req.headers).filter((name) => name.startsWith('x-storefront'));
     subgraph.lastSignatureMatched = internalHeaders.length === 0 && req.headers['x-signed-body'] === sha256(body);
+    if (!subgraph.lastSignatureMatched) subgraph.unsignedRequests += 1;
   };
   app.use('/graphql', express.json({ verify: checkSignature }), expressMiddleware(apollo, { context: async () => ({ subgraph }) }));
   await new Promise<void>((resolve) => httpServer.listen(port, '127.0.0.1', resolve));
@@ -197,7 +201,10 @@ async function startStack(ratingsOptions: Partial<SubgraphDataSourceOptions<Gate
       const source = new SubgraphDataSource<GatewayContext>({
         name,
         url: url!,
-        signRequest: async (context, body) => ({ 'x-signed-body': sha256(body), ...(context.caller && { 'x-caller': context.caller }) }),
+        signRequest: {
+          describe: (context) => context.caller ?? '',
+          sign: async (caller, body) => ({ 'x-signed-body': sha256(body), ...(caller && { 'x-caller': caller }) }),
+        },
         // products: a real pino Logger, to prove it fits the option; ratings: captured, to check the logs.
         logger: name === 'ratings' ? captureLogger : pino({ level: 'silent' }),
         ...(name === 'ratings' ? ratingsOptions : {}),
@@ -257,6 +264,7 @@ describe('SubgraphDataSource behind a real gateway', () => {
     expect(stack.products.connections).toBe(1);
     expect(stack.ratings.lastCaller).toBe('user-42');
     expect(stack.ratings.lastSignatureMatched).toBe(true);
+    expect([stack.ratings.unsignedRequests, stack.products.unsignedRequests]).toEqual([0, 0]);
     expect(stack.sources.get('ratings')!.breakerState()).toBe('closed');
   });
 

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { ErrorCode } from '../lib/errors';
 import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLError } from 'graphql';
@@ -21,10 +20,10 @@ export type SubgraphFailureReason = 'timeout' | 'unreachable' | 'circuit_open' |
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
 
 /**
- * Carries a request's context from willSendRequest to the fetcher, which alone sees the exact body; it
- * is removed before the request leaves the gateway.
+ * Carries what signRequest described of a request's context from willSendRequest to the fetcher, which
+ * alone sees the exact body; it is removed before the request leaves the gateway.
  */
-const CONTEXT_TICKET_HEADER = 'x-storefront-context-ticket';
+const TO_SIGN_HEADER = 'x-storefront-to-sign';
 
 /** The subset of a pino Logger this class uses. */
 export interface SubgraphDataSourceLogger {
@@ -62,11 +61,15 @@ export interface SubgraphDataSourceOptions<TContext extends Record<string, any>>
   /** When the circuit breaker opens and how soon it probes again. Defaults to the defaults of each field. */
   breaker?: SubgraphBreakerOptions;
   /**
-   * Headers to add to each subgraph request, made from the request's context (empty for the gateway's own
-   * health checks) and the exact body sent: the gateway signs the caller's identity for that body here.
+   * Signs each subgraph request for the exact body sent (the gateway signs the caller's identity here).
+   * `describe` reads what the signature needs from the request's context (empty for the gateway's own
+   * health checks) as a string; `sign` makes the headers to add from that and the body, once per send.
    * Defaults to none.
    */
-  signRequest?: (context: Partial<TContext>, body: string) => Promise<Record<string, string>>;
+  signRequest?: {
+    describe(context: Partial<TContext>): string;
+    sign(described: string, body: string): Promise<Record<string, string>>;
+  };
   /**
    * Connection pool for the calls. Pass one to share a pool across data sources; this class then never
    * closes it. Defaults to a keep-alive undici Agent owned by this data source and closed by `dispose()`.
@@ -116,8 +119,6 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
   readonly subgraph: string;
   private readonly timeoutMs: number;
   private readonly signRequest: SubgraphDataSourceOptions<TContext>['signRequest'];
-  /** Contexts of requests between willSendRequest and the fetcher, by ticket. */
-  private readonly pendingContexts = new Map<string, Partial<TContext>>();
   private readonly logger: SubgraphDataSourceLogger;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
@@ -174,19 +175,15 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
 
   override willSendRequest(options: GraphQLDataSourceProcessOptions<TContext>): void {
     if (!this.signRequest) return;
-    const ticket = randomUUID();
-    this.pendingContexts.set(ticket, options.context as Partial<TContext>);
-    options.request.http!.headers.set(CONTEXT_TICKET_HEADER, ticket);
+    options.request.http!.headers.set(TO_SIGN_HEADER, this.signRequest.describe(options.context as Partial<TContext>));
   }
 
-  /** The request with signRequest's headers for its exact body, and without the context ticket. */
+  /** The request with signRequest's headers for its exact body (each send its own), without the internal header. */
   private async signed(init: FetcherInit | undefined): Promise<FetcherInit | undefined> {
     if (!this.signRequest || !init) return init;
-    const { [CONTEXT_TICKET_HEADER]: ticket, ...headers } = init.headers as Record<string, string>;
-    const context = ticket === undefined ? undefined : this.pendingContexts.get(ticket);
-    if (ticket !== undefined) this.pendingContexts.delete(ticket);
-    if (context === undefined) throw new Error('subgraph request without a context to sign for');
-    return { ...init, headers: { ...headers, ...(await this.signRequest(context, String(init.body ?? ''))) } };
+    const { [TO_SIGN_HEADER]: described, ...headers } = init.headers as Record<string, string>;
+    if (described === undefined || typeof init.body !== 'string') throw new Error('subgraph request without what it must be signed for');
+    return { ...init, headers: { ...headers, ...(await this.signRequest.sign(described, init.body)) } };
   }
 
   /** The breaker's state, for metrics and tests. */

@@ -23,7 +23,7 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
 } from 'graphql';
-import { fragmentsOf, isIncluded } from './documents';
+import { fragmentsOf, isIncluded, operationVariables } from './documents';
 import { clientError, ErrorCode } from './errors';
 
 /**
@@ -74,10 +74,11 @@ function collectRules(authenticated: Iterable<AppliedDirective>, requiresScopes:
   return { fields, types };
 }
 
-/** A rule that holds when both hold (the same element carrying both directives). */
+/** A rule that holds when both hold: every alternative of one joined with every alternative of the other. */
 function both(a: AccessRule | undefined, b: AccessRule): AccessRule {
   if (!a) return b;
-  return { authenticated: a.authenticated || b.authenticated, scopes: [...a.scopes, ...b.scopes] };
+  const scopes = a.scopes.length === 0 ? b.scopes : b.scopes.length === 0 ? a.scopes : a.scopes.flatMap((left) => b.scopes.map((right) => [...new Set([...left, ...right])]));
+  return { authenticated: a.authenticated || b.authenticated, scopes };
 }
 
 /**
@@ -115,14 +116,16 @@ export interface AccessRequest {
 
 /**
  * The rules of every field the operation selects, by coordinate: fragments and inline fragments
- * included (each named fragment is read once, however often it is spread), `@skip`/`@include` honoured.
- * A field selected on an interface or union carries the rules of that field on each possible type,
- * and a field returning a protected type carries that type's rule.
+ * included (each named fragment is read once, however often it is spread), `@skip`/`@include` honoured
+ * with the variables as execution will see them (defaults filled in). A field selected on an interface
+ * carries the rules of that field on each possible type; a field returning a protected type carries that
+ * type's rule, and one returning an interface or union the rules of each type it may return.
  */
 export function selectedRules(rules: AccessRules, request: AccessRequest): Map<string, AccessRule> {
   const selected = new Map<string, AccessRule>();
   if (rules.fields.size === 0 && rules.types.size === 0) return selected;
-  const { schema, variables } = request;
+  const { schema } = request;
+  const variables = operationVariables(schema, request.operation, request.variables);
   const fragments = fragmentsOf(request.document);
   const read = new Set<string>();
   const note = (key: string, rule: AccessRule | undefined) => {
@@ -142,6 +145,9 @@ export function selectedRules(rules: AccessRules, request: AccessRequest): Map<s
         }
         const returned = getNamedType(field.type);
         note(returned.name, rules.types.get(returned.name));
+        if (isAbstractType(returned)) {
+          for (const type of schema.getPossibleTypes(returned)) note(type.name, rules.types.get(type.name));
+        }
         if (selection.selectionSet && isCompositeType(returned)) walk(selection.selectionSet, returned);
       } else if (selection.kind === Kind.INLINE_FRAGMENT) {
         const type = selection.typeCondition ? schema.getType(selection.typeCondition.name.value) : parent;

@@ -2,7 +2,7 @@ import { runMain } from '../lib/cli';
 import { loadConfig } from '../lib/config';
 import { isUuid } from '../lib/ids';
 import { loadSecrets } from '../lib/secrets';
-import { issueToken } from '../gateway/auth';
+import { isScopeToken, issueToken } from '../gateway/auth';
 
 const USAGE = 'Usage: npm run -s token -- --user <user UUID> [--scope "catalog:write other:scope"] [--expires 1h]';
 
@@ -20,6 +20,8 @@ runMain(async () => {
   if (!/^\d+[smhd]$/.test(expiresIn)) throw new Error('--expires must look like 30m, 1h or 7d');
   const scopes = values('--scope').flatMap((value) => value.split(' ')).filter(Boolean);
   if (argv.includes('--scope') && scopes.length === 0) throw new Error(`--scope needs a value. ${USAGE}`);
+  const malformed = scopes.filter((scope) => !isScopeToken(scope));
+  if (malformed.length > 0) throw new Error(`Not OAuth 2.0 scopes (printable ASCII, no quote or backslash): ${malformed.join(', ')}`);
   const config = loadConfig();
   if (config.JWT_JWKS_FILE) throw new Error('JWT_JWKS_FILE is set: tokens come from your identity provider, not from this script.');
   const { jwtSecret } = loadSecrets(config);

@@ -147,6 +147,13 @@ describe('reads the contract protects', () => {
     const skipped = await suite.harness.query('query ($me: Boolean!) { user(id: "' + alice.id + '") { displayName email @include(if: $me) } }', { me: false }, anonymous);
     expect(skipped.errors).toBeUndefined();
     expect(skipped.data).toEqual({ user: { displayName: alice.displayName } });
+    // The operation's own defaults count, as execution applies them.
+    for (const query of ['query ($withEmail: Boolean = false) { user(id: "ID") { displayName email @include(if: $withEmail) } }', 'query ($hide: Boolean = true) { user(id: "ID") { displayName email @skip(if: $hide) } }']) {
+      const defaulted = await suite.harness.query(query.replace('ID', alice.id), {}, anonymous);
+      expect([defaulted.status, defaulted.data]).toEqual([200, { user: { displayName: alice.displayName } }]);
+    }
+    const overridden = await suite.harness.query(`query ($withEmail: Boolean = false) { user(id: "${alice.id}") { email @include(if: $withEmail) } }`, { withEmail: true }, anonymous);
+    expect(overridden.status).toBe(401);
     const own = await suite.harness.query(`{ user(id: "${alice.id}") { email } }`, {}, signedIn);
     expect(own.data).toEqual({ user: { email: alice.email } });
   });
@@ -176,9 +183,12 @@ describe('the owning subgraph enforces the same rules from the signed identity',
     await suite.harness.database.prisma.product.update({ where: { id: product.id }, data: { priceCents: product.priceCents, currency: product.currency } });
   });
 
-  it('reviews refuses createReview, and accounts refuses an entity fetch of User.email, to an anonymous identity', async () => {
-    const review = await suite.harness.query(`mutation { createReview(input: { productId: "${product.id}", rating: 5, body: "Sneaky." }) { id } }`, {}, { url: suite.harness.subgraphs.reviews.url });
-    expect(review.errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
+  it('reviews refuses createReview and deleteReview, and accounts an entity fetch of User.email, to an anonymous identity', async () => {
+    const url = suite.harness.subgraphs.reviews.url;
+    const review = await suite.harness.query(`mutation { createReview(input: { productId: "${product.id}", rating: 5, body: "Sneaky." }) { id } }`, {}, { url });
+    expect(review.errors?.map((e) => e.extensions)).toEqual([{ code: 'UNAUTHENTICATED', fields: ['Mutation.createReview'] }]);
+    const deletion = await suite.harness.query(`mutation { deleteReview(id: "${dataset.reviews[0]!.id}") { deletedReviewId } }`, {}, { url });
+    expect(deletion.errors?.map((e) => e.extensions)).toEqual([{ code: 'UNAUTHENTICATED', fields: ['Mutation.deleteReview'] }]);
     const entities = await suite.harness.query('query ($r: [_Any!]!) { _entities(representations: $r) { ... on User { email } } }', { r: [{ __typename: 'User', id: alice.id }] }, { url: suite.harness.subgraphs.accounts.url });
     expect(entities.errors?.map((e) => e.extensions)).toEqual([{ code: 'UNAUTHENTICATED', fields: ['User.email'] }]);
   });
@@ -209,6 +219,18 @@ describe('the signed identity is bound to the request it was signed for', () => 
 
       const replayedAsIs = await send(body);
       expect(replayedAsIs.status).toBe(200);
+      // A GET runs the query in its URL, not its body: the captured header and body with another query in the URL are refused.
+      const viaGet = await new Promise<number>((resolve, reject) => {
+        const url = new URL(target);
+        url.searchParams.set('query', `{ product(id: "${dataset.products[4]!.id}") { title } }`);
+        const request = http.request(url, { method: 'GET', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'apollo-require-preflight': 'true', [IDENTITY_HEADER]: header } }, (response) => {
+          response.resume();
+          resolve(response.statusCode!);
+        });
+        request.on('error', reject);
+        request.end(body);
+      });
+      expect(viaGet).toBe(401);
       const before = await priceInDatabase();
       for (const other of [requestBody(`mutation { updateProduct(id: "${product.id}", input: { price: { amountCents: 1, currency: "USD" } }) { id } }`), body.replace(product.id, dataset.products[4]!.id), `${body} `]) {
         const replayed = await send(other);

@@ -55,6 +55,31 @@ describe('live reload of the supergraph', () => {
     }
   }, 30_000);
 
+  it('enforces the access rules of the supergraph it serves: a rule added by a reload applies at once, and goes with the next', async () => {
+    // A supergraph whose Product.sku needs the catalog:write scope (the running catalog does not say so:
+    // only the gateway's rules change here).
+    const guarded = mkdtempSync(join(tmpdir(), 'schema-guarded-'));
+    cpSync(SCHEMA_DIR, guarded, { recursive: true });
+    const catalogSdl = readFileSync(join(guarded, 'catalog.graphql'), 'utf8');
+    const withRule = catalogSdl.replace('  sku: String!\n', '  sku: String! @requiresScopes(scopes: [["catalog:write"]])\n');
+    expect(withRule).not.toBe(catalogSdl);
+    writeFileSync(join(guarded, 'catalog.graphql'), withRule);
+    const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
+    writeFileSync(path, composeSupergraph(SCHEMA_DIR));
+    const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined });
+    const skus = () => suite.harness.query('{ products(first: 1) { edges { node { sku } } } }', {}, { url: gateway.url });
+    try {
+      expect((await skus()).status).toBe(200);
+      writeFileSync(path, composeSupergraph(guarded));
+      await until(async () => (await skus()).status === 401);
+      expect((await skus()).errors?.map((e) => e.extensions)).toEqual([{ code: 'UNAUTHENTICATED', fields: ['Product.sku'] }]);
+      writeFileSync(path, composeSupergraph(SCHEMA_DIR));
+      await until(async () => (await skus()).status === 200);
+    } finally {
+      await gateway.stop();
+    }
+  }, 30_000);
+
   it('lets a request in flight finish while a new supergraph is swapped in', async () => {
     // Reviews answer through a proxy that holds each call for 500 ms, so the request is in flight.
     const target = suite.harness.subgraphs.reviews.url;

@@ -3,7 +3,7 @@
  * through Redis by two gateways, the per-IP rate, the in-flight cap, a killed subgraph (partial data,
  * breaker opens, then closes) and a subgraph slower than its timeout.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
@@ -165,10 +165,21 @@ describeWithRedis('per-client budgets', () => {
     // The same client in the other deployment still has its whole budget.
     const elsewhere = await post(b!.url, { query: '{ __typename }' }, { authorization });
     expect([elsewhere.status, elsewhere.headers.get('x-ratelimit-remaining')]).toEqual([200, '2']);
+    // An anonymous request (the IP rate) and a persisted query, on A.
+    const query = `{ __typename }\n# ${randomUUID()}`;
+    const sha256Hash = createHash('sha256').update(query).digest('hex');
+    expect((await post(a!.url, { query, extensions: { persistedQuery: { version: 1, sha256Hash } } })).status).toBe(200);
     // Every key either gateway wrote carries its namespace.
     expect(await redis[0]!.client.exists(`${shopA}:budget:user:${user}`)).toBe(1);
     expect(await redis[0]!.client.exists(`${shopB}:budget:user:${user}`)).toBe(1);
     expect(await redis[0]!.client.keys(`*${user}*`)).toHaveLength(2);
+    expect(await redis[0]!.client.exists(`${shopA}:ip:127.0.0.1`)).toBe(1);
+    // The persisted query is written in the background.
+    for (let i = 0; i < 50 && !(await redis[0]!.client.exists(`${shopA}:apq:${sha256Hash}`)); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await redis[0]!.client.keys(`*${sha256Hash}*`)).toEqual([`${shopA}:apq:${sha256Hash}`]);
+    // B never sees A's persisted query.
+    const onB = await post(b!.url, { extensions: { persistedQuery: { version: 1, sha256Hash } } });
+    expect(onB.body.errors?.map((e) => e.extensions?.code)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
   });
 
   it('keep working on local counters when Redis is unreachable', async () => {
