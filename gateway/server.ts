@@ -2,7 +2,6 @@ import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import type { BaseContext } from '@apollo/server';
 import type { Request, Response } from 'express';
-import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { ApolloServerPluginSchemaReportingDisabled, ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloGateway } from '@apollo/gateway';
 import { clientError, ErrorCode, maskUnexpectedErrors } from '../lib/errors';
@@ -21,6 +20,8 @@ import { useDeprecationNotices } from './deprecations';
 import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
 import { identifyClient, parseApiKeys, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
 import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
+import { landingPageWithGraphiQLFallback } from './explorer/landing-page';
+import { loadExplorerRoutes } from './explorer/routes';
 
 // Nothing in this service may call out to the internet.
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
@@ -93,8 +94,10 @@ export interface RunningGateway extends RunningServer {
   breakerStates(): Record<string, 'closed' | 'open' | 'halfOpen'>;
 }
 
-/** The gateway: one endpoint over the composed supergraph, with the Sandbox landing page on GET. */
+/** The gateway: one endpoint over the composed supergraph, with the Sandbox landing page on GET (falling back to GraphiQL at /graphiql). */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  // Reads GraphiQL's bundle manifest (builds the bundle only when it is missing or stale); never rejects.
+  const explorerRoutes = loadExplorerRoutes(options.logger);
   const dataSources: SubgraphDataSource<GatewayContext>[] = [];
   const metrics = createMetrics('gateway');
   const registers = [metrics.registry];
@@ -266,7 +269,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         budget.plugin,
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.
         ...httpCachePlugins<GatewayContext>(),
-        ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
+        // Apollo's embedded Sandbox (from Apollo's CDN), falling back to GraphiQL at /graphiql when it cannot load.
+        landingPageWithGraphiQLFallback<GatewayContext>({ includeCookies: false }),
         ApolloServerPluginUsageReportingDisabled(),
         ApolloServerPluginSchemaReportingDisabled(),
       ],
@@ -278,6 +282,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       return { ...caller, client: identifyClient(caller.callerId, apiClient, req.ip) };
     },
     middleware: [limits.middleware],
+    // GraphiQL 5 with the explorer plugin at /graphiql, bundled from npm and served from here (gateway/explorer).
+    routes: await explorerRoutes,
     metrics: metrics.registry,
     metricsToken: options.metricsToken,
     trustProxy: options.trustProxy,
@@ -285,6 +291,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     host: options.host,
     port: options.port,
     shutdownGraceMs: options.shutdownGraceMs,
+    portSetting: 'GATEWAY_PORT',
     logger: options.logger,
   });
   return {

@@ -4,9 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { ApolloServer, type ApolloServerOptions, type BaseContext } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware, type ExpressContextFunctionArgument } from '@as-integrations/express5';
-import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Registry } from 'prom-client';
 import { ErrorCode } from './errors';
+import { portInUse } from './startup-errors';
 import type { Logger } from './logger';
 
 export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
@@ -28,10 +29,17 @@ export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
   metrics?: Registry;
   /** When set, /metrics answers only `Authorization: Bearer <metricsToken>`. Defaults to none. */
   metricsToken?: string;
+  /**
+   * Registers extra routes on the Express app (the gateway's GraphiQL at /graphiql), after /healthz,
+   * /readyz, /metrics and /graphql and before the JSON 404 handler; they skip `middleware`. Defaults to none.
+   */
+  routes?: (app: Express) => void;
   /** Largest accepted request body. Defaults to 100kb. */
   bodyLimit?: string;
   /** How long stop() lets in-flight requests finish. Defaults to 10000 ms. */
   shutdownGraceMs?: number;
+  /** The setting that chooses `port` (GATEWAY_PORT…), named when the port is taken. Defaults to "the port". */
+  portSetting?: string;
   logger: Logger;
 }
 
@@ -54,6 +62,9 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   const apollo = new ApolloServer<TContext>({
     ...options.apollo,
     includeStacktraceInErrorResponses: false,
+    // The entry point owns SIGTERM/SIGINT (lib/cli.ts runServer drains everything, then exits 0); Apollo's
+    // own handlers would stop this server alone and re-raise the signal, racing that drain.
+    stopOnTerminationSignals: false,
     plugins: [
       ...(options.apollo.plugins ?? []),
       ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: options.shutdownGraceMs ?? 10_000 }),
@@ -89,6 +100,7 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
     req.rawBody = body;
   };
   app.use('/graphql', ...(options.middleware ?? []), express.json({ limit: options.bodyLimit ?? '100kb', verify: keepRawBody }), expressMiddleware(apollo, { context: options.context }));
+  options.routes?.(app);
   app.use((_req, res) => {
     res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: 'NOT_FOUND' } }] });
   });
@@ -106,7 +118,13 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   };
   app.use(onError);
 
-  await new Promise<void>((resolve) => httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', (error: NodeJS.ErrnoException) => {
+      void apollo.stop();
+      reject(error.code === 'EADDRINUSE' ? portInUse(options.port ?? 0, options.host ?? '127.0.0.1', options.portSetting ?? 'the port') : error);
+    });
+    httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve);
+  });
   const { port } = httpServer.address() as AddressInfo;
   const host = options.host ?? '127.0.0.1';
   const urlHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;

@@ -32,7 +32,9 @@ export function loadSecrets(config: Pick<Config, 'JWT_SECRET' | 'IDENTITY_SECRET
   const file = join(config.DATA_DIR, 'secrets.json');
   let stored = readStored(file);
   if (!stored.jwtSecret || !stored.identitySecret) {
-    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    // The folder stays traversable: it also holds the embedded PostgreSQL's data, which runs as the
+    // `postgres` user when this runs as root. The secrets file itself is owner-only.
+    mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
     const generated: Secrets = { jwtSecret: randomBytes(32).toString('base64url'), identitySecret: randomBytes(32).toString('base64url') };
     try {
       // "wx": when two processes start at once, the first one's secrets win and the other reads them.

@@ -143,6 +143,7 @@ export function startSubgraph<TContext extends Caller>(
     host: options.host,
     port: options.port,
     shutdownGraceMs: options.shutdownGraceMs,
+    portSetting: `${definition.name.toUpperCase()}_PORT`,
     logger: options.logger,
   });
 }

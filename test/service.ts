@@ -1,0 +1,71 @@
+/** The real service as users start it, for the tests of start, stop, signals and the README's snippets. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net, { type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '..');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Started {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the gateway URL once the service says it is ready; rejects if it exits first. */
+  ready: Promise<string>;
+  exited: Promise<number | null>;
+}
+
+/** `npm start`, production mode, every port free, `env` on top. */
+export async function npmStart(env: NodeJS.ProcessEnv, script = 'start'): Promise<Started> {
+  const [gateway, accounts, catalog, reviews] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const child = spawn('npm', ['run', '-s', script], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'info',
+      SEED_SCALE: '1',
+      GATEWAY_PORT: String(gateway),
+      ACCOUNTS_PORT: String(accounts),
+      CATALOG_PORT: String(catalog),
+      REVIEWS_PORT: String(reviews),
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const ready = new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const match = output.match(/ready in [\d.]+ s: (http:\/\/\S+)/);
+      if (match) {
+        clearInterval(timer);
+        resolve(match[1]!);
+      }
+    }, 50);
+    void exited.then((code) => {
+      clearInterval(timer);
+      reject(new Error(`npm ${script} exited (${code}) before it was ready:\n${output}`));
+    });
+  });
+  ready.catch(() => undefined);
+  return { child, output: () => output, ready, exited };
+}
+
+export async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
