@@ -1,8 +1,7 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { loadDeprecations } from '../gateway/deprecations';
-import { CompositionError, SCHEMA_DIR, SUPERGRAPH_PATH } from './compose';
+import { editedSchema } from '../test/schema-edits';
+import { CompositionError, SUPERGRAPH_PATH } from './compose';
 import { checkSchema } from './schema-check';
 
 const committedSupergraph = readFileSync(SUPERGRAPH_PATH, 'utf8');
@@ -10,16 +9,7 @@ const facts = loadDeprecations();
 const AFTER_SUNSET = new Date('2027-07-01T00:00:00Z');
 
 /** A copy of schema/ with catalog.graphql edited. */
-function editedCatalog(edit: (sdl: string) => string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'schema-check-'));
-  cpSync(SCHEMA_DIR, dir, { recursive: true });
-  const path = join(dir, 'catalog.graphql');
-  const before = readFileSync(path, 'utf8');
-  const after = edit(before);
-  expect(after).not.toBe(before);
-  writeFileSync(path, after);
-  return dir;
-}
+const editedCatalog = (edit: (sdl: string) => string) => editedSchema('catalog', edit);
 
 const unused = async () => 0;
 

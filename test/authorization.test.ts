@@ -3,19 +3,17 @@
  * any subgraph is called, and again by the owning subgraph from the signed identity, whose header cannot
  * be replayed for another request. Every write is declared with who may make it.
  */
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { getIntrospectionQuery } from 'graphql';
 import { unguardedWrites } from '../gateway/access-control';
 import { IDENTITY_HEADER } from '../lib/identity';
 import { generateDataset } from '../prisma/seed';
-import { composeSupergraph, SCHEMA_DIR } from '../scripts/compose';
+import { composeSupergraph } from '../scripts/compose';
 import { FIXTURE_SCALE } from './global-setup';
 import { requestBody, useHarness, type QueryOptions } from './harness';
+import { editedSchema } from './schema-edits';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const [alice, bob] = dataset.users as [(typeof dataset.users)[0], (typeof dataset.users)[0]];
@@ -39,10 +37,7 @@ describe('every write is declared in the contract with who may make it', () => {
   });
 
   it('the check catches a write added without either directive', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'contract-'));
-    cpSync(SCHEMA_DIR, dir, { recursive: true });
-    const catalog = join(dir, 'catalog.graphql');
-    writeFileSync(catalog, readFileSync(catalog, 'utf8').replace('type Mutation {', 'type Mutation {\n  archiveProduct(id: ID!): Product! @cost(weight: 10)'));
+    const dir = editedSchema('catalog', (sdl) => sdl.replace('type Mutation {', 'type Mutation {\n  archiveProduct(id: ID!): Product! @cost(weight: 10)'));
     expect(unguardedWrites(composeSupergraph(dir))).toEqual(['Mutation.archiveProduct']);
   });
 });

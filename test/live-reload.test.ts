@@ -1,5 +1,5 @@
 /** The gateway follows schema/supergraph.graphql without a restart, and refuses a broken one. */
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { composeSupergraph, SCHEMA_DIR } from '../scripts/compose';
 import { useHarness } from './harness';
+import { editedSchema } from './schema-edits';
 
 const suite = useHarness();
 
@@ -22,12 +23,7 @@ async function until(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<
 describe('live reload of the supergraph', () => {
   it('serves a field added to a subgraph once the supergraph is recomposed, and keeps serving through a broken one', async () => {
     // The supergraph as it was before catalog's `sku` field was added; catalog (running) already serves it.
-    const before = mkdtempSync(join(tmpdir(), 'schema-before-'));
-    cpSync(SCHEMA_DIR, before, { recursive: true });
-    const catalogSdl = readFileSync(join(before, 'catalog.graphql'), 'utf8');
-    const withoutSku = catalogSdl.replace('  "Stock-keeping unit, unique across the catalog."\n  sku: String!\n', '');
-    expect(withoutSku).not.toBe(catalogSdl);
-    writeFileSync(join(before, 'catalog.graphql'), withoutSku);
+    const before = editedSchema('catalog', (sdl) => sdl.replace('  "Stock-keeping unit, unique across the catalog."\n  sku: String!\n', ''));
     const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
     writeFileSync(path, composeSupergraph(before));
 
@@ -58,12 +54,7 @@ describe('live reload of the supergraph', () => {
   it('enforces the access rules of the supergraph it serves: a rule added by a reload applies at once, and goes with the next', async () => {
     // A supergraph whose Product.sku needs the catalog:write scope (the running catalog does not say so:
     // only the gateway's rules change here).
-    const guarded = mkdtempSync(join(tmpdir(), 'schema-guarded-'));
-    cpSync(SCHEMA_DIR, guarded, { recursive: true });
-    const catalogSdl = readFileSync(join(guarded, 'catalog.graphql'), 'utf8');
-    const withRule = catalogSdl.replace('  sku: String!\n', '  sku: String! @requiresScopes(scopes: [["catalog:write"]])\n');
-    expect(withRule).not.toBe(catalogSdl);
-    writeFileSync(join(guarded, 'catalog.graphql'), withRule);
+    const guarded = editedSchema('catalog', (sdl) => sdl.replace('  sku: String!\n', '  sku: String! @requiresScopes(scopes: [["catalog:write"]])\n'));
     const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
     writeFileSync(path, composeSupergraph(SCHEMA_DIR));
     const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined });
@@ -101,10 +92,7 @@ describe('live reload of the supergraph', () => {
       const inFlight = suite.harness.query('{ products(first: 2) { edges { node { title reviewCount } } } }', {}, { url: gateway.url });
       await new Promise((resolve) => setTimeout(resolve, 100));
       // A new supergraph (a field added) while the request waits on reviews.
-      const later = mkdtempSync(join(tmpdir(), 'schema-later-'));
-      cpSync(SCHEMA_DIR, later, { recursive: true });
-      const catalog = readFileSync(join(later, 'catalog.graphql'), 'utf8');
-      writeFileSync(join(later, 'catalog.graphql'), catalog.replace('  title: String!\n', '  title: String!\n  "Not served yet."\n  tagline: String\n'));
+      const later = editedSchema('catalog', (sdl) => sdl.replace('  title: String!\n', '  title: String!\n  "Not served yet."\n  tagline: String\n'));
       writeFileSync(path, composeSupergraph(later));
       const answer = await inFlight;
       expect(answer.status).toBe(200);
