@@ -93,7 +93,7 @@ describe.each(Object.entries(writes))('%s through the gateway', (name, write) =>
       expect(response.headers.get('www-authenticate')).toBe('Bearer');
       expect(response.data).toBeUndefined();
       expect(response.errors).toEqual([{ message: expect.stringContaining(`Mutation.${name}`), extensions: { code: 'UNAUTHENTICATED', fields: [`Mutation.${name}`] } }]);
-      expect((response as any).extensions?.cost?.requested).toBe(1);
+      expect(response.extensions?.cost?.requested).toBe(1);
       expect(await priceInDatabase()).toEqual(before);
     });
 
@@ -109,7 +109,7 @@ describe.each(Object.entries(writes))('%s through the gateway', (name, write) =>
         expect(response.errors).toEqual([
           { message: expect.stringContaining(write.needs), extensions: { code: 'FORBIDDEN', fields: [`Mutation.${name}`], missingScopes: [write.needs] } },
         ]);
-        expect((response as any).extensions?.cost?.requested).toBe(1);
+        expect(response.extensions?.cost?.requested).toBe(1);
         expect(await priceInDatabase()).toEqual(before);
       });
     }
@@ -230,7 +230,7 @@ describe('the signed identity is bound to the request it was signed for', () => 
       for (const other of [requestBody(`mutation { updateProduct(id: "${product.id}", input: { price: { amountCents: 1, currency: "USD" } }) { id } }`), body.replace(product.id, dataset.products[4]!.id), `${body} `]) {
         const replayed = await send(other);
         expect(replayed.status).toBe(401);
-        expect(((await replayed.json()) as any).errors[0].message).toMatch(/signed for another request/);
+        expect(((await replayed.json()) as { errors: Array<{ message: string }> }).errors[0]!.message).toMatch(/signed for another request/);
       }
       expect(await priceInDatabase()).toEqual(before);
     } finally {

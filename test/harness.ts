@@ -23,6 +23,8 @@ export interface GraphQLResponse<T = Record<string, any>> {
   headers: Headers;
   data?: T | null;
   errors?: Array<{ message: string; path?: Array<string | number>; extensions?: Record<string, any> }>;
+  /** The response's extensions (the caller's budget in `cost`, deprecation notices). */
+  extensions?: Record<string, any>;
 }
 
 /**

@@ -35,7 +35,7 @@ async function gatewayWith(overrides: Parameters<typeof suite.harness.startGatew
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
   const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
-  return { status: response.status, headers: response.headers, body: (await response.json()) as { data?: any; errors?: Array<{ message: string; extensions?: any }> } };
+  return { status: response.status, headers: response.headers, body: (await response.json()) as { data?: any; errors?: Array<{ message: string; extensions?: any }>; extensions?: Record<string, any> } };
 }
 
 describe('query cost and document limits', () => {
@@ -90,7 +90,7 @@ describe('query cost and document limits', () => {
       const { status, body } = await post(suite.harness.gatewayUrl, { query });
       expect(status).toBe(400);
       expect(body.errors?.map((e) => e.extensions)).toEqual([{ code: 'QUERY_TOO_COMPLEX', cost: { selections, maxSelections: 500 } }]);
-      expect((body as any).extensions?.cost?.requested).toBe(1);
+      expect(body.extensions?.cost?.requested).toBe(1);
       expect(suite.harness.sql.counts()).toEqual(noSql);
     }
     // The largest real page and the explorers' full introspection query stay well within it.
@@ -123,11 +123,11 @@ describeWithRedis('per-client budgets', () => {
 
     const a = await post(first!.url, page, { authorization });
     expect(a.status).toBe(200);
-    const cost = (a.body as any).extensions?.cost?.requested as number;
+    const cost = a.body.extensions?.cost?.requested as number;
     // Two pages fit in the budget, a third does not.
     expect(2 * cost).toBeLessThanOrEqual(1_000);
     expect(3 * cost).toBeGreaterThan(1_000);
-    expect((a.body as any).extensions.cost).toEqual({ requested: cost, remaining: 1_000 - cost, resetAt: expect.any(String) });
+    expect(a.body.extensions!.cost).toEqual({ requested: cost, remaining: 1_000 - cost, resetAt: expect.any(String) });
     expect(a.headers.get('x-ratelimit-limit')).toBe('1000');
     expect(a.headers.get('x-ratelimit-remaining')).toBe(String(1_000 - cost));
     expect(Number(a.headers.get('x-ratelimit-reset'))).toBeGreaterThan(Date.now() / 1000);
@@ -191,7 +191,7 @@ describeWithRedis('per-client budgets', () => {
     const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
     const ok = await post(gateway.url, { query: STOREFRONT_PAGE, variables: { first: 20 } }, { authorization });
     expect(ok.status).toBe(200);
-    const cost = (ok.body as any).extensions.cost.requested as number;
+    const cost = ok.body.extensions!.cost.requested as number;
     expect(cost).toBeGreaterThan(250);
     expect(ok.headers.get('x-ratelimit-remaining')).toBe(String(500 - cost));
     const refused = await post(gateway.url, { query: STOREFRONT_PAGE, variables: { first: 20 } }, { authorization });
@@ -272,7 +272,7 @@ describe('request limits', () => {
     const gateway = await gatewayWith({ budget: { points: 3, windowSeconds: 60 } });
     const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
     const free = await post(gateway.url, { query: '{ __typename }' }, { authorization });
-    expect((free.body as any).extensions?.cost).toMatchObject({ requested: 1, remaining: 2 });
+    expect(free.body.extensions?.cost).toMatchObject({ requested: 1, remaining: 2 });
     const invalid = await post(gateway.url, { query: '{ nope }' }, { authorization });
     expect(invalid.status).toBe(400);
     expect(invalid.headers.get('x-ratelimit-remaining')).toBe('1');
