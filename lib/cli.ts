@@ -28,8 +28,9 @@ export function runMain(main: () => Promise<void>): void {
 
 /**
  * Runs a long-lived server entry point: `start` resolves to a stop function, which SIGTERM or SIGINT
- * calls once (drain, then exit 0; exit 1 if draining fails). A signal that arrives while it is still
- * starting is served as soon as it is up. A start-up failure exits 1 with its message.
+ * calls once (drain, then exit 0; exit 1 if draining fails); a second signal exits at once (130/143). A
+ * signal that arrives while it is still starting is served as soon as it is up. A start-up failure exits 1
+ * with its message.
  */
 export function runServer(start: () => Promise<() => Promise<void>>): void {
   let stop: (() => Promise<void>) | undefined;
@@ -45,8 +46,10 @@ export function runServer(start: () => Promise<() => Promise<void>>): void {
           process.exit(1);
         },
       );
-  const onSignal = () => {
-    if (signalled) return;
+  const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
+    // A second signal while draining (or still starting) means now: exit, and `exit` hooks (the embedded
+    // PostgreSQL's) still run.
+    if (signalled) process.exit(EXIT_CODES[signal]);
     signalled = true;
     if (stop) void drain(stop);
   };

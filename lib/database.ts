@@ -1,9 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import type { Config } from './config';
-import { databaseUnreachable, describeProcess, isAlive, portInUse, StartupError } from './startup-errors';
+import { commandOf, databaseUnreachable, describeProcess, isAlive, portInUse, StartupError } from './startup-errors';
 
 export interface Database {
   /** Connection string for the application database. */
@@ -84,12 +84,23 @@ function isListening(port: number): Promise<boolean> {
  * running server (another `npm start`), its port taken, or (as root, when PostgreSQL runs as the
  * `postgres` user) a data folder that user cannot reach.
  */
-async function checkEmbeddedPrerequisites(databaseDir: string, port: number): Promise<void> {
+async function checkEmbeddedPrerequisites(databaseDir: string, port: number, log: (message: string) => void): Promise<void> {
   const lock = join(databaseDir, 'postmaster.pid');
   if (existsSync(lock)) {
     const [pidLine, , , portLine] = readFileSync(lock, 'utf8').split('\n');
     const pid = Number(pidLine);
-    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+    const lockPort = Number(portLine);
+    // A lock left by a killed server names a pid that may since belong to anything: only a live
+    // PostgreSQL (or, when its command line cannot be read, a live listener on the lock's port) holds it.
+    // PostgreSQL clears a lock whose pid is gone, but refuses one whose pid lives on in another program:
+    // that one is removed here.
+    const command = Number.isInteger(pid) && pid > 0 && isAlive(pid) ? commandOf(pid) : undefined;
+    const held = command === undefined ? false : command === null ? Number.isInteger(lockPort) && lockPort > 0 && (await isListening(lockPort)) : /postgres/.test(command);
+    if (!held && command !== undefined) {
+      log(`removing the stale ${lock}: its pid ${pid} is now ${describeProcess(pid)}, not PostgreSQL`);
+      rmSync(lock);
+    }
+    if (held) {
       throw new StartupError(
         `The embedded PostgreSQL data folder ${databaseDir} is in use by ${describeProcess(pid)}, listening on port ${portLine?.trim() || '?'}: ` +
           'probably another `npm start`. Stop it first; or, to use that server from a script while it runs, set ' +
@@ -126,7 +137,7 @@ export async function startEmbeddedPostgres(databaseDir: string, port: number, l
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   // The data folder's parent holds secrets.json (0600) too: listing it reveals nothing.
   mkdirSync(databaseDir, { recursive: true, mode: 0o755 });
-  await checkEmbeddedPrerequisites(databaseDir, port);
+  await checkEmbeddedPrerequisites(databaseDir, port, log);
   const recent: string[] = [];
   const server = new EmbeddedPostgres({
     databaseDir,

@@ -10,7 +10,7 @@ export class StartupError extends Error {
 }
 
 /** The command line of a process, or null when it cannot be read (another user's, or gone). */
-function commandOf(pid: number): string | null {
+export function commandOf(pid: number): string | null {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
     return cmdline || null;

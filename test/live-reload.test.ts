@@ -9,16 +9,9 @@ import pino from 'pino';
 import { composeSupergraph, SCHEMA_DIR } from '../scripts/compose';
 import { useHarness } from './harness';
 import { editedSchema } from './schema-edits';
+import { until } from './service';
 
 const suite = useHarness();
-
-async function until(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('live reload of the supergraph', () => {
   it('serves a field added to a subgraph once the supergraph is recomposed, and keeps serving through a broken one', async () => {

@@ -38,6 +38,13 @@ function snippets(markdown: string): Snippet[] {
 
 const all = snippets(readFileSync(join(ROOT, 'README.md'), 'utf8'));
 
+test('the README renders: every code fence is closed', () => {
+  const fences = readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n').filter((line) => line.startsWith('```'));
+  expect(fences.length % 2).toBe(0);
+  // Openings carry a language or nothing, closings nothing: pairs read opening, closing.
+  for (let i = 1; i < fences.length; i += 2) expect(fences[i]).toBe('```');
+});
+
 test('every shell snippet in the README says whether it runs here and what it shows', () => {
   expect(all.length).toBeGreaterThanOrEqual(5);
   for (const snippet of all) expect(snippet.skip !== undefined || snippet.expect.length > 0).toBe(true);

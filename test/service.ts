@@ -1,21 +1,15 @@
 /** The real service as users start it, for the tests of start, stop, signals and the README's snippets. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './databases';
 
 const ROOT = join(__dirname, '..');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 export interface Started {
+  /** npm, which the signals of a test go to (it passes them on to the server). */
   child: ChildProcess;
+  /** Kills the whole process group at once (cleanup after a failed test). */
+  killAll(): void;
   output(): string;
   /** Resolves with the gateway URL once the service says it is ready; rejects if it exits first. */
   ready: Promise<string>;
@@ -39,6 +33,8 @@ export async function npmStart(env: NodeJS.ProcessEnv, script = 'start'): Promis
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so a test can clean up everything it started (the embedded PostgreSQL too).
+    detached: true,
   });
   let output = '';
   child.stdout!.on('data', (chunk) => (output += chunk));
@@ -58,12 +54,20 @@ export async function npmStart(env: NodeJS.ProcessEnv, script = 'start'): Promis
     });
   });
   ready.catch(() => undefined);
-  return { child, output: () => output, ready, exited };
+  const killAll = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  };
+  return { child, killAll, output: () => output, ready, exited };
 }
 
-export async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+/** Waits until `check` holds (it may be async), polling every 50 ms; throws after `timeoutMs`. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

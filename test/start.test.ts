@@ -3,23 +3,27 @@
  * and on SIGINT and exits 0, with an external and with the embedded PostgreSQL; a start-up failure says
  * what is wrong and what to do, never `undefined`.
  */
-import type { ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { loadSecrets } from '../lib/secrets';
-import { adminQuery, withDatabase } from './databases';
-import { freePort, npmStart, until, type Started } from './service';
+import { adminQuery, freePort, withDatabase } from './databases';
+import { npmStart, until, type Started } from './service';
 
 const PRODUCTS = JSON.stringify({ query: '{ products(first: 20) { edges { node { title price { amountCents } } } } }' });
 
-/** A request whose body is half sent, so it is in flight until `finish()` sends the rest. */
+/**
+ * A request whose body is half sent, so it is in flight until `finish()` sends the rest; `reached`
+ * resolves once the server has its headers (it answers `Expect: 100-continue`).
+ */
 function inFlight(url: string) {
   const body = Buffer.from(PRODUCTS);
-  const request = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length } });
+  const request = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length, expect: '100-continue' } });
+  const reached = new Promise<void>((resolve) => request.once('continue', () => resolve()));
+  request.flushHeaders();
   const response = new Promise<{ status: number; body: any }>((resolve, reject) => {
     request.on('response', (res) => {
       let text = '';
@@ -28,8 +32,8 @@ function inFlight(url: string) {
     });
     request.on('error', reject);
   });
-  request.write(body.subarray(0, 20));
   return {
+    reached: reached.then(() => void request.write(body.subarray(0, 20))),
     finish: () => {
       request.end(body.subarray(20));
       return response;
@@ -42,7 +46,7 @@ async function drainsOn(service: Started, signal: NodeJS.Signals) {
   const url = await service.ready;
   const held = inFlight(url);
   // The request has reached the server (its headers are parsed) before the signal.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await held.reached;
   service.child.kill(signal);
   await until(() => service.output().includes('draining'));
   const { status, body } = await held.finish();
@@ -56,7 +60,7 @@ async function drainsOn(service: Started, signal: NodeJS.Signals) {
 describe('npm start', () => {
   const adminUrl = process.env.TEST_ADMIN_URL!;
   const databases: string[] = [];
-  const running: ChildProcess[] = [];
+  const running: Started[] = [];
   const database = async (suffix: string) => {
     const name = `${process.env.TEST_TEMPLATE_DB}_${suffix}`;
     await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(name)}`);
@@ -65,11 +69,11 @@ describe('npm start', () => {
   };
   const start = async (env: NodeJS.ProcessEnv, script?: string) => {
     const service = await npmStart(env, script);
-    running.push(service.child);
+    running.push(service);
     return service;
   };
   afterAll(async () => {
-    for (const child of running) child.kill('SIGKILL');
+    for (const service of running) service.killAll();
     for (const name of databases) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
   });
 
@@ -101,7 +105,34 @@ describe('npm start', () => {
 
     await drainsOn(service, 'SIGINT');
     expect(existsSync(join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
-  }, 90_000);
+
+    // A lock left behind by a killed server, whose pid now belongs to another program (this test's):
+    // not a reason to refuse.
+    const port = await freePort();
+    writeFileSync(join(dataDir, 'postgres', 'postmaster.pid'), `${process.pid}\n${join(dataDir, 'postgres')}\n0\n${port}\n`);
+    const again = await start({ DATABASE_URL: '', DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(port) });
+    // SIGTERM while it is still starting (PostgreSQL up, the servers not yet): it finishes starting,
+    // drains, stops PostgreSQL and exits 0, leaving nothing running.
+    await until(() => again.output().includes('embedded PostgreSQL running'));
+    again.child.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+    expect(existsSync(join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
+  }, 120_000);
+
+  it('exits 1 saying how to fix a folder the postgres user cannot enter (when run as root)', async () => {
+    // mkdtemp makes an owner-only folder, which this process does not open for others on its own.
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'start-closed-')), 'data');
+    const service = await start({ DATABASE_URL: '', DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()) });
+    if (process.getuid?.() !== 0) {
+      // Not root: PostgreSQL runs as this user, who can enter the folder.
+      await service.ready;
+      service.child.kill('SIGTERM');
+      expect(await service.exited).toBe(0);
+      return;
+    }
+    expect(await service.exited).toBe(1);
+    expect(service.output()).toMatch(/PostgreSQL runs as the "postgres" user, which cannot enter \S+start-closed-\S+ \(mode 700\).*Run chmod o\+x/);
+  }, 60_000);
 
   it.each([
     ['its gateway port is taken', 'GATEWAY_PORT', /Port (\d+) on 127\.0\.0\.1 \(GATEWAY_PORT\) is already in use by pid (\d+) .*Stop that process, or set GATEWAY_PORT/],
@@ -129,7 +160,11 @@ describe('npm start', () => {
     const unreachable = await start({ DATABASE_URL: `postgresql://postgres@127.0.0.1:${await freePort()}/postgres` });
     expect(await unreachable.exited).toBe(1);
     expect(unreachable.output()).toMatch(/Cannot reach PostgreSQL at 127\.0\.0\.1:\d+ \(DATABASE_URL\): ECONNREFUSED/);
-    for (const service of [missing, unreachable]) expect(service.output()).not.toMatch(/undefined|\n\s+at /);
+    // The local server trusts local connections: an unknown role is how it refuses credentials here.
+    const stranger = await start({ DATABASE_URL: `postgresql://no_such_role_here@${new URL(adminUrl).host}/postgres` });
+    expect(await stranger.exited).toBe(1);
+    expect(stranger.output()).toMatch(/PostgreSQL at \S+ refused the credentials of DATABASE_URL \(user "no_such_role_here"\)\. Fix the user or password/);
+    for (const service of [missing, unreachable, stranger]) expect(service.output()).not.toMatch(/undefined|\n\s+at /);
   }, 60_000);
 });
 

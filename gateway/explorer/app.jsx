@@ -45,7 +45,8 @@ const fetcher = async (params, options) => {
   return response.json();
 };
 
-// ?query=…&variables=…&headers=… open GraphiQL on that operation (shareable links).
+// ?query=…&variables=… open GraphiQL on that operation (shareable links). Headers are never read from
+// the URL: a link must not be able to make its reader send the link author's token.
 const search = new URLSearchParams(location.search);
 const explorer = explorerPlugin();
 
@@ -57,7 +58,6 @@ createRoot(root).render(
     plugins={[explorer]}
     initialQuery={search.get('query') ?? undefined}
     initialVariables={search.get('variables') ?? undefined}
-    initialHeaders={search.get('headers') ?? undefined}
     defaultEditorToolsVisibility={search.has('variables') ? 'variables' : undefined}
   />,
 );
