@@ -86,6 +86,11 @@ export interface QueryLimits<TContext extends BaseContext = BaseContext> {
   plugin: ApolloServerPlugin<TContext>;
   validationRules: ValidationRule[];
   parseOptions: ParseOptions;
+  /**
+   * Reads the costs of a supergraph the gateway loads (ApolloGateway's onSchemaLoadOrUpdate), so an
+   * operation is scored with the weights of the supergraph it runs on, live reloads included.
+   */
+  onSchemaLoadOrUpdate(schema: { apiSchema: GraphQLSchema; coreSupergraphSdl: string }): void;
 }
 
 interface ListSize {
@@ -371,7 +376,9 @@ const TOKEN_LIMIT = /^Syntax Error: Document contains more tha[nt] (\d+) tokens\
 export function useQueryLimits<TContext extends BaseContext = BaseContext>(options: QueryLimitsOptions<TContext>): QueryLimits<TContext> {
   const maxCost = options.maxCost ?? 5_000;
   const maxSelections = options.maxSelections ?? 500;
-  const model = buildCostModel(options.supergraphSdl, { defaultPageSize: options.defaultPageSize });
+  const initialModel = buildCostModel(options.supergraphSdl, { defaultPageSize: options.defaultPageSize });
+  // By the API schema each supergraph was loaded as; the initial one serves a server without a gateway.
+  const models = new WeakMap<GraphQLSchema, CostModel>();
   const validationRules: ValidationRule[] = [
     maxDepthRule({ n: options.maxDepth ?? 12, ignoreIntrospection: true, flattenFragments: true, propagateOnRejection: false, onReject: reportAs(QUERY_TOO_DEEP) }),
     maxAliasesRule({ n: options.maxAliases ?? 30, propagateOnRejection: false, onReject: reportAs(TOO_MANY_ALIASES) }),
@@ -398,7 +405,7 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
           const variables = operationVariables(requestContext.schema, requestContext.operation, requestContext.request.variables);
           const selections = countSelections(requestContext.document, requestContext.operation, variables);
           if (selections > maxSelections) throw tooManySelections(selections, maxSelections);
-          const estimated = estimateCost(model, {
+          const estimated = estimateCost(models.get(requestContext.schema) ?? initialModel, {
             document: requestContext.document,
             variables: requestContext.request.variables,
             operationName: requestContext.request.operationName,
@@ -427,5 +434,10 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
       };
     },
   };
-  return { plugin, validationRules, parseOptions: { maxTokens: options.maxTokens ?? 5_000 } };
+  return {
+    plugin,
+    validationRules,
+    parseOptions: { maxTokens: options.maxTokens ?? 5_000 },
+    onSchemaLoadOrUpdate: ({ apiSchema, coreSupergraphSdl }) => models.set(apiSchema, buildCostModel(coreSupergraphSdl, { defaultPageSize: options.defaultPageSize })),
+  };
 }

@@ -204,9 +204,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
     logger: options.logger,
   });
-  // Registered before Apollo Server starts the gateway, so the rules of a new supergraph are in place
-  // before the first request runs on it.
-  gateway.onSchemaLoadOrUpdate((schema) => accessControl.onSchemaLoadOrUpdate(schema));
   if (options.trustProxy === 'true') {
     options.logger.warn('TRUST_PROXY=true believes any X-Forwarded-For: clients can pick their IP and dodge the IP rate. Give the hop count or the proxy subnets instead.');
   }
@@ -246,6 +243,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       operationCost.observe(estimated);
       return budget.charge(estimated, requestContext.contextValue);
     },
+  });
+  // Registered before Apollo Server starts the gateway, so the access rules and costs of a new supergraph
+  // are in place before the first request runs on it.
+  gateway.onSchemaLoadOrUpdate((schema) => {
+    accessControl.onSchemaLoadOrUpdate(schema);
+    queryLimits.onSchemaLoadOrUpdate(schema);
   });
   const server = await startGraphQLHttpServer<GatewayContext>({
     apollo: {

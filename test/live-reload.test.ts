@@ -44,6 +44,22 @@ describe('live reload of the supergraph', () => {
     }
   }, 30_000);
 
+  it('scores operations with the costs of the supergraph it serves: a weight added by a reload counts at once', async () => {
+    const weighted = editedSchema('catalog', (sdl) => sdl.replace('  title: String!\n', '  title: String! @cost(weight: 40)\n'));
+    const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
+    writeFileSync(path, composeSupergraph(SCHEMA_DIR));
+    const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined });
+    // products 1 + 2 × (edge 1 + node 1 + title): 5 with a free title, 85 once a title weighs 40.
+    const cost = async () => (await suite.harness.query('{ products(first: 2) { edges { node { title } } } }', {}, { url: gateway.url })).extensions?.cost?.requested;
+    try {
+      expect(await cost()).toBe(5);
+      writeFileSync(path, composeSupergraph(weighted));
+      await until(async () => (await cost()) === 85);
+    } finally {
+      await gateway.stop();
+    }
+  }, 30_000);
+
   it('enforces the access rules of the supergraph it serves: a rule added by a reload applies at once, and goes with the next', async () => {
     // A supergraph whose Product.sku needs the catalog:write scope (the running catalog does not say so:
     // only the gateway's rules change here).
