@@ -119,11 +119,16 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   app.use(onError);
 
   await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', (error: NodeJS.ErrnoException) => {
+    // Only a failure to listen is a start-up failure: the listener goes once listening.
+    const failed = (error: NodeJS.ErrnoException) => {
       void apollo.stop();
       reject(error.code === 'EADDRINUSE' ? portInUse(options.port ?? 0, options.host ?? '127.0.0.1', options.portSetting ?? 'the port') : error);
+    };
+    httpServer.once('error', failed);
+    httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      httpServer.off('error', failed);
+      resolve();
     });
-    httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve);
   });
   const { port } = httpServer.address() as AddressInfo;
   const host = options.host ?? '127.0.0.1';

@@ -13,28 +13,37 @@ import { until } from './service';
 
 const suite = useHarness();
 
+/**
+ * A gateway following its own supergraph file, first composed from `schemaDir`. `publish` writes a new
+ * one: composed from a schema folder, or `raw` SDL as it is.
+ */
+async function followingGateway(schemaDir: string, overrides: Parameters<typeof suite.harness.startGateway>[0] = {}) {
+  const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
+  writeFileSync(path, composeSupergraph(schemaDir));
+  const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined, ...overrides });
+  return { gateway, publish: (dir: string) => writeFileSync(path, composeSupergraph(dir)), publishRaw: (sdl: string) => writeFileSync(path, sdl) };
+}
+
 describe('live reload of the supergraph', () => {
   it('serves a field added to a subgraph once the supergraph is recomposed, and keeps serving through a broken one', async () => {
     // The supergraph as it was before catalog's `sku` field was added; catalog (running) already serves it.
     const before = editedSchema('catalog', (sdl) => sdl.replace('  "Stock-keeping unit, unique across the catalog."\n  sku: String!\n', ''));
-    const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
-    writeFileSync(path, composeSupergraph(before));
 
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => done(void lines.push(String(chunk))) }));
-    const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined, logger });
+    const { gateway, publish, publishRaw } = await followingGateway(before, { logger });
     const skus = () => suite.harness.query('{ products(first: 2) { edges { node { sku } } } }', {}, { url: gateway.url });
     try {
       expect((await skus()).errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
 
       // Recompose with the field and publish: the running gateway picks it up.
-      writeFileSync(path, composeSupergraph(SCHEMA_DIR));
+      publish(SCHEMA_DIR);
       await until(async () => (await skus()).errors === undefined);
       expect((await skus()).data!.products.edges[0].node.sku).toMatch(/^SKU-/);
       expect(lines.some((line) => line.includes('supergraph reloaded'))).toBe(true);
 
       // A broken supergraph is refused; the last good one keeps serving.
-      writeFileSync(path, 'this is not a supergraph');
+      publishRaw('this is not a supergraph');
       await until(async () => lines.some((line) => line.includes('new supergraph refused')));
       const still = await skus();
       expect(still.errors).toBeUndefined();
@@ -46,14 +55,12 @@ describe('live reload of the supergraph', () => {
 
   it('scores operations with the costs of the supergraph it serves: a weight added by a reload counts at once', async () => {
     const weighted = editedSchema('catalog', (sdl) => sdl.replace('  title: String!\n', '  title: String! @cost(weight: 40)\n'));
-    const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
-    writeFileSync(path, composeSupergraph(SCHEMA_DIR));
-    const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined });
+    const { gateway, publish } = await followingGateway(SCHEMA_DIR);
     // products 1 + 2 × (edge 1 + node 1 + title): 5 with a free title, 85 once a title weighs 40.
     const cost = async () => (await suite.harness.query('{ products(first: 2) { edges { node { title } } } }', {}, { url: gateway.url })).extensions?.cost?.requested;
     try {
       expect(await cost()).toBe(5);
-      writeFileSync(path, composeSupergraph(weighted));
+      publish(weighted);
       await until(async () => (await cost()) === 85);
     } finally {
       await gateway.stop();
@@ -64,16 +71,14 @@ describe('live reload of the supergraph', () => {
     // A supergraph whose Product.sku needs the catalog:write scope (the running catalog does not say so:
     // only the gateway's rules change here).
     const guarded = editedSchema('catalog', (sdl) => sdl.replace('  sku: String!\n', '  sku: String! @requiresScopes(scopes: [["catalog:write"]])\n'));
-    const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
-    writeFileSync(path, composeSupergraph(SCHEMA_DIR));
-    const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined });
+    const { gateway, publish } = await followingGateway(SCHEMA_DIR);
     const skus = () => suite.harness.query('{ products(first: 1) { edges { node { sku } } } }', {}, { url: gateway.url });
     try {
       expect((await skus()).status).toBe(200);
-      writeFileSync(path, composeSupergraph(guarded));
+      publish(guarded);
       await until(async () => (await skus()).status === 401);
       expect((await skus()).errors?.map((e) => e.extensions)).toEqual([{ code: 'UNAUTHENTICATED', fields: ['Product.sku'] }]);
-      writeFileSync(path, composeSupergraph(SCHEMA_DIR));
+      publish(SCHEMA_DIR);
       await until(async () => (await skus()).status === 200);
     } finally {
       await gateway.stop();
@@ -91,10 +96,7 @@ describe('live reload of the supergraph', () => {
       res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(await upstream.text());
     });
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
-    writeFileSync(path, composeSupergraph(SCHEMA_DIR));
-    const gateway = await suite.harness.startGateway({
-      supergraphPath: path,
+    const { gateway, publish } = await followingGateway(SCHEMA_DIR, {
       subgraphUrls: { accounts: suite.harness.subgraphs.accounts.url, catalog: suite.harness.subgraphs.catalog.url, reviews: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/graphql` },
     });
     try {
@@ -102,7 +104,7 @@ describe('live reload of the supergraph', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       // A new supergraph (a field added) while the request waits on reviews.
       const later = editedSchema('catalog', (sdl) => sdl.replace('  title: String!\n', '  title: String!\n  "Not served yet."\n  tagline: String\n'));
-      writeFileSync(path, composeSupergraph(later));
+      publish(later);
       const answer = await inFlight;
       expect(answer.status).toBe(200);
       expect(answer.errors).toBeUndefined();
