@@ -1,8 +1,12 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { CodegenConfig } from '@graphql-codegen/cli';
+import { SUBGRAPH_NAMES } from './subgraphs/registry';
 
 /**
- * Resolver types generated from the contract in schema/. Mappers tie each GraphQL type to the row a
- * resolver really returns, so a resolver that forgets a field fails type-checking.
+ * Resolver types for every subgraph in the registry, from its schema.graphql into its __generated__/.
+ * Its mappers.ts (optional) ties each GraphQL type to the row a resolver really returns, so a resolver
+ * that forgets a field fails type-checking.
  */
 const common = {
   federation: true,
@@ -11,48 +15,23 @@ const common = {
   enumsAsTypes: true,
   avoidOptionals: { field: true, inputValue: false, object: false, defaultValue: false },
   maybeValue: 'T | null',
+  contextType: '../context#Context',
 };
+
+function mappersOf(name: string): Record<string, string> {
+  const file = join(__dirname, 'subgraphs', name, 'mappers.ts');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- codegen loads this file synchronously
+  return existsSync(file) ? (require(file) as { mappers: Record<string, string> }).mappers : {};
+}
 
 const config: CodegenConfig = {
   overwrite: true,
-  generates: {
-    'subgraphs/accounts/__generated__/resolvers-types.ts': {
-      schema: 'schema/accounts.graphql',
-      plugins: ['typescript', 'typescript-resolvers'],
-      config: {
-        ...common,
-        contextType: '../context#Context',
-        mappers: {
-          User: '../loaders#PublicUser as UserRow',
-        },
-      },
-    },
-    'subgraphs/catalog/__generated__/resolvers-types.ts': {
-      schema: 'schema/catalog.graphql',
-      plugins: ['typescript', 'typescript-resolvers'],
-      config: {
-        ...common,
-        contextType: '../context#Context',
-        mappers: {
-          Product: '../../../generated/prisma/client#Product as ProductRow',
-        },
-      },
-    },
-    'subgraphs/reviews/__generated__/resolvers-types.ts': {
-      schema: 'schema/reviews.graphql',
-      plugins: ['typescript', 'typescript-resolvers'],
-      config: {
-        ...common,
-        contextType: '../context#Context',
-        mappers: {
-          Review: '../../../generated/prisma/client#Review as ReviewRow',
-          Product: '../resolvers/refs#EntityRef',
-          User: '../resolvers/refs#EntityRef',
-          DeleteReviewPayload: '../resolvers/refs#DeleteReviewResult',
-        },
-      },
-    },
-  },
+  generates: Object.fromEntries(
+    SUBGRAPH_NAMES.map((name) => [
+      `subgraphs/${name}/__generated__/resolvers-types.ts`,
+      { schema: `subgraphs/${name}/schema.graphql`, plugins: ['typescript', 'typescript-resolvers'], config: { ...common, mappers: mappersOf(name) } },
+    ]),
+  ),
 };
 
 export default config;

@@ -1,12 +1,20 @@
-import { subgraphTimeoutMs, type Config } from '../lib/config';
+import type { Config } from '../lib/config';
 import type { RedisClient } from '../lib/redis';
+import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { gatewaySecurity } from './auth';
 import type { GatewayOptions } from './server';
 
-/** The gateway's defences as configured: identity, limits, budgets, subgraph timeouts and breakers. */
-export function gatewaySettings(config: Config, redis?: RedisClient): Omit<GatewayOptions, 'logger' | 'port' | 'host' | 'shutdownGraceMs' | 'subgraphUrls'> {
+/** Every gateway option as configured (config.subgraphs gives each subgraph's URL and timeout). */
+export function gatewaySettings(config: Config, redis?: RedisClient): Omit<GatewayOptions, 'logger'> {
+  const bySubgraph = <T>(pick: (settings: Config['subgraphs'][keyof Config['subgraphs']]) => T) =>
+    Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, pick(config.subgraphs[name])]));
   return {
     ...gatewaySecurity(config),
+    port: config.GATEWAY_PORT,
+    host: config.HOST,
+    shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
+    subgraphUrls: bySubgraph((subgraph) => subgraph.url),
+    subgraphTimeoutsMs: bySubgraph((subgraph) => subgraph.timeoutMs),
     redis,
     apiKeys: config.API_KEYS,
     trustProxy: config.TRUST_PROXY,
@@ -15,12 +23,14 @@ export function gatewaySettings(config: Config, redis?: RedisClient): Omit<Gatew
     redisNamespace: config.REDIS_NAMESPACE,
     budget: { points: config.BUDGET_POINTS, windowSeconds: config.BUDGET_WINDOW_SECONDS },
     requestLimits: { ipRequests: config.IP_RATE_LIMIT, ipWindowSeconds: config.IP_RATE_WINDOW_SECONDS, maxInFlight: config.MAX_IN_FLIGHT },
-    subgraphTimeoutsMs: {
-      accounts: subgraphTimeoutMs(config, 'accounts'),
-      catalog: subgraphTimeoutMs(config, 'catalog'),
-      reviews: subgraphTimeoutMs(config, 'reviews'),
-    },
     breaker: { resetTimeoutMs: config.BREAKER_RESET_MS },
-    queryLimits: { maxCost: config.MAX_QUERY_COST, maxDepth: config.MAX_QUERY_DEPTH, maxAliases: config.MAX_ALIASES, maxDirectives: config.MAX_DIRECTIVES, maxTokens: config.MAX_TOKENS, maxSelections: config.MAX_SELECTIONS },
+    queryLimits: {
+      maxCost: config.MAX_QUERY_COST,
+      maxDepth: config.MAX_QUERY_DEPTH,
+      maxAliases: config.MAX_ALIASES,
+      maxDirectives: config.MAX_DIRECTIVES,
+      maxTokens: config.MAX_TOKENS,
+      maxSelections: config.MAX_SELECTIONS,
+    },
   };
 }

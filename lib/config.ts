@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { SUBGRAPHS, type SubgraphName } from '../subgraphs/registry';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const url = z.string().url();
@@ -17,14 +18,6 @@ const schema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   /** Gateway port. Defaults to 4000. */
   GATEWAY_PORT: port.default(4000),
-  /** Subgraph ports. Default to 4001, 4002, 4003. */
-  ACCOUNTS_PORT: port.default(4001),
-  CATALOG_PORT: port.default(4002),
-  REVIEWS_PORT: port.default(4003),
-  /** Subgraph URLs the gateway calls, overriding those in the supergraph. Default to the local ports above. */
-  ACCOUNTS_URL: url.optional(),
-  CATALOG_URL: url.optional(),
-  REVIEWS_URL: url.optional(),
   /** Where the embedded PostgreSQL keeps its data. Defaults to .data/postgres in the repository. */
   DATA_DIR: z.string().min(1).default(resolve(__dirname, '..', '.data')),
   /** Port of the embedded PostgreSQL. Defaults to 54329 (clear of a local server on 5432). */
@@ -70,12 +63,8 @@ const schema = z.object({
   MAX_SELECTIONS: z.coerce.number().int().min(1).default(500),
   /** Most tokens in one document. Defaults to 5000. */
   MAX_TOKENS: z.coerce.number().int().min(100).default(5_000),
-  /** Timeout of each gateway call to a subgraph, in ms. Defaults to 5000. */
+  /** Timeout of each gateway call to a subgraph, in ms (SUBGRAPH_<NAME>_TIMEOUT_MS overrides it for one). Defaults to 5000. */
   SUBGRAPH_TIMEOUT_MS: z.coerce.number().int().min(1).default(5_000),
-  /** Per-subgraph overrides of SUBGRAPH_TIMEOUT_MS. Default to it. */
-  ACCOUNTS_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
-  CATALOG_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
-  REVIEWS_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
   /** How long a subgraph's open circuit breaker waits before letting a probe through, in ms. Defaults to 10000. */
   BREAKER_RESET_MS: z.coerce.number().int().min(10).default(10_000),
   /** Known API keys as "name=key,name=key": requests with `x-api-key` are charged to that name. Defaults to none. */
@@ -106,7 +95,23 @@ const schema = z.object({
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
 });
 
-export type Config = z.infer<typeof schema>;
+/** One subgraph's settings: SUBGRAPH_<NAME>_PORT, SUBGRAPH_<NAME>_URL and SUBGRAPH_<NAME>_TIMEOUT_MS. */
+export interface SubgraphSettings {
+  /** Where it listens. Defaults to its port in subgraphs/registry.ts. */
+  port: number;
+  /** Where the gateway (and other subgraphs) reach it. Defaults to http://HOST:<port>/graphql. */
+  url: string;
+  /** Timeout of each gateway call to it. Defaults to SUBGRAPH_TIMEOUT_MS. */
+  timeoutMs: number;
+}
+
+const subgraphSchema = (defaultPort: number) =>
+  z.object({ PORT: port.default(defaultPort), URL: url.optional(), TIMEOUT_MS: z.coerce.number().int().min(1).optional() });
+
+export type Config = z.infer<typeof schema> & {
+  /** Every subgraph in the registry, by name, from its SUBGRAPH_<NAME>_* variables. */
+  subgraphs: Record<SubgraphName, SubgraphSettings>;
+};
 
 export class ConfigError extends Error {}
 
@@ -121,25 +126,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       message: 'must be at least MAX_QUERY_COST, or an allowed operation could never be afforded',
     })
     .safeParse(cleaned);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
+  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+  const subgraphs = {} as Record<SubgraphName, SubgraphSettings>;
+  for (const entry of SUBGRAPHS) {
+    const prefix = `SUBGRAPH_${entry.name.toUpperCase()}_`;
+    const own = Object.fromEntries(
+      Object.entries(cleaned).filter(([key]) => key.startsWith(prefix)).map(([key, value]) => [key.slice(prefix.length), value]),
+    );
+    const settings = subgraphSchema(entry.port).safeParse(own);
+    if (!settings.success) {
+      problems.push(...settings.error.issues.map((issue) => `  ${prefix}${issue.path.join('.')}: ${issue.message}`));
+    } else if (parsed.success) {
+      subgraphs[entry.name] = {
+        port: settings.data.PORT,
+        url: settings.data.URL ?? `http://${parsed.data.HOST}:${settings.data.PORT}/graphql`,
+        timeoutMs: settings.data.TIMEOUT_MS ?? parsed.data.SUBGRAPH_TIMEOUT_MS,
+      };
+    }
   }
-  return parsed.data;
+  if (!parsed.success || problems.length) throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
+  return { ...parsed.data, subgraphs };
 }
 
-export type SubgraphName = 'accounts' | 'catalog' | 'reviews';
-
-/** Where a subgraph listens, and the URL others reach it at (config override first). */
-export function subgraphPort(config: Config, name: SubgraphName): number {
-  return { accounts: config.ACCOUNTS_PORT, catalog: config.CATALOG_PORT, reviews: config.REVIEWS_PORT }[name];
-}
-
-export function subgraphTimeoutMs(config: Config, name: SubgraphName): number {
-  return { accounts: config.ACCOUNTS_TIMEOUT_MS, catalog: config.CATALOG_TIMEOUT_MS, reviews: config.REVIEWS_TIMEOUT_MS }[name] ?? config.SUBGRAPH_TIMEOUT_MS;
-}
-
-export function subgraphUrl(config: Config, name: SubgraphName): string {
-  const override = { accounts: config.ACCOUNTS_URL, catalog: config.CATALOG_URL, reviews: config.REVIEWS_URL }[name];
-  return override ?? `http://${config.HOST}:${subgraphPort(config, name)}/graphql`;
-}
+/** The setting that names a subgraph's port (in messages such as "port in use: set …"). */
+export const subgraphPortSetting = (name: string) => `SUBGRAPH_${name.toUpperCase()}_PORT`;

@@ -35,10 +35,13 @@ import {
   type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 
-/** storefront-gateway, storefront-accounts, …, or storefront for `npm start` (all in one process). */
-export function serviceName(entry: string = process.argv[1] ?? ''): string {
-  const folder = basename(dirname(entry));
-  if (basename(entry).startsWith('index') && ['gateway', 'accounts', 'catalog', 'reviews'].includes(folder)) return `storefront-${folder}`;
+/**
+ * storefront-gateway, storefront-<subgraph> (`npm run start:subgraph -- <subgraph>`), or storefront for
+ * `npm start` (all in one process). Read from the command line: this module loads before anything else.
+ */
+export function serviceName(entry: string = process.argv[1] ?? '', subgraph: string | undefined = process.argv[2]): string {
+  if (basename(entry).startsWith('index') && basename(dirname(entry)) === 'gateway') return 'storefront-gateway';
+  if (basename(entry).startsWith('start-subgraph') && subgraph && /^[a-z][a-z0-9-]*$/.test(subgraph)) return `storefront-${subgraph}`;
   return 'storefront';
 }
 

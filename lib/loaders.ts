@@ -10,8 +10,17 @@ export interface LoaderOptions {
 }
 
 /** DataLoader options for a per-request loader, honouring `batching`. */
-export function dataLoaderOptions<K, C = K>(options: LoaderOptions, cacheKeyFn?: (key: K) => C): DataLoader.Options<K, any, C> {
+export function dataLoaderOptions<K, V, C = K>(options: LoaderOptions, cacheKeyFn?: (key: K) => C): DataLoader.Options<K, V, C> {
   return options.batching === false ? { batch: false, cache: false } : { cacheKeyFn };
+}
+
+/** A per-request loader of rows by key that also forgets keys after a write (DataLoader's `clear`, across requests too). */
+export interface KeyedLoader<K, V> extends DataLoader<K, V | null> {
+  /**
+   * After a write of these keys, before it returns: forgets them in this request and in the
+   * cross-request cache, so no later read (here or in another process) serves the old row.
+   */
+  invalidate(keys: readonly K[]): Promise<void>;
 }
 
 /**
@@ -24,11 +33,17 @@ export function keyedLoader<K extends string, V>(
   options: LoaderOptions = {},
   /** Reads through this cross-request cache first: only its misses reach `load`. Defaults to none. */
   cache?: EntityTypeCache<V> | null,
-): DataLoader<K, V | null> {
+): KeyedLoader<K, V> {
   const loadByKey = async (keys: K[]) => new Map((await load(keys)).map((row) => [keyOf(row), row] as [string, V]));
-  return new DataLoader<K, V | null>(async (keys) => {
+  const loader = new DataLoader<K, V | null>(async (keys) => {
     if (cache) return cache.load(keys, (missing) => loadByKey(missing as K[]));
     const byKey = await loadByKey([...keys]);
     return keys.map((key) => byKey.get(key) ?? null);
   }, dataLoaderOptions(options));
+  return Object.assign(loader, {
+    async invalidate(keys: readonly K[]) {
+      for (const key of keys) loader.clear(key);
+      await cache?.invalidate(keys);
+    },
+  });
 }

@@ -1,44 +1,33 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ExpressContextFunctionArgument } from '@as-integrations/express5';
 import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { parse } from 'graphql';
-import { subgraphAccessRules, useAccessRules, type Caller } from './authorization';
-import type { Config, SubgraphName } from './config';
-import { subgraphPort } from './config';
-import { createDatabaseClient, type DatabaseClient } from './db';
 import { Counter, Gauge } from 'prom-client';
+import { subgraphEntry, type SubgraphName } from '../subgraphs/registry';
+import { subgraphAccessRules, useAccessRules } from './authorization';
+import { subgraphPortSetting, type Config } from './config';
+import { createDatabaseClient, type DatabaseClient } from './db';
 import { EntityCache, parseTtls } from './entity-cache';
-import { createMetrics, useMetrics, useRequestLog } from './metrics';
-import { createIdentitySigner, createIdentityVerifier, type IdentitySigner, type IdentityVerifier } from './identity';
-import type { LoaderOptions } from './loaders';
-import { loadSecrets } from './secrets';
 import { maskUnexpectedErrors } from './errors';
 import { startGraphQLHttpServer, type RunningServer } from './http-server';
+import { createIdentitySigner, createIdentityVerifier, type IdentityVerifier } from './identity';
 import { createLogger, type Logger } from './logger';
+import { createMetrics, useMetrics, useRequestLog } from './metrics';
+import { loadSecrets } from './secrets';
+import type { LoaderDependencies, SubgraphContext, SubgraphDefinition } from './subgraph-definition';
 
-export const SCHEMA_DIR = join(__dirname, '..', 'schema');
+export const SUBGRAPHS_DIR = join(__dirname, '..', 'subgraphs');
 
-/** A subgraph's parts: its contract, its resolvers and how it builds a request context (with the caller). */
-export interface SubgraphDefinition<TContext extends Caller> {
-  name: SubgraphName;
-  resolvers: unknown;
-  createContext(args: ExpressContextFunctionArgument): Promise<TContext>;
-}
+/** subgraphs/<name>/schema.graphql: the subgraph's contract, the source of truth. */
+export const contractOf = (name: string) => readFileSync(join(SUBGRAPHS_DIR, name, 'schema.graphql'), 'utf8');
 
-/** What every subgraph's context needs besides its database. */
-export interface SubgraphServices {
+/** What every subgraph of a process is served with: caller verification and what its loaders need. */
+export interface SubgraphServices extends LoaderDependencies {
   /** Reads the caller from the gateway's signed identity header; throws 401 when it is missing, forged or made for another body. */
   verifyCaller: IdentityVerifier;
-  /** Signs an identity for calls this subgraph makes to another one. */
-  signIdentity: IdentitySigner;
-  loaderOptions: LoaderOptions;
-  /** The cross-request entity cache (Keyv: Redis when REDIS_URL is set), or null when ENTITY_CACHE=off. */
-  cache: EntityCache | null;
-  config: Config;
   /** Releases what the services hold (the cache's Redis connection). */
   close(): Promise<void>;
 }
@@ -47,14 +36,20 @@ export function createSubgraphServices(config: Config, logger: Logger): Subgraph
   const { identitySecret } = loadSecrets(config);
   const cache =
     config.ENTITY_CACHE === 'on'
-      ? new EntityCache({ namespace: config.REDIS_NAMESPACE, redisUrl: config.REDIS_URL, ttlMs: parseTtls(config.CACHE_TTL_SECONDS, config.CACHE_TTLS), timeoutMs: config.CACHE_TIMEOUT_MS, logger })
+      ? new EntityCache({
+          namespace: config.REDIS_NAMESPACE,
+          redisUrl: config.REDIS_URL,
+          ttlMs: parseTtls(config.CACHE_TTL_SECONDS, config.CACHE_TTLS),
+          timeoutMs: config.CACHE_TIMEOUT_MS,
+          logger,
+        })
       : null;
   return {
     verifyCaller: createIdentityVerifier(identitySecret),
     signIdentity: createIdentitySigner(identitySecret),
     loaderOptions: { batching: config.BATCHING === 'on' },
     cache,
-    config,
+    subgraphUrl: (name) => config.subgraphs[subgraphEntry(name).name].url,
     close: async () => {
       await cache?.close();
     },
@@ -66,18 +61,18 @@ export interface StartSubgraphOptions {
   port: number;
   host: string;
   database: DatabaseClient;
+  services: SubgraphServices;
   logger: Logger;
+  /** How long SIGTERM lets in-flight requests finish. Defaults to 10000 ms. */
   shutdownGraceMs?: number;
-  /** The subgraph's entity cache, whose hit, miss and error counts /metrics reports. Defaults to none. */
-  cache?: EntityCache | null;
   /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
   metricsToken?: string;
 }
 
 /** This subgraph's metrics: the common GraphQL families, database pool use and entity cache counts. */
-function subgraphMetrics(name: SubgraphName, options: StartSubgraphOptions) {
+function subgraphMetrics(name: string, database: DatabaseClient, cache: EntityCache | null) {
   const metrics = createMetrics(name);
-  const { pool } = options.database;
+  const { pool } = database;
   new Gauge({
     name: 'db_pool_connections',
     help: 'Database pool connections by state (total, idle, waiting requests).',
@@ -89,7 +84,6 @@ function subgraphMetrics(name: SubgraphName, options: StartSubgraphOptions) {
       this.set({ state: 'waiting' }, pool.waitingCount);
     },
   });
-  const cache = options.cache;
   if (cache) {
     for (const kind of ['hits', 'misses', 'errors'] as const) {
       new Counter({
@@ -106,65 +100,68 @@ function subgraphMetrics(name: SubgraphName, options: StartSubgraphOptions) {
   return metrics;
 }
 
-/** schema/<name>.graphql: the subgraph's contract, the source of truth. */
-const contractOf = (name: SubgraphName) => readFileSync(join(SCHEMA_DIR, `${name}.graphql`), 'utf8');
-
-/** Builds the federated schema from schema/<name>.graphql (the contract is the source of truth). */
-export function buildSchemaFor(name: SubgraphName, resolvers: unknown) {
+/** The federated schema of a subgraph: its schema.graphql with its resolvers. */
+export function buildSchemaFor(name: string, resolvers: SubgraphDefinition['resolvers']) {
   return buildSubgraphSchema([{ typeDefs: parse(contractOf(name)), resolvers: resolvers as GraphQLResolverMap<unknown> }]);
 }
 
-export function startSubgraph<TContext extends Caller>(
-  definition: SubgraphDefinition<TContext>,
-  options: StartSubgraphOptions,
-): Promise<RunningServer> {
-  const metrics = subgraphMetrics(definition.name, options);
-  return startGraphQLHttpServer<TContext>({
+/** Serves one subgraph over HTTP: its contract and resolvers, a context of caller, tables and fresh loaders per request. */
+export function startSubgraph(name: string, definition: SubgraphDefinition, options: StartSubgraphOptions): Promise<RunningServer> {
+  const { database, services } = options;
+  const metrics = subgraphMetrics(name, database, services.cache);
+  return startGraphQLHttpServer<SubgraphContext<unknown, unknown>>({
     metrics: metrics.registry,
     metricsToken: options.metricsToken,
     apollo: {
-      schema: buildSchemaFor(definition.name, definition.resolvers),
+      schema: buildSchemaFor(name, definition.resolvers),
       formatError: maskUnexpectedErrors(options.logger),
       introspection: true,
-      // Apollo's inline traces (ftv1) are for GraphOS reporting, which this service does not use.
       plugins: [
+        // Apollo's inline traces (ftv1) are for GraphOS reporting, which this service does not use.
         ApolloServerPluginInlineTraceDisabled(),
-        // Cache-Control on every answer, from the @cacheControl hints in schema/<name>.graphql: the
-        // gateway combines the subgraphs' headers into its own. Unhinted object fields are uncacheable.
+        // Cache-Control on every answer, from the @cacheControl hints in its schema.graphql: the gateway
+        // combines the subgraphs' headers into its own. Unhinted object fields are uncacheable.
         ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
         useMetrics(metrics),
         useRequestLog(options.logger),
         // @authenticated / @requiresScopes in the contract, checked against the signed caller.
-        useAccessRules<TContext>(subgraphAccessRules(definition.name, contractOf(definition.name))),
+        useAccessRules(subgraphAccessRules(name, contractOf(name))),
       ],
     },
-    context: (args) => definition.createContext(args),
-    ready: () => options.database.ping(),
+    context: async ({ req }) => ({
+      ...(await services.verifyCaller(req)),
+      db: database.prisma,
+      loaders: definition.createLoaders(database.prisma, services),
+    }),
+    ready: () => database.ping(),
     host: options.host,
     port: options.port,
     shutdownGraceMs: options.shutdownGraceMs,
-    portSetting: `${definition.name.toUpperCase()}_PORT`,
+    portSetting: subgraphPortSetting(name),
     logger: options.logger,
   });
 }
 
+/** A subgraph running in this process, and how to stop it with what it holds. */
+export interface RunningSubgraph {
+  server: RunningServer;
+  stop(): Promise<void>;
+}
+
 /**
- * The `index.ts` of every subgraph: read config, connect, listen, and on SIGTERM/SIGINT drain and exit.
+ * One subgraph from the registry as `npm start` and `npm run start:subgraph` run it: its own logger,
+ * database pool and services, listening on SUBGRAPH_<NAME>_PORT.
  */
-export async function runSubgraph<TContext extends Caller>(
-  name: SubgraphName,
-  build: (database: DatabaseClient, services: SubgraphServices) => SubgraphDefinition<TContext>,
-  config: Config,
-  databaseUrl: string,
-): Promise<{ server: RunningServer; stop(): Promise<void> }> {
+export async function runSubgraph(name: SubgraphName, config: Config, databaseUrl: string): Promise<RunningSubgraph> {
   const logger = createLogger(name, config.LOG_LEVEL);
+  const { default: definition } = subgraphEntry(name).load();
   const database = createDatabaseClient(databaseUrl, { poolSize: config.DB_POOL_SIZE });
   const services = createSubgraphServices(config, logger);
   await services.cache?.ready(1_000);
-  const server = await startSubgraph(build(database, services), {
-    cache: services.cache,
+  const server = await startSubgraph(name, definition, {
+    services,
     metricsToken: config.METRICS_TOKEN,
-    port: subgraphPort(config, name),
+    port: config.subgraphs[name].port,
     host: config.HOST,
     database,
     logger,

@@ -6,7 +6,7 @@ import { ensureDatabase } from '../lib/database';
 import { diffSchemas, MIGRATIONS_DIR, readSchemaFiles, type SchemaFiles } from './schema-engine';
 
 /**
- * Writes the next migration from the change in prisma/schema/. Each migration folder keeps a snapshot
+ * Writes the next migration from the change in the subgraphs' schema.prisma files. Each migration folder keeps a snapshot
  * of the schema it was made from (`schema.snapshot.prisma`), so the diff needs no shadow database and
  * no native engine. `prisma migrate deploy` ignores the snapshot; it only reads migration.sql.
  */

@@ -39,14 +39,15 @@ async function load(): Promise<Bindings> {
   return bindings;
 }
 
-export const SCHEMA_DIR = join(__dirname, 'schema');
+/** The Prisma schema is every subgraph's schema.prisma plus subgraphs/schema.prisma (generator and datasource). */
+export const SCHEMA_DIR = join(__dirname, '..', 'subgraphs');
 export const MIGRATIONS_DIR = join(__dirname, 'migrations');
 
 export type SchemaFiles = Array<{ path: string; content: string }>;
 
-/** Reads every `.prisma` file of the schema folder, sorted so results are stable. */
+/** Reads every `.prisma` file under the schema folder (as `prisma generate` does), sorted so results are stable. */
 export function readSchemaFiles(dir: string = SCHEMA_DIR): SchemaFiles {
-  return readdirSync(dir)
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
     .filter((name) => name.endsWith('.prisma'))
     .sort()
     .map((name) => ({ path: join(dir, name), content: readFileSync(join(dir, name), 'utf8') }));

@@ -2,8 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { runMain } from '../lib/cli';
 import { connectRedis } from '../lib/redis';
 import { createLogger } from '../lib/logger';
-import { startSubgraphsAndGateway, type Harness } from '../test/harness';
-import { STOREFRONT_PAGE } from '../test/operations';
+import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
+import { STOREFRONT_PAGE } from './operations';
 import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
 
 /**

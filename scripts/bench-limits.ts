@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { getIntrospectionQuery } from 'graphql';
 import { runMain } from '../lib/cli';
-import { startSubgraphsAndGateway, type Harness } from '../test/harness';
-import { STOREFRONT_PAGE } from '../test/operations';
+import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
+import { STOREFRONT_PAGE } from './operations';
 import { generateDataset, BENCH_SCALE } from '../prisma/seed';
 import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
 

@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { runMain } from '../lib/cli';
 import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
-import { startSubgraphsAndGateway, type Harness } from '../test/harness';
-import { STOREFRONT_PAGE, USERS_PAGE } from '../test/operations';
+import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
+import { STOREFRONT_PAGE, USERS_PAGE } from './operations';
 
 /**
  * `npm run bench:n1`: what N+1 costs. Runs the storefront page and the users page at N = 10, 50, 100

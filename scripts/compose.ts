@@ -1,29 +1,27 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { composeServices } from '@apollo/composition';
 import { parse, type GraphQLSchema } from 'graphql';
 import { runMain } from '../lib/cli';
-import type { SubgraphName } from '../lib/config';
+import { contractOf } from '../lib/subgraph';
+import { SUBGRAPHS } from '../subgraphs/registry';
 
-export const SCHEMA_DIR = join(__dirname, '..', 'schema');
-export const SUPERGRAPH_PATH = join(SCHEMA_DIR, 'supergraph.graphql');
+/** The composed contract the gateway serves (committed, and followed live by a running gateway). */
+export const SUPERGRAPH_PATH = join(__dirname, '..', 'schema', 'supergraph.graphql');
 
-/** The subgraphs and the URLs baked into the supergraph (the gateway may override them from config). */
-export const SUBGRAPHS = [
-  { name: 'accounts', url: 'http://localhost:4001/graphql' },
-  { name: 'catalog', url: 'http://localhost:4002/graphql' },
-  { name: 'reviews', url: 'http://localhost:4003/graphql' },
-] as const satisfies ReadonlyArray<{ name: SubgraphName; url: string }>;
+/** Each subgraph's SDL by name: the registry's subgraphs/<name>/schema.graphql, or a proposed edit of them. */
+export type SubgraphSdls = Record<string, string>;
 
-export function readSubgraphSdl(name: SubgraphName, dir: string = SCHEMA_DIR): string {
-  return readFileSync(join(dir, `${name}.graphql`), 'utf8');
+export function readSubgraphSdls(): SubgraphSdls {
+  return Object.fromEntries(SUBGRAPHS.map(({ name }) => [name, contractOf(name)]));
 }
 
 export class CompositionError extends Error {}
 
-function compose(dir: string) {
+function compose(sdls: SubgraphSdls) {
+  // The URLs baked into the supergraph are the default ports; the gateway overrides them from config.
   const result = composeServices(
-    SUBGRAPHS.map(({ name, url }) => ({ name, url, typeDefs: parse(readSubgraphSdl(name, dir)) })),
+    SUBGRAPHS.map(({ name, port }) => ({ name, url: `http://localhost:${port}/graphql`, typeDefs: parse(sdls[name] ?? contractOf(name)) })),
   );
   if (result.errors) {
     const lines = result.errors.map((error) => {
@@ -35,14 +33,14 @@ function compose(dir: string) {
   return result;
 }
 
-/** Composes schema/<subgraph>.graphql into supergraph SDL; throws with every composition error listed. */
-export function composeSupergraph(dir: string = SCHEMA_DIR): string {
-  return compose(dir).supergraphSdl;
+/** Composes every subgraph's schema.graphql into supergraph SDL; throws with every composition error listed. */
+export function composeSupergraph(sdls: SubgraphSdls = readSubgraphSdls()): string {
+  return compose(sdls).supergraphSdl;
 }
 
 /** The API schema clients see through the gateway: the composition without federation's machinery. */
-export function composeApiSchema(dir: string = SCHEMA_DIR): GraphQLSchema {
-  return compose(dir).schema.toAPISchema().toGraphQLJSSchema();
+export function composeApiSchema(sdls: SubgraphSdls = readSubgraphSdls()): GraphQLSchema {
+  return compose(sdls).schema.toAPISchema().toGraphQLJSSchema();
 }
 
 if (require.main === module) {

@@ -8,7 +8,7 @@ import { connectRedis } from '../lib/redis';
 import { DeprecationUsage } from '../gateway/deprecation-usage';
 import { loadDeprecations, type DeprecationFacts } from '../gateway/deprecations';
 import { unguardedWrites } from '../gateway/access-control';
-import { composeSupergraph, SCHEMA_DIR, SUPERGRAPH_PATH } from './compose';
+import { composeSupergraph, SUPERGRAPH_PATH, type SubgraphSdls } from './compose';
 
 export interface SchemaChange {
   /** `unguarded`: a write that does not say who may make it (never allowed). */
@@ -75,7 +75,7 @@ export interface CheckOptions {
   /** The supergraph committed (the schema clients use now). */
   committedSupergraph: string;
   /** The subgraph SDLs to compose (the proposed schema). Defaults to schema/. */
-  schemaDir?: string;
+  subgraphSdls?: SubgraphSdls;
   facts: Record<string, DeprecationFacts>;
   /** Recorded uses of a coordinate, or null when usage is unknown (no Redis). */
   usesOf: (coordinate: string) => Promise<number | null>;
@@ -90,7 +90,7 @@ export interface CheckOptions {
  * without `@authenticated` or `@requiresScopes` never ships.
  */
 export async function checkSchema(options: CheckOptions): Promise<{ ok: boolean; changes: SchemaChange[] }> {
-  const supergraph = composeSupergraph(options.schemaDir ?? SCHEMA_DIR);
+  const supergraph = composeSupergraph(options.subgraphSdls);
   const next = Supergraph.build(supergraph, { supportedFeatures: null }).apiSchema().toGraphQLJSSchema();
   // Only the API schema is read: which features a supergraph may use is the gateway's check.
   const previous = Supergraph.build(options.committedSupergraph, { supportedFeatures: null }).apiSchema().toGraphQLJSSchema();

@@ -37,8 +37,8 @@ describe('every write is declared in the contract with who may make it', () => {
   });
 
   it('the check catches a write added without either directive', () => {
-    const dir = editedSchema('catalog', (sdl) => sdl.replace('type Mutation {', 'type Mutation {\n  archiveProduct(id: ID!): Product! @cost(weight: 10)'));
-    expect(unguardedWrites(composeSupergraph(dir))).toEqual(['Mutation.archiveProduct']);
+    const sdls = editedSchema('catalog', (sdl) => sdl.replace('type Mutation {', 'type Mutation {\n  archiveProduct(id: ID!): Product! @cost(weight: 10)'));
+    expect(unguardedWrites(composeSupergraph(sdls))).toEqual(['Mutation.archiveProduct']);
   });
 });
 

@@ -8,7 +8,7 @@ import { generateDataset } from '../prisma/seed';
 import type { RunningGateway } from '../gateway/server';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from './operations';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 import { describeWithRedis } from './redis-available';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';

@@ -1,30 +1,27 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { getNamedType, getNullableType, isListType, isObjectType, type GraphQLSchema } from 'graphql';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../lib/config';
 import { generateDataset } from '../prisma/seed';
-import { composeApiSchema, composeSupergraph, CompositionError, SCHEMA_DIR, SUPERGRAPH_PATH } from '../scripts/compose';
+import { composeApiSchema, composeSupergraph, CompositionError, SUPERGRAPH_PATH } from '../scripts/compose';
 import { createTestDatabase } from './harness';
+import { editedSchema } from './schema-edits';
 
 const ROOT = join(__dirname, '..');
 const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
 
-describe('the contract in schema/', () => {
+describe('the contract (every subgraph\'s schema.graphql, composed into schema/supergraph.graphql)', () => {
   it('commits the supergraph that the subgraph SDLs compose to (run `npm run compose` after an SDL change)', () => {
     expect(readFileSync(SUPERGRAPH_PATH, 'utf8').trimEnd()).toBe(composeSupergraph().trimEnd());
   });
 
   it('prints every composition error in full', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'schema-'));
-    cpSync(SCHEMA_DIR, dir, { recursive: true });
     // Two incompatible definitions of the same shared field.
-    const reviews = readFileSync(join(dir, 'reviews.graphql'), 'utf8').replace('hasNextPage: Boolean!', 'hasNextPage: String!');
-    writeFileSync(join(dir, 'reviews.graphql'), reviews);
-    expect(() => composeSupergraph(dir)).toThrow(CompositionError);
-    expect(() => composeSupergraph(dir)).toThrow(/\[FIELD_TYPE_MISMATCH\] .*PageInfo\.hasNextPage/);
+    const sdls = editedSchema('reviews', (sdl) => sdl.replace('hasNextPage: Boolean!', 'hasNextPage: String!'));
+    expect(() => composeSupergraph(sdls)).toThrow(CompositionError);
+    expect(() => composeSupergraph(sdls)).toThrow(/\[FIELD_TYPE_MISMATCH\] .*PageInfo\.hasNextPage/);
   });
 });
 
@@ -57,12 +54,8 @@ describe('the API schema', () => {
   });
 
   it('catches a plain list or a connection missing its arguments in any subgraph', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'schema-'));
-    cpSync(SCHEMA_DIR, dir, { recursive: true });
-    const catalog = readFileSync(join(dir, 'catalog.graphql'), 'utf8')
-      .replace('type Query {', 'type Query {\n  allProducts: [Product!]!\n  someProducts(first: Int): ProductConnection!');
-    writeFileSync(join(dir, 'catalog.graphql'), catalog);
-    expect(unboundedLists(composeApiSchema(dir))).toEqual(['Query.allProducts', 'Query.someProducts (connection without first/after/last/before)']);
+    const sdls = editedSchema('catalog', (sdl) => sdl.replace('type Query {', 'type Query {\n  allProducts: [Product!]!\n  someProducts(first: Int): ProductConnection!'));
+    expect(unboundedLists(composeApiSchema(sdls))).toEqual(['Query.allProducts', 'Query.someProducts (connection without first/after/last/before)']);
   });
 });
 
@@ -125,8 +118,23 @@ describe('seed data', () => {
 describe('configuration', () => {
   it('applies defaults', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ GATEWAY_PORT: 4000, ACCOUNTS_PORT: 4001, HOST: '127.0.0.1', SEED_SCALE: 10 });
+    expect(config).toMatchObject({ GATEWAY_PORT: 4000, HOST: '127.0.0.1', SEED_SCALE: 10 });
     expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.subgraphs).toEqual({
+      accounts: { port: 4001, url: 'http://127.0.0.1:4001/graphql', timeoutMs: 5000 },
+      catalog: { port: 4002, url: 'http://127.0.0.1:4002/graphql', timeoutMs: 5000 },
+      reviews: { port: 4003, url: 'http://127.0.0.1:4003/graphql', timeoutMs: 5000 },
+    });
+  });
+
+  it('reads each subgraph\'s settings as SUBGRAPH_<NAME>_PORT, _URL and _TIMEOUT_MS', () => {
+    const config = loadConfig({ HOST: '0.0.0.0', SUBGRAPH_TIMEOUT_MS: '900', SUBGRAPH_CATALOG_PORT: '5002', SUBGRAPH_REVIEWS_URL: 'http://reviews.internal/graphql', SUBGRAPH_ACCOUNTS_TIMEOUT_MS: '250' });
+    expect(config.subgraphs).toEqual({
+      accounts: { port: 4001, url: 'http://0.0.0.0:4001/graphql', timeoutMs: 250 },
+      catalog: { port: 5002, url: 'http://0.0.0.0:5002/graphql', timeoutMs: 900 },
+      reviews: { port: 4003, url: 'http://reviews.internal/graphql', timeoutMs: 900 },
+    });
+    expect(() => loadConfig({ SUBGRAPH_CATALOG_PORT: 'ninety', SUBGRAPH_REVIEWS_URL: 'nowhere' })).toThrow(/SUBGRAPH_CATALOG_PORT[\s\S]*SUBGRAPH_REVIEWS_URL/);
   });
 
   it('stops start-up with a message naming each bad variable', () => {

@@ -14,7 +14,7 @@ import { GRAPHIQL_CSP } from '../gateway/explorer/routes';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from './operations';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 
 const ROOT = join(__dirname, '..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

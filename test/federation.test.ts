@@ -2,7 +2,7 @@ import { createDatabaseClient } from '../lib/db';
 import { createLogger } from '../lib/logger';
 import { startSubgraph } from '../lib/subgraph';
 import { generateDataset } from '../prisma/seed';
-import { accountsSubgraph } from '../subgraphs/accounts/server';
+import accounts from '../subgraphs/accounts';
 import { FIXTURE_SCALE } from './global-setup';
 import { testSubgraphServices, useHarness } from './harness';
 
@@ -207,7 +207,7 @@ describe('HTTP surface', () => {
 
   it('reports a subgraph as not ready when its database is unreachable', async () => {
     const unreachable = createDatabaseClient('postgresql://postgres@127.0.0.1:1/nowhere', { poolSize: 1 });
-    const server = await startSubgraph(accountsSubgraph(unreachable, testSubgraphServices()), { port: 0, host: '127.0.0.1', database: unreachable, logger: createLogger('test', 'silent') });
+    const server = await startSubgraph('accounts', accounts, { port: 0, host: '127.0.0.1', database: unreachable, services: testSubgraphServices(), logger: createLogger('test', 'silent') });
     try {
       const ready = await fetch(server.url.replace('/graphql', '/readyz'));
       expect(ready.status).toBe(503);

@@ -10,7 +10,7 @@ import type { RunningGateway } from '../gateway/server';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from './operations';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 import { itWithRedis } from './redis-available';
 
 const dataset = generateDataset(FIXTURE_SCALE);
@@ -198,7 +198,7 @@ describe('automatic persisted queries', () => {
       const registered = await post({ query, extensions: persisted(query) }, {}, one.url);
       expect(registered.body!.errors).toBeUndefined();
       // Registration is written in the background: wait until Redis has it.
-      const key = `storefront:apq:${sha256(query)}`;
+      const key = `${suite.harness.namespace}:apq:${sha256(query)}`;
       for (let i = 0; i < 50 && !(await redises[0]!.client.exists(key)); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
       const ttl = await redises[0]!.client.ttl(key);
       expect(ttl).toBeGreaterThan(0);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { composeSupergraph, SCHEMA_DIR } from '../scripts/compose';
+import { composeSupergraph, readSubgraphSdls, type SubgraphSdls } from '../scripts/compose';
 import { useHarness } from './harness';
 import { editedSchema } from './schema-edits';
 import { until } from './service';
@@ -14,14 +14,14 @@ import { until } from './service';
 const suite = useHarness();
 
 /**
- * A gateway following its own supergraph file, first composed from `schemaDir`. `publish` writes a new
+ * A gateway following its own supergraph file, first composed from `sdls`. `publish` writes a new
  * one: composed from a schema folder, or `raw` SDL as it is.
  */
-async function followingGateway(schemaDir: string, overrides: Parameters<typeof suite.harness.startGateway>[0] = {}) {
+async function followingGateway(sdls: SubgraphSdls, overrides: Parameters<typeof suite.harness.startGateway>[0] = {}) {
   const path = join(mkdtempSync(join(tmpdir(), 'supergraph-')), 'supergraph.graphql');
-  writeFileSync(path, composeSupergraph(schemaDir));
+  writeFileSync(path, composeSupergraph(sdls));
   const gateway = await suite.harness.startGateway({ supergraphPath: path, supergraphSdl: undefined, ...overrides });
-  return { gateway, publish: (dir: string) => writeFileSync(path, composeSupergraph(dir)), publishRaw: (sdl: string) => writeFileSync(path, sdl) };
+  return { gateway, publish: (next: SubgraphSdls) => writeFileSync(path, composeSupergraph(next)), publishRaw: (sdl: string) => writeFileSync(path, sdl) };
 }
 
 describe('live reload of the supergraph', () => {
@@ -37,7 +37,7 @@ describe('live reload of the supergraph', () => {
       expect((await skus()).errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
 
       // Recompose with the field and publish: the running gateway picks it up.
-      publish(SCHEMA_DIR);
+      publish(readSubgraphSdls());
       await until(async () => (await skus()).errors === undefined);
       expect((await skus()).data!.products.edges[0].node.sku).toMatch(/^SKU-/);
       expect(lines.some((line) => line.includes('supergraph reloaded'))).toBe(true);
@@ -55,7 +55,7 @@ describe('live reload of the supergraph', () => {
 
   it('scores operations with the costs of the supergraph it serves: a weight added by a reload counts at once', async () => {
     const weighted = editedSchema('catalog', (sdl) => sdl.replace('  title: String!\n', '  title: String! @cost(weight: 40)\n'));
-    const { gateway, publish } = await followingGateway(SCHEMA_DIR);
+    const { gateway, publish } = await followingGateway(readSubgraphSdls());
     // products 1 + 2 × (edge 1 + node 1 + title): 5 with a free title, 85 once a title weighs 40.
     const cost = async () => (await suite.harness.query('{ products(first: 2) { edges { node { title } } } }', {}, { url: gateway.url })).extensions?.cost?.requested;
     try {
@@ -71,14 +71,14 @@ describe('live reload of the supergraph', () => {
     // A supergraph whose Product.sku needs the catalog:write scope (the running catalog does not say so:
     // only the gateway's rules change here).
     const guarded = editedSchema('catalog', (sdl) => sdl.replace('  sku: String!\n', '  sku: String! @requiresScopes(scopes: [["catalog:write"]])\n'));
-    const { gateway, publish } = await followingGateway(SCHEMA_DIR);
+    const { gateway, publish } = await followingGateway(readSubgraphSdls());
     const skus = () => suite.harness.query('{ products(first: 1) { edges { node { sku } } } }', {}, { url: gateway.url });
     try {
       expect((await skus()).status).toBe(200);
       publish(guarded);
       await until(async () => (await skus()).status === 401);
       expect((await skus()).errors?.map((e) => e.extensions)).toEqual([{ code: 'UNAUTHENTICATED', fields: ['Product.sku'] }]);
-      publish(SCHEMA_DIR);
+      publish(readSubgraphSdls());
       await until(async () => (await skus()).status === 200);
     } finally {
       await gateway.stop();
@@ -96,7 +96,7 @@ describe('live reload of the supergraph', () => {
       res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(await upstream.text());
     });
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const { gateway, publish } = await followingGateway(SCHEMA_DIR, {
+    const { gateway, publish } = await followingGateway(readSubgraphSdls(), {
       subgraphUrls: { accounts: suite.harness.subgraphs.accounts.url, catalog: suite.harness.subgraphs.catalog.url, reviews: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/graphql` },
     });
     try {

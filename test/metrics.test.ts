@@ -4,7 +4,7 @@ import pino from 'pino';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from './operations';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const suite = useHarness();

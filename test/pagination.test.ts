@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { generateDataset } from '../prisma/seed';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { PRODUCT_REVIEWS, PRODUCTS_BY_DATE, PRODUCTS_BY_PRICE, USERS_LIST } from './operations';
+import { PRODUCT_REVIEWS, PRODUCTS_BY_DATE, PRODUCTS_BY_PRICE, USERS_LIST } from '../scripts/operations';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const byPrice = <T extends { priceCents: number; id: string }>(rows: T[]) =>

@@ -15,7 +15,7 @@ import { createLogger } from '../lib/logger';
 import { connectRedis } from '../lib/redis';
 import type { RunningGateway } from '../gateway/server';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from './operations';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 import { describeWithRedis } from './redis-available';
 
 const suite = useHarness();

@@ -16,7 +16,7 @@ import {
   USER_REVIEWS,
   USERS_LIST,
   USERS_PAGE,
-} from './operations';
+} from '../scripts/operations';
 
 const dataset = generateDataset(BENCH_SCALE);
 const newestFirst = <T extends { createdAt: Date; id: string }>(rows: T[]) =>

@@ -1,7 +1,10 @@
 import type { User } from '../../generated/prisma/client';
-import type { EntityCache } from '../../lib/entity-cache';
-import { keyedLoader, type LoaderOptions } from '../../lib/loaders';
-import type { AccountsDb } from './context';
+import type { PrismaClient } from '../../lib/db';
+import { keyedLoader } from '../../lib/loaders';
+import type { LoaderDependencies } from '../../lib/subgraph-definition';
+
+/** The accounts subgraph sees only the tables it owns. */
+export type AccountsDb = Pick<PrismaClient, 'user'>;
 
 /**
  * A user as anyone may see it. The email is personal: it is never in this row, never cached, and
@@ -14,7 +17,7 @@ export const PUBLIC_USER_COLUMNS = { id: true, displayName: true, createdAt: tru
 export const USER_CACHE = { subgraph: 'accounts', name: 'User', version: 1 } as const;
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
-export function createLoaders(db: AccountsDb, options: LoaderOptions = {}, cache: EntityCache | null = null) {
+export function createLoaders(db: AccountsDb, { loaderOptions: options, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>) {
   return {
     userById: keyedLoader(
       (ids: string[]): Promise<PublicUser[]> => db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }),

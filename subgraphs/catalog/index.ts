@@ -1,6 +1,6 @@
-// First: tracing must patch modules before anything loads them.
-import '../../lib/instrumentation';
-import { runStandalone } from '../../lib/standalone';
-import { catalogSubgraph } from './server';
+import { defineSubgraph } from '../../lib/subgraph-definition';
+import { createLoaders } from './loaders';
+import { resolvers } from './resolvers';
 
-runStandalone('catalog', catalogSubgraph);
+/** The catalog subgraph: products (schema.graphql, schema.prisma). */
+export default defineSubgraph({ resolvers, createLoaders });

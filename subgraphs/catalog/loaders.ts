@@ -1,14 +1,19 @@
-import type { EntityCache } from '../../lib/entity-cache';
-import { keyedLoader, type LoaderOptions } from '../../lib/loaders';
-import type { CatalogDb } from './context';
+import type { Product } from '../../generated/prisma/client';
+import type { PrismaClient } from '../../lib/db';
+import { keyedLoader } from '../../lib/loaders';
+import type { LoaderDependencies } from '../../lib/subgraph-definition';
+
+/** The catalog subgraph sees only the tables it owns. */
+export type CatalogDb = Pick<PrismaClient, 'product'>;
 
 /** Cached Product rows; bump the version whenever the cached shape (the model's columns) changes. */
 export const PRODUCT_CACHE = { subgraph: 'catalog', name: 'Product', version: 1 } as const;
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
-export function createLoaders(db: CatalogDb, options: LoaderOptions = {}, cache: EntityCache | null = null) {
+export function createLoaders(db: CatalogDb, { loaderOptions, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>) {
   return {
-    productById: keyedLoader((ids: string[]) => db.product.findMany({ where: { id: { in: ids } } }), (product) => product.id, options, cache?.type(PRODUCT_CACHE)),
+    /** Products by id; `productById.invalidate([id])` after a write of one. */
+    productById: keyedLoader((ids: string[]) => db.product.findMany({ where: { id: { in: ids } } }), (product) => product.id, loaderOptions, cache?.type<Product>(PRODUCT_CACHE)),
   };
 }
 

@@ -1,6 +1,6 @@
-// First: tracing must patch modules before anything loads them.
-import '../../lib/instrumentation';
-import { runStandalone } from '../../lib/standalone';
-import { reviewsSubgraph } from './server';
+import { defineSubgraph } from '../../lib/subgraph-definition';
+import { createLoaders } from './loaders';
+import { resolvers } from './resolvers';
 
-runStandalone('reviews', reviewsSubgraph);
+/** The reviews subgraph: reviews of products by users (schema.graphql, schema.prisma). */
+export default defineSubgraph({ resolvers, createLoaders });

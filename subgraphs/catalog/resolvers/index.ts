@@ -69,7 +69,7 @@ export const resolvers: Resolvers = {
         throw error;
       }
     },
-    updateProduct: async (_root, { id, input }, { db, productCache }) => {
+    updateProduct: async (_root, { id, input }, { db, loaders }) => {
       const productId = parseId(id, 'id');
       const data = validate(updateInput, input, 'input');
       try {
@@ -84,7 +84,7 @@ export const resolvers: Resolvers = {
           },
         });
         // Before answering: a read after this write, on any replica, must not see the old row.
-        await productCache?.invalidate([productId]);
+        await loaders.productById.invalidate([productId]);
         return updated;
       } catch (error) {
         if (isPrismaError(error, 'P2025')) throw notFound('id', `No product with id ${productId}.`);

@@ -6,7 +6,8 @@ import { forList, pageRequest, toConnection, type PageArgs } from '../../../lib/
 import { validate } from '../../../lib/validation';
 import type { Resolvers } from '../__generated__/resolvers-types';
 import type { Context } from '../context';
-import { NEWEST_FIRST, type ReviewParent } from '../loaders';
+import { NEWEST_FIRST } from '../loaders';
+import type { ReviewParent } from '../sql';
 
 const createInput = z.object({
   productId: z.string().uuid('must be a UUID'),
@@ -28,23 +29,23 @@ export const resolvers: Resolvers = {
     review: (_root, { id }, { loaders }) => loaders.reviewById.load(parseId(id, 'id')),
   },
   Mutation: {
-    createReview: async (_root, { input }, { db, callerId, catalog, invalidate }) => {
+    createReview: async (_root, { input }, { db, callerId, loaders }) => {
       if (!callerId) throw unauthenticated('Sign in to write a review.');
       const data = validate(createInput, input, 'input');
       const productId = data.productId.toLowerCase();
-      if (!(await catalog.productExists(productId))) throw notFound('input.productId', `No product with id ${productId}.`);
+      if (!(await loaders.productExists(productId))) throw notFound('input.productId', `No product with id ${productId}.`);
       const review = await db.review.create({ data: { productId, authorId: callerId, rating: data.rating, body: data.body } });
       // Before answering, so the next read of the product's rating and reviews sees this one.
-      await invalidate({ productId });
+      await loaders.invalidateReviews({ productId });
       return review;
     },
-    deleteReview: async (_root, { id }, { db, callerId, invalidate }) => {
+    deleteReview: async (_root, { id }, { db, callerId, loaders }) => {
       if (!callerId) throw unauthenticated('Sign in to delete a review.');
       const reviewId = parseId(id, 'id');
       try {
         // Deletes only the caller's own review, in one statement: no check-then-act race.
         const deleted = await db.review.delete({ where: { id: reviewId, authorId: callerId }, select: { productId: true } });
-        await invalidate({ productId: deleted.productId, reviewId });
+        await loaders.invalidateReviews({ productId: deleted.productId, reviewId });
         return { deletedReviewId: reviewId, productId: deleted.productId };
       } catch (error) {
         if (!isPrismaError(error, 'P2025')) throw error;
