@@ -1,38 +1,35 @@
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { join } from 'node:path';
 import type { BaseContext } from '@apollo/server';
-import type { Request, Response } from 'express';
 import { ApolloServerPluginSchemaReportingDisabled, ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloGateway } from '@apollo/gateway';
-import { clientError, ErrorCode, maskUnexpectedErrors } from '../lib/errors';
+import type { Caller } from '../lib/authorization';
+import { maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
-import { ANONYMOUS, type Caller } from '../lib/authorization';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
-import { accessRulesOf, supergraphForGateway, useAccessControl } from './access-control';
 import type { Logger } from '../lib/logger';
-import { createMetrics, useMetrics, useRequestLog } from '../lib/metrics';
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { useMetrics, useRequestLog } from '../lib/metrics';
 import type { RedisClient } from '../lib/redis';
+import { supergraphForGateway, useAccessControl } from './access-control';
 import type { BearerAuthenticator } from './auth';
-import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
+import { credentialsChecker, isIdentified } from './credentials';
 import { DeprecationUsage } from './deprecation-usage';
 import { useDeprecationNotices } from './deprecations';
-import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
-import { identifyClient, parseApiKeys, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
-import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
 import { landingPageWithGraphiQLFallback } from './explorer/landing-page';
 import { loadExplorerRoutes } from './explorer/routes';
+import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
+import { createGatewayMetrics } from './metrics';
+import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
+import { identifyClient, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
+import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
+import { SUPERGRAPH_PATH, SupergraphFile } from './supergraph-file';
 
 // Nothing in this service may call out to the internet.
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
-
-export const SUPERGRAPH_PATH = join(__dirname, '..', 'schema', 'supergraph.graphql');
 
 /** Per request: the caller (verified user id and token scopes, or ANONYMOUS), their budget and the operation's cost. */
 export interface GatewayContext extends BaseContext, Caller, BudgetContext, QueryCostContext {}
 
 export interface GatewayOptions {
-  /** A fixed supergraph SDL. Defaults to none: the gateway reads `supergraphPath` and follows it. */
+  /** A fixed supergraph SDL. Defaults to none: the gateway reads `supergraphPath` and follows it (SupergraphFile). */
   supergraphSdl?: string;
   /**
    * The supergraph file to serve and watch: when it changes, the new supergraph is validated and
@@ -80,119 +77,40 @@ export interface GatewayOptions {
   logger: Logger;
 }
 
-/** The verdict on a request's credentials, made once per request. */
-interface Credentials {
-  caller: Caller;
-  /** The API key's client name, when a known key was sent. */
-  apiClient: string | null;
-  /** Why the credentials were refused (a 401 for the context to throw). */
-  error?: unknown;
-}
-
 export interface RunningGateway extends RunningServer {
   /** Each subgraph's circuit breaker state. */
   breakerStates(): Record<string, 'closed' | 'open' | 'halfOpen'>;
 }
 
-/** The gateway: one endpoint over the composed supergraph, with the Sandbox landing page on GET (falling back to GraphiQL at /graphiql). */
+/**
+ * The gateway: one endpoint over the composed supergraph, with the Sandbox landing page on GET (falling
+ * back to GraphiQL at /graphiql). Each concern is its own module; this function only puts them in order.
+ */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
-  // Reads GraphiQL's bundle manifest (builds the bundle only when it is missing or stale); never rejects.
-  const explorerRoutes = loadExplorerRoutes(options.logger);
-  const dataSources: SubgraphDataSource<GatewayContext>[] = [];
-  const metrics = createMetrics('gateway');
-  const registers = [metrics.registry];
-  const fetchDuration = new Histogram({
-    name: 'subgraph_fetch_duration_seconds',
-    help: 'Calls to subgraphs by subgraph and outcome (ok, timeout, unreachable, bad_status, circuit_open).',
-    labelNames: ['subgraph', 'outcome'],
-    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers,
-  });
-  new Gauge({
-    name: 'subgraph_circuit_breaker_state',
-    help: 'Each subgraph breaker: 0 closed, 1 half-open, 2 open.',
-    labelNames: ['subgraph'],
-    registers,
-    collect() {
-      for (const source of dataSources) this.set({ subgraph: source.subgraph }, { closed: 0, halfOpen: 1, open: 2 }[source.breakerState()]);
-    },
-  });
-  const operationCost = new Histogram({
-    name: 'graphql_operation_cost',
-    help: 'Estimated cost of each scored operation.',
-    buckets: [1, 10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000],
-    registers,
-  });
-  const refusals = new Counter({
-    name: 'gateway_refusals_total',
-    help: 'Requests refused before GraphQL ran: overloaded (in-flight cap) or ip_rate. Budget and cost refusals are in graphql_errors_total by code.',
-    labelNames: ['reason'],
-    registers,
-  });
-  const deprecatedUses = new Counter({
-    name: 'deprecated_element_uses_total',
-    help: 'Uses of deprecated schema elements, by schema coordinate and client (name@version, at most 100 clients, then other).',
-    labelNames: ['coordinate', 'client'],
-    registers,
-  });
-  const clients = new Set<string>();
-  const boundedClient = (client: string) => {
-    if (clients.has(client) || clients.size < 100) {
-      clients.add(client);
-      return client;
-    }
-    return 'other';
-  };
+  const { logger } = options;
   const namespace = options.redisNamespace ?? 'storefront';
-  const deprecationUsage = new DeprecationUsage(namespace, options.redis);
-  new Gauge({
-    name: 'rate_limit_store_degraded',
-    help: '1 while Redis is unreachable and rate limits use this gateway\'s local counters.',
-    registers,
-    collect() {
-      this.set(options.redis && !options.redis.isReady ? 1 : 0);
-    },
-  });
-  const supergraphPath = options.supergraphPath ?? SUPERGRAPH_PATH;
+  // Reads GraphiQL's bundle manifest (builds the bundle only when it is missing or stale); never rejects.
+  const explorerRoutes = loadExplorerRoutes(logger);
+
+  // The supergraph: a fixed SDL, or the file, followed live.
+  const supergraphFile = options.supergraphSdl ? undefined : new SupergraphFile({ path: options.supergraphPath ?? SUPERGRAPH_PATH, logger });
   // The gateway enforces the contract's @authenticated/@requiresScopes itself (access-control.ts).
-  const supergraphSdl = supergraphForGateway(options.supergraphSdl ?? readFileSync(supergraphPath, 'utf8'));
-  const accessControl = useAccessControl();
+  const supergraphSdl = options.supergraphSdl ? supergraphForGateway(options.supergraphSdl) : supergraphFile!.read();
+
+  // Subgraph calls: one data source per subgraph, with its timeout, breaker and the caller's signed identity.
+  const dataSources: SubgraphDataSource<GatewayContext>[] = [];
+  const breakerStates = () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()]));
+  const metrics = createGatewayMetrics({ breakers: { breakerStates }, redisDegraded: () => Boolean(options.redis && !options.redis.isReady) });
   const gateway = new ApolloGateway({
-    // The supergraph comes from disk (no managed federation, no runtime introspection of subgraphs),
-    // and a new version of the file is picked up live.
-    supergraphSdl: options.supergraphSdl
-      ? supergraphSdl
-      : async ({ update }) => {
-          let current = readFileSync(supergraphPath, 'utf8');
-          watchFile(supergraphPath, { interval: 250, persistent: false }, () => {
-            let next: string;
-            try {
-              next = readFileSync(supergraphPath, 'utf8');
-            } catch {
-              return;
-            }
-            if (next === current) return;
-            try {
-              const forGateway = supergraphForGateway(next);
-              // Its access rules must read before it may serve: the gateway would swap it in regardless.
-              accessRulesOf(forGateway);
-              update(forGateway);
-              current = next;
-              options.logger.info({ path: supergraphPath }, 'supergraph reloaded');
-            } catch (error) {
-              options.logger.error({ err: error, path: supergraphPath }, 'new supergraph refused: still serving the previous one');
-            }
-          });
-          return { supergraphSdl, cleanup: async () => unwatchFile(supergraphPath) };
-        },
+    supergraphSdl: supergraphFile ?? supergraphSdl,
     buildService: ({ name, url }) => {
       const source = new SubgraphDataSource<GatewayContext>({
         name,
         url: options.subgraphUrls?.[name] ?? url!,
         timeoutMs: options.subgraphTimeoutsMs?.[name],
         breaker: options.breaker,
-        logger: options.logger,
-        observe: ({ subgraph, outcome, seconds }) => fetchDuration.observe({ subgraph, outcome }, seconds),
+        logger,
+        observe: ({ subgraph, outcome, seconds }) => metrics.observeFetch(subgraph, outcome, seconds),
         // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
         signRequest: {
           describe: (context) => JSON.stringify({ callerId: context.callerId ?? null, scopes: context.scopes ?? [] } satisfies Caller),
@@ -202,45 +120,31 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       dataSources.push(source);
       return source;
     },
-    logger: options.logger,
+    logger,
   });
+
+  // Before GraphQL: the in-flight cap and, for callers without valid credentials, the IP rate.
   if (options.trustProxy === 'true') {
-    options.logger.warn('TRUST_PROXY=true believes any X-Forwarded-For: clients can pick their IP and dodge the IP rate. Give the hop count or the proxy subnets instead.');
+    logger.warn('TRUST_PROXY=true believes any X-Forwarded-For: clients can pick their IP and dodge the IP rate. Give the hop count or the proxy subnets instead.');
   }
-  const budget = useClientBudget({ ...options.budget, redis: options.redis, namespace, logger: options.logger });
-  const apiKeyName = parseApiKeys(options.apiKeys);
-  /**
-   * Verifies the request's credentials once, before the body is read: the IP rate applies unless they
-   * are valid, and the context reports the verdict (a bad token or unknown key is a 401 there).
-   */
-  const credentialsOf = async (req: Request, res: Response): Promise<Credentials> => {
-    if (res.locals.credentials) return res.locals.credentials as Credentials;
-    let credentials: Credentials;
-    try {
-      const caller = await options.authenticate(req.headers.authorization);
-      const apiKey = req.headers['x-api-key'];
-      const apiClient = typeof apiKey === 'string' ? apiKeyName(apiKey) : null;
-      credentials = apiKey !== undefined && !apiClient
-        ? { caller: ANONYMOUS, apiClient: null, error: clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } }) }
-        : { caller, apiClient };
-    } catch (error) {
-      credentials = { caller: ANONYMOUS, apiClient: null, error };
-    }
-    res.locals.credentials = credentials;
-    return credentials;
-  };
-  const limits = requestLimits(async (req, res) => {
-    const credentials = await credentialsOf(req, res);
-    return !credentials.error && (credentials.caller.callerId !== null || credentials.apiClient !== null);
-  }, { ...options.requestLimits, redis: options.redis, namespace, onRefuse: (reason) => refusals.inc({ reason }) });
+  const credentialsOf = credentialsChecker(options.authenticate, options.apiKeys);
+  const limits = requestLimits(async (req, res) => isIdentified(await credentialsOf(req, res)), {
+    ...options.requestLimits,
+    redis: options.redis,
+    namespace,
+    onRefuse: metrics.countRefusal,
+  });
+
   // Who may run it, then how large it is, then whether the client can afford it: all before any
   // subgraph is called. A refusal by access control or a limit costs the client the minimum point.
+  const accessControl = useAccessControl();
+  const budget = useClientBudget({ ...options.budget, redis: options.redis, namespace, logger });
   const queryLimits = useQueryLimits<GatewayContext>({
     supergraphSdl,
     ...options.queryLimits,
     authorize: accessControl.authorize,
     onEstimated: ({ estimated }, requestContext) => {
-      operationCost.observe(estimated);
+      metrics.observeCost(estimated);
       return budget.charge(estimated, requestContext.contextValue);
     },
   });
@@ -250,10 +154,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     accessControl.onSchemaLoadOrUpdate(schema);
     queryLimits.onSchemaLoadOrUpdate(schema);
   });
+
   const server = await startGraphQLHttpServer<GatewayContext>({
     apollo: {
       gateway,
-      formatError: withPersistedQueryErrorCodes(maskUnexpectedErrors(options.logger)),
+      formatError: withPersistedQueryErrorCodes(maskUnexpectedErrors(logger)),
       introspection: true,
       validationRules: queryLimits.validationRules,
       parseOptions: queryLimits.parseOptions,
@@ -263,11 +168,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       // would preflight, e.g. `apollo-require-preflight: true` (gateway/http-cache.ts).
       csrfPrevention: true,
       // Automatic persisted queries: in Redis when the gateway has a client, else in memory.
-      persistedQueries: persistedQueries(options.redis, namespace, options.logger),
+      persistedQueries: persistedQueries(options.redis, namespace, logger),
       plugins: [
         useMetrics(metrics),
-        useRequestLog(options.logger),
-        useDeprecationNotices({ docsUrl: options.deprecationDocsUrl, usage: deprecationUsage, onUse: (coordinate, client) => deprecatedUses.inc({ coordinate, client: boundedClient(client) }) }),
+        useRequestLog(logger),
+        useDeprecationNotices({ docsUrl: options.deprecationDocsUrl, usage: new DeprecationUsage(namespace, options.redis), onUse: metrics.countDeprecatedUse }),
         queryLimits.plugin,
         budget.plugin,
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.
@@ -295,11 +200,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     port: options.port,
     shutdownGraceMs: options.shutdownGraceMs,
     portSetting: 'GATEWAY_PORT',
-    logger: options.logger,
+    logger,
   });
   return {
     ...server,
-    breakerStates: () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()])),
+    breakerStates,
     stop: async () => {
       await server.stop();
       budget.close();

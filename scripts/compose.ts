@@ -1,13 +1,10 @@
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { composeServices } from '@apollo/composition';
 import { parse, type GraphQLSchema } from 'graphql';
+import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
 import { runMain } from '../lib/cli';
 import { contractOf } from '../lib/subgraph';
 import { SUBGRAPHS } from '../subgraphs/registry';
-
-/** The composed contract the gateway serves (committed, and followed live by a running gateway). */
-export const SUPERGRAPH_PATH = join(__dirname, '..', 'schema', 'supergraph.graphql');
 
 /** Each subgraph's SDL by name: the registry's subgraphs/<name>/schema.graphql, or a proposed edit of them. */
 export type SubgraphSdls = Record<string, string>;

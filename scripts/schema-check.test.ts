@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { loadDeprecations } from '../gateway/deprecations';
 import { editedSchema } from '../test/schema-edits';
-import { CompositionError, SUPERGRAPH_PATH } from './compose';
+import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
+import { CompositionError } from './compose';
 import { checkSchema } from './schema-check';
 
 const committedSupergraph = readFileSync(SUPERGRAPH_PATH, 'utf8');

@@ -8,7 +8,8 @@ import { connectRedis } from '../lib/redis';
 import { DeprecationUsage } from '../gateway/deprecation-usage';
 import { loadDeprecations, type DeprecationFacts } from '../gateway/deprecations';
 import { unguardedWrites } from '../gateway/access-control';
-import { composeSupergraph, SUPERGRAPH_PATH, type SubgraphSdls } from './compose';
+import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
+import { composeSupergraph, type SubgraphSdls } from './compose';
 
 export interface SchemaChange {
   /** `unguarded`: a write that does not say who may make it (never allowed). */

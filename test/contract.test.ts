@@ -5,7 +5,8 @@ import { getNamedType, getNullableType, isListType, isObjectType, type GraphQLSc
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../lib/config';
 import { generateDataset } from '../prisma/seed';
-import { composeApiSchema, composeSupergraph, CompositionError, SUPERGRAPH_PATH } from '../scripts/compose';
+import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
+import { composeApiSchema, composeSupergraph, CompositionError } from '../scripts/compose';
 import { createTestDatabase } from './harness';
 import { editedSchema } from './schema-edits';
 

@@ -1,6 +1,7 @@
 /** The real service as users start it, for the tests of start, stop, signals and the README's snippets. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { freePort } from './databases';
 
 const ROOT = join(__dirname, '..');
@@ -16,20 +17,18 @@ export interface Started {
   exited: Promise<number | null>;
 }
 
-/** `npm start`, production mode, every port free, `env` on top. */
-export async function npmStart(env: NodeJS.ProcessEnv, script = 'start'): Promise<Started> {
-  const [gateway, accounts, catalog, reviews] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+/** `npm start` (or `script`) in `cwd`, production mode, every registry subgraph's port free, `env` on top. */
+export async function npmStart(env: NodeJS.ProcessEnv, script = 'start', cwd = ROOT): Promise<Started> {
+  const [gateway, ...subgraphs] = await Promise.all([freePort(), ...SUBGRAPH_NAMES.map(() => freePort())]);
   const child = spawn('npm', ['run', '-s', script], {
-    cwd: ROOT,
+    cwd,
     env: {
       ...process.env,
       NODE_ENV: 'production',
       LOG_LEVEL: 'info',
       SEED_SCALE: '1',
       GATEWAY_PORT: String(gateway),
-      ACCOUNTS_PORT: String(accounts),
-      CATALOG_PORT: String(catalog),
-      REVIEWS_PORT: String(reviews),
+      ...Object.fromEntries(SUBGRAPH_NAMES.map((name, index) => [`SUBGRAPH_${name.toUpperCase()}_PORT`, String(subgraphs[index])])),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

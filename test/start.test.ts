@@ -136,7 +136,7 @@ describe('npm start', () => {
 
   it.each([
     ['its gateway port is taken', 'GATEWAY_PORT', /Port (\d+) on 127\.0\.0\.1 \(GATEWAY_PORT\) is already in use by pid (\d+) .*Stop that process, or set GATEWAY_PORT/],
-    ['a subgraph port is taken', 'CATALOG_PORT', /Port (\d+) on 127\.0\.0\.1 \(CATALOG_PORT\) is already in use by pid (\d+) .*set CATALOG_PORT/],
+    ['a subgraph port is taken', 'SUBGRAPH_CATALOG_PORT', /Port (\d+) on 127\.0\.0\.1 \(SUBGRAPH_CATALOG_PORT\) is already in use by pid (\d+) .*set SUBGRAPH_CATALOG_PORT/],
   ])('exits 1 naming the process when %s', async (_name, setting, message) => {
     const blocker = net.createServer().listen(0, '127.0.0.1');
     await new Promise((resolve) => blocker.once('listening', resolve));

@@ -8,6 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
+import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { adminQuery, withDatabase } from './databases';
 import { describeWithRedis } from './redis-available';
 
@@ -59,9 +60,7 @@ describeWithRedis('tracing', () => {
         ...process.env,
         DATABASE_URL: withDatabase(adminUrl, name),
         GATEWAY_PORT: '0',
-        ACCOUNTS_PORT: '0',
-        CATALOG_PORT: '0',
-        REVIEWS_PORT: '0',
+        ...Object.fromEntries(SUBGRAPH_NAMES.map((subgraph) => [`SUBGRAPH_${subgraph.toUpperCase()}_PORT`, '0'])),
         SEED_SCALE: '0',
         LOG_LEVEL: 'info',
         // The entity cache in the real Redis, under a namespace of its own: first reads miss (SQL runs) and
@@ -97,7 +96,7 @@ describeWithRedis('tracing', () => {
       const subgraphPorts = Object.fromEntries(
         [...output.matchAll(/"url":"http:\/\/[^:]+:(\d+)\/graphql"[^\n]*"msg":"(\w+) subgraph ready"/g)].map(([, port, subgraph]) => [port!, subgraph!]),
       );
-      expect(Object.values(subgraphPorts).sort()).toEqual(['accounts', 'catalog', 'reviews']);
+      expect(Object.values(subgraphPorts).sort()).toEqual([...SUBGRAPH_NAMES].sort());
 
       const response = await fetch(gatewayUrl, {
         method: 'POST',

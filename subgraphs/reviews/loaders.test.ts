@@ -1,0 +1,92 @@
+/** reviews' loaders against a real database: what each read costs in statements, with the entity cache in memory. */
+import { createDatabaseClient, type DatabaseClient, type SqlStatement } from '../../lib/db';
+import { EntityCache } from '../../lib/entity-cache';
+import { createIdentitySigner } from '../../lib/identity';
+import { createLogger } from '../../lib/logger';
+import { pageRequest } from '../../lib/pagination';
+import { generateDataset } from '../../prisma/seed';
+import { FIXTURE_SCALE } from '../../test/global-setup';
+import { createTestDatabase } from '../../test/harness';
+import { createLoaders, NEWEST_FIRST } from './loaders';
+
+const dataset = generateDataset(FIXTURE_SCALE);
+const product = dataset.products[0]!;
+const newest = dataset.reviews
+  .filter((review) => review.productId === product.id)
+  .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
+
+let database: { url: string; drop(): Promise<void> };
+let client: DatabaseClient;
+const statements: SqlStatement[] = [];
+let cache: EntityCache;
+
+/** The loaders of one request (each request gets its own, as lib/subgraph.ts builds them). */
+const request = () =>
+  createLoaders(client.prisma, {
+    loaderOptions: {},
+    cache,
+    signIdentity: createIdentitySigner('loaders-test-identity-secret-of-32-chars'),
+    subgraphUrl: () => 'http://127.0.0.1:1/graphql',
+  });
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  client = createDatabaseClient(database.url, { poolSize: 4, onStatement: (statement) => statements.push(statement) });
+});
+afterAll(async () => {
+  await client.close();
+  await database.drop();
+});
+beforeEach(() => {
+  cache = new EntityCache({ namespace: `loaders-${Date.now()}`, logger: createLogger('test', 'silent') });
+  statements.length = 0;
+});
+
+const firstPage = pageRequest({ first: 5 }, NEWEST_FIRST);
+
+describe('reviews loaders', () => {
+  it('answer concurrent cold requests for one product\'s first page and stats with ONE statement, then from the cache', async () => {
+    const [one, two] = [request(), request()];
+    const [pageOne, statsOne, pageTwo, statsTwo] = await Promise.all([
+      one.reviewPage('product', product.id, firstPage),
+      one.ratingStats(product.id),
+      two.reviewPage('product', product.id, firstPage),
+      two.ratingStats(product.id),
+    ]);
+    expect(statements).toHaveLength(1);
+    expect(pageOne.map((review) => review.id)).toEqual(newest.slice(0, 6).map((review) => review.id));
+    expect(pageTwo).toEqual(pageOne);
+    expect(statsOne).toEqual({ reviewCount: newest.length, averageRating: expect.any(Number) });
+    expect(statsTwo).toEqual(statsOne);
+
+    statements.length = 0;
+    const later = request();
+    expect(await later.reviewPage('product', product.id, firstPage)).toEqual(pageOne);
+    expect(statements).toHaveLength(0);
+  });
+
+  it('put uncacheable slices (an author\'s page) in the same statement as the cache misses', async () => {
+    const loaders = request();
+    const author = newest[0]!.authorId;
+    const authorPage = pageRequest({ first: 2 }, NEWEST_FIRST);
+    await Promise.all([loaders.reviewPage('product', product.id, firstPage), loaders.reviewPage('author', author, authorPage)]);
+    expect(statements).toHaveLength(1);
+    expect(statements[0]!.text).toMatch(/UNION ALL/);
+    // Cached now: the product's first page is a hit, the author's page is read again, alone.
+    statements.length = 0;
+    const next = request();
+    await Promise.all([next.reviewPage('product', product.id, firstPage), next.reviewPage('author', author, authorPage)]);
+    expect(statements).toHaveLength(1);
+    expect(statements[0]!.text).not.toMatch(/UNION ALL/);
+  });
+
+  it('forget a product\'s stats and first pages after a write (invalidateReviews), here and for later requests', async () => {
+    const loaders = request();
+    await loaders.ratingStats(product.id);
+    await loaders.invalidateReviews({ productId: product.id });
+    statements.length = 0;
+    await loaders.ratingStats(product.id);
+    await request().reviewPage('product', product.id, firstPage);
+    expect(statements).toHaveLength(2);
+  });
+});
