@@ -266,7 +266,7 @@ export function estimateCost(model: CostModel, request: CostRequest): number {
   const operation = getOperationAST(request.document, request.operationName ?? undefined);
   if (!operation) {
     throw new GraphQLError(request.operationName ? `Unknown operation named "${request.operationName}".` : 'Must provide the name of the operation to run.', {
-      extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } },
+      extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } },
     });
   }
   // Only this operation and the fragments: getComplexity would otherwise add up every operation.
@@ -274,18 +274,20 @@ export function estimateCost(model: CostModel, request: CostRequest): number {
     ...request.document,
     definitions: request.document.definitions.filter((definition) => definition === operation || definition.kind === Kind.FRAGMENT_DEFINITION),
   };
+  // Counted in linear time first: scoring walks the expansion, which a fragment bomb makes exponential.
+  if (countSelections(request.document, operation, request.variables) > MAX_SCORED_NODES) return Number.POSITIVE_INFINITY;
   try {
     return getComplexity({
       schema: request.schema ?? model.apiSchema,
       query,
       variables: request.variables ?? {},
       estimators: createEstimators(model),
-      maxQueryNodes: MAX_SCORED_NODES,
+      // A backstop only (it also counts fragments as nodes): the count above already bounds the walk.
+      maxQueryNodes: 4 * MAX_SCORED_NODES,
     });
   } catch (error) {
-    if (error instanceof GraphQLError && /maximum allowed number of nodes/.test(error.message)) return Number.POSITIVE_INFINITY;
     if (error instanceof GraphQLError) {
-      throw new GraphQLError(error.message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+      throw new GraphQLError(error.message, { extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } } });
     }
     throw error;
   }

@@ -102,7 +102,7 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   app.use('/graphql', ...(options.middleware ?? []), express.json({ limit: options.bodyLimit ?? '100kb', verify: keepRawBody }), expressMiddleware(apollo, { context: options.context }));
   options.routes?.(app);
   app.use((_req, res) => {
-    res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: 'NOT_FOUND' } }] });
+    res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: ErrorCode.NOT_FOUND } }] });
   });
   // Body-parser and other middleware errors: a JSON answer with a code, never Express's HTML stack page.
   const onError: ErrorRequestHandler = (error, _req, res, _next) => {

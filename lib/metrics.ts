@@ -1,6 +1,7 @@
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
 import { trace } from '@opentelemetry/api';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { ErrorCode } from './errors';
 
 /**
  * Prometheus metrics of one process (prom-client), served at /metrics. Label values are bounded:
@@ -66,7 +67,7 @@ export function useMetrics<TContext extends BaseContext>(metrics: Metrics): Apol
         },
         async willSendResponse({ response, errors }) {
           metrics.inFlight.dec();
-          const codes = (errors ?? []).map((error) => String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
+          const codes = (errors ?? []).map((error) => String(error.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR));
           for (const code of codes) metrics.errors.inc({ code });
           stop({ operation, outcome: outcomeOf(response.http.status ?? 200, codes.length) });
         },
@@ -74,7 +75,7 @@ export function useMetrics<TContext extends BaseContext>(metrics: Metrics): Apol
     },
     // A request refused while building its context (a bad token: 401) never starts a request.
     async contextCreationDidFail({ error }) {
-      metrics.errors.inc({ code: String((error as { extensions?: { code?: unknown } }).extensions?.code ?? 'INTERNAL_SERVER_ERROR') });
+      metrics.errors.inc({ code: String((error as { extensions?: { code?: unknown } }).extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR) });
     },
   };
 }
@@ -128,7 +129,7 @@ export function useRequestLog<TContext extends BaseContext>(logger: { info(obj: 
     },
     async contextCreationDidFail({ error }) {
       const extensions = (error as { extensions?: { code?: unknown; http?: { status?: number } } }).extensions;
-      logger.info({ status: extensions?.http?.status ?? 500, outcome: 'rejected', codes: [extensions?.code ?? 'INTERNAL_SERVER_ERROR'] }, 'graphql request');
+      logger.info({ status: extensions?.http?.status ?? 500, outcome: 'rejected', codes: [extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR] }, 'graphql request');
     },
   };
 }
