@@ -12,7 +12,7 @@ export async function startConfiguredGateway(config: Config, logger: Logger, ove
   const redis = config.REDIS_URL && !('redis' in overrides) ? connectRedis(config.REDIS_URL, logger) : undefined;
   // Share counters from the first request when Redis is up; serve on local ones meanwhile if it is not.
   if (redis && !(await redis.ready())) logger.warn('Redis not ready at start-up: rate limits use local counters until it is');
-  const gateway = await startGateway({ ...gatewaySettings(config, redis?.client), logger, ...overrides });
+  const gateway = await startGateway({ ...gatewaySettings(config, redis), logger, ...overrides });
   return {
     ...gateway,
     stop: async () => {

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../lib/redis';
+import type { RedisConnection, RedisGuard } from '../lib/redis';
 
 /** A client as counted, from clientOf()'s name and version: reduced to safe characters. */
 export function clientLabel(name: string | null | undefined, version: string | null | undefined): string {
@@ -13,24 +13,31 @@ export interface UsageRecord {
   lastUsed: string;
 }
 
+/** How long report() waits for Redis: it runs in scripts, not on a request's path. */
+const REPORT_TIMEOUT_MS = 5_000;
+
 /**
  * Who still uses each deprecated element, and when they last did: in Redis when given (every gateway
  * adds to the same counts), else in this process. Keys: `<namespace>:deprecation-usage:<coordinate>`
- * (a hash of client → count) and `…:last` (client → ISO time).
+ * (a hash of client → count) and `…:last` (client → ISO time). Redis is reached through the
+ * connection's guard: while it is down or hung, uses are counted in this process only.
  */
 export class DeprecationUsage {
   private readonly local = new Map<string, UsageRecord>();
+  private readonly guard: RedisGuard | undefined;
 
   constructor(
     private readonly namespace: string,
-    private readonly redis?: RedisClient,
-  ) {}
+    redis?: RedisConnection,
+  ) {
+    this.guard = redis?.guard('deprecation usage', 'uses of deprecated elements are counted in this process only');
+  }
 
   private key(coordinate: string) {
     return `${this.namespace}:deprecation-usage:${coordinate}`;
   }
 
-  /** Counts one use by `client` of each coordinate. Never fails a request: errors are dropped. */
+  /** Counts one use by `client` of each coordinate. Never fails a request, nor holds it longer than the guard's wait. */
   async record(coordinates: string[], client: string, at = new Date()): Promise<void> {
     for (const coordinate of coordinates) {
       const local = this.local.get(`${coordinate} ${client}`) ?? { coordinate, client, count: 0, lastUsed: at.toISOString() };
@@ -38,21 +45,35 @@ export class DeprecationUsage {
       local.lastUsed = at.toISOString();
       this.local.set(`${coordinate} ${client}`, local);
     }
-    if (!this.redis?.isReady) return;
-    const multi = this.redis.multi();
-    for (const coordinate of coordinates) {
-      multi.hIncrBy(this.key(coordinate), client, 1);
-      multi.hSet(`${this.key(coordinate)}:last`, client, at.toISOString());
-    }
-    await multi.exec().catch(() => undefined);
+    await this.guard?.attempt((redis) => {
+      const multi = redis.multi();
+      for (const coordinate of coordinates) {
+        multi.hIncrBy(this.key(coordinate), client, 1);
+        multi.hSet(`${this.key(coordinate)}:last`, client, at.toISOString());
+      }
+      return multi.exec();
+    });
   }
 
-  /** Usage of the given coordinates, most recent first (from Redis when given, else this process). */
+  /**
+   * Usage of the given coordinates, most recent first (from Redis when given, else this process).
+   * Throws when Redis does not answer: this process's counts alone would understate the usage.
+   */
   async report(coordinates: string[]): Promise<UsageRecord[]> {
-    if (!this.redis) return [...this.local.values()].filter((record) => coordinates.includes(record.coordinate));
+    if (!this.guard) return [...this.local.values()].filter((record) => coordinates.includes(record.coordinate));
+    const read = await this.guard.attempt(
+      (redis) =>
+        Promise.all(
+          coordinates.map(async (coordinate) => {
+            const [counts, last] = await Promise.all([redis.hGetAll(this.key(coordinate)), redis.hGetAll(`${this.key(coordinate)}:last`)]);
+            return { coordinate, counts, last };
+          }),
+        ),
+      { timeoutMs: REPORT_TIMEOUT_MS },
+    );
+    if (!read) throw new Error('Redis did not answer: the usage of deprecated elements cannot be read');
     const records: UsageRecord[] = [];
-    for (const coordinate of coordinates) {
-      const [counts, last] = await Promise.all([this.redis.hGetAll(this.key(coordinate)), this.redis.hGetAll(`${this.key(coordinate)}:last`)]);
+    for (const { coordinate, counts, last } of read) {
       for (const [client, count] of Object.entries(counts)) records.push({ coordinate, client, count: Number(count), lastUsed: last[client] ?? '' });
     }
     return records.sort((a, b) => a.coordinate.localeCompare(b.coordinate) || b.lastUsed.localeCompare(a.lastUsed));

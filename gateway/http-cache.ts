@@ -5,8 +5,7 @@ import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheContr
 import { KeyvAdapter } from '@apollo/utils.keyvadapter';
 import KeyvRedis from '@keyv/redis';
 import Keyv from 'keyv';
-import type { Logger } from '../lib/logger';
-import type { RedisClient } from '../lib/redis';
+import type { RedisConnection, RedisGuard } from '../lib/redis';
 
 /**
  * HTTP caching at the gateway.
@@ -20,7 +19,7 @@ import type { RedisClient } from '../lib/redis';
  *   mutations over GET with 405. CSRF prevention stays on: a GET must carry a header a browser cannot
  *   send cross-site without a preflight: `apollo-require-preflight: true`, `x-apollo-operation-name`, or
  *   a non-simple `content-type` such as `application/json`. Without one it is refused with 400 BAD_REQUEST.
- * - APQ (automatic persisted queries): in Redis when the gateway has a client, so every gateway sees a
+ * - APQ (automatic persisted queries): in Redis when the gateway has a connection, so every gateway sees a
  *   query registered on any one; in Apollo's bounded in-memory cache otherwise.
  * - ETag: a weak validator over the response's `data` and `errors` only. `extensions` (the caller's
  *   remaining budget, `extensions.cost`) changes on every request and is left out, which is why the
@@ -38,85 +37,46 @@ export const APQ_TTL_SECONDS = 24 * 60 * 60;
 type ApqStore = NonNullable<PersistedQueryOptions['cache']>;
 
 /**
- * The APQ options: a Keyv store in Redis over the gateway's node-redis client when there is one, else
- * Apollo's default bounded in-memory cache. Redis failures are misses (the client then sends the full
- * query, which is the APQ protocol's normal recovery) and failed writes are dropped, logged once per
- * outage: a Redis outage never fails a request.
+ * The APQ options: a Keyv store in Redis over the gateway's Redis connection when there is one, else
+ * Apollo's default bounded in-memory cache. Every store operation goes through the connection's guard:
+ * a failure, or no answer within APQ_TIMEOUT_MS, is a miss (the client then sends the full query,
+ * which is the APQ protocol's normal recovery) or a dropped write, and after one the store is skipped
+ * for a second. The connection logs the outage once: it never fails a request.
  */
-export function persistedQueries(redis: RedisClient | undefined, namespace: string, logger: Logger): PersistedQueryOptions {
+export function persistedQueries(redis: RedisConnection | undefined, namespace: string): PersistedQueryOptions {
   if (!redis) return { ttl: APQ_TTL_SECONDS };
-  // The client belongs to the caller (gateway/index.ts closes it); Keyv only borrows it. Keys are
-  // `<namespace>:apq:<sha256>`: deployments sharing a Redis do not share persisted queries.
+  // The connection belongs to the caller (the gateway's bootstrap closes it); Keyv only borrows its client.
+  // Keys are `<namespace>:apq:<sha256>`: deployments sharing a Redis do not share persisted queries.
   const keyv = new Keyv<string>({
-    store: new KeyvRedis<string>(redis as never, { throwOnErrors: true, namespace, keyPrefixSeparator: ':' }),
+    store: new KeyvRedis<string>(redis.client as never, { throwOnErrors: true, namespace, keyPrefixSeparator: ':' }),
     namespace,
     useKeyPrefix: false,
   });
   keyv.on('error', () => {});
-  return { cache: new MissOnErrorCache(new KeyvAdapter(keyv), logger), ttl: APQ_TTL_SECONDS };
+  const guard = redis.guard('persisted queries', 'persisted queries are misses (clients resend the full query)');
+  return { cache: new GuardedApqStore(new KeyvAdapter(keyv), guard), ttl: APQ_TTL_SECONDS };
 }
 
 /** The longest a request waits for the APQ store: a hung Redis must not hang requests. */
 const APQ_TIMEOUT_MS = 100;
 
-function withinTimeout<T>(operation: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    operation,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`APQ store did not answer within ${APQ_TIMEOUT_MS} ms`)), APQ_TIMEOUT_MS);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** A KeyValueCache whose failures and timeouts are misses (reads) or dropped (writes). */
-class MissOnErrorCache implements ApqStore {
-  private degraded = false;
-
+/** A KeyValueCache whose failures, timeouts and fail-fast skips are misses (reads) or dropped (writes). */
+class GuardedApqStore implements ApqStore {
   constructor(
     private readonly inner: ApqStore,
-    private readonly logger: Logger,
+    private readonly guard: RedisGuard,
   ) {}
 
   async get(key: string): Promise<string | undefined> {
-    try {
-      const value = await withinTimeout(this.inner.get(key));
-      this.recovered();
-      return value;
-    } catch (error) {
-      this.failed(error);
-      return undefined;
-    }
+    return this.guard.attempt(() => this.inner.get(key), { timeoutMs: APQ_TIMEOUT_MS });
   }
 
   async set(key: string, value: string, options?: Parameters<ApqStore['set']>[2]): Promise<void> {
-    try {
-      await withinTimeout(this.inner.set(key, value, options));
-      this.recovered();
-    } catch (error) {
-      this.failed(error);
-    }
+    await this.guard.attempt(() => this.inner.set(key, value, options), { timeoutMs: APQ_TIMEOUT_MS });
   }
 
   async delete(key: string): Promise<boolean | void> {
-    try {
-      return await withinTimeout(this.inner.delete(key));
-    } catch (error) {
-      this.failed(error);
-      return false;
-    }
-  }
-
-  private failed(error: unknown): void {
-    if (this.degraded) return;
-    this.degraded = true;
-    this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'APQ store (Redis) unavailable: persisted queries are misses until it returns');
-  }
-
-  private recovered(): void {
-    if (!this.degraded) return;
-    this.degraded = false;
-    this.logger.info('APQ store (Redis) available again');
+    return (await this.guard.attempt(async () => this.inner.delete(key), { timeoutMs: APQ_TIMEOUT_MS })) ?? false;
   }
 }
 

@@ -52,7 +52,7 @@ export function createGatewayMetrics(options: { breakers: BreakerStates; redisDe
   });
   new Gauge({
     name: 'rate_limit_store_degraded',
-    help: "1 while Redis is unreachable and rate limits use this gateway's local counters.",
+    help: "1 while Redis is down, failing or hung: rate limits use this gateway's local counters (and persisted queries miss) until it answers again.",
     registers,
     collect() {
       this.set(options.redisDegraded() ? 1 : 0);

@@ -3,10 +3,9 @@ import type { ApolloServerPlugin, GraphQLRequestContext } from '@apollo/server';
 import type { Request, RequestHandler, Response } from 'express';
 import { GraphQLError } from 'graphql';
 import ipaddr from 'ipaddr.js';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { ErrorCode } from '../lib/errors';
-import type { Logger } from '../lib/logger';
-import type { RedisClient } from '../lib/redis';
+import type { RedisConnection } from '../lib/redis';
 
 export const RATE_LIMITED = ErrorCode.RATE_LIMITED;
 export const OVERLOADED = ErrorCode.OVERLOADED;
@@ -14,17 +13,51 @@ export const OVERLOADED = ErrorCode.OVERLOADED;
 /** The longest a limiter waits for Redis before deciding on this gateway's local counters. */
 const REDIS_TIMEOUT_MS = 100;
 
+/** What the budget and the IP rate need of a limiter: rate-limiter-flexible's get() and consume(). */
+interface Limiter {
+  get(key: string): Promise<RateLimiterRes | null>;
+  /** Resolves with the new state, or rejects with a RateLimiterRes when the points are not there. */
+  consume(key: string, points?: number): Promise<RateLimiterRes>;
+}
+
 /**
  * A fixed-window limiter (rate-limiter-flexible) in Redis when given, so every gateway shares it,
- * insured by local counters: if Redis errors or takes longer than REDIS_TIMEOUT_MS (down, or hung),
- * this gateway decides alone until Redis answers again.
+ * insured by local counters, behind the connection's guard: when Redis is not connected, errs, or
+ * takes longer than REDIS_TIMEOUT_MS (down, or hung), this gateway decides on its local counters, and
+ * for the next second it does so at once, without asking Redis (rate-limiter-flexible's insurance
+ * limiter still answers for a command that errs on a connected client).
  */
-function sharedLimiter(redis: RedisClient | undefined, options: { namespace: string; keyPrefix: string; points: number; duration: number }): RateLimiterAbstract {
+function sharedLimiter(redis: RedisConnection | undefined, options: { namespace: string; keyPrefix: string; points: number; duration: number }): Limiter {
   const { namespace, ...limits } = options;
   const local = new RateLimiterMemory(limits);
   if (!redis) return local;
-  const shared = new RateLimiterRedis({ ...limits, keyPrefix: `${namespace}:${limits.keyPrefix}`, storeClient: redis, useRedisPackage: true, rejectIfRedisNotReady: true, insuranceLimiter: local });
-  return new RLWrapperTimeouts({ limiter: shared, insuranceLimiter: local, timeoutMs: REDIS_TIMEOUT_MS }) as unknown as RateLimiterAbstract;
+  const shared = new RateLimiterRedis({ ...limits, keyPrefix: `${namespace}:${limits.keyPrefix}`, storeClient: redis.client, useRedisPackage: true, rejectIfRedisNotReady: true, insuranceLimiter: local });
+  const guard = redis.guard('rate limits', "rate limits use this gateway's local counters");
+  const timeout = { timeoutMs: REDIS_TIMEOUT_MS };
+  return {
+    async get(key) {
+      // Boxed: null (no counter yet) is an answer from Redis, not a failure.
+      const answer = await guard.attempt(async () => ({ state: await shared.get(key) }), timeout);
+      return answer ? answer.state : local.get(key);
+    },
+    async consume(key, points = 1) {
+      // A refusal is an answer from Redis too: carried out of the guard, then rejected as usual.
+      const answer = await guard.attempt(
+        () =>
+          shared.consume(key, points).then(
+            (state) => ({ state, refused: false }),
+            (rejection: unknown) => {
+              if (rejection instanceof RateLimiterRes) return { state: rejection, refused: true };
+              throw rejection;
+            },
+          ),
+        timeout,
+      );
+      if (!answer) return local.consume(key, points);
+      if (answer.refused) throw answer.state;
+      return answer.state;
+    },
+  };
 }
 
 /** Who a request is charged to: the verified user, else a known API key, else the IP address. */
@@ -70,14 +103,13 @@ export interface ClientBudgetOptions {
   /** The budget window, in seconds; the whole budget returns when it ends. Defaults to 60. */
   windowSeconds?: number;
   /**
-   * A connected node-redis client: every gateway sharing it shares each client's budget. When Redis
-   * fails or hangs, each gateway falls back to its own in-memory counters until it is back. Defaults to
-   * in-memory counters only.
+   * A Redis connection (connectRedis): every gateway sharing that Redis shares each client's budget.
+   * When Redis fails or hangs, each gateway falls back to its own in-memory counters at once until it
+   * is back. Defaults to in-memory counters only.
    */
-  redis?: RedisClient;
+  redis?: RedisConnection;
   /** Prefix of the budget keys in Redis (`<namespace>:budget:<client>`). Defaults to storefront. */
   namespace?: string;
-  logger: Logger;
 }
 
 interface Charge {
@@ -116,7 +148,6 @@ export function useClientBudget(options: ClientBudgetOptions) {
   const points = options.points ?? 100_000;
   const duration = options.windowSeconds ?? 60;
   const limiter = sharedLimiter(options.redis, { namespace: options.namespace ?? 'storefront', keyPrefix: 'budget', points, duration });
-  const stopWatching = options.redis ? watchRedis(options.redis, options.logger) : () => {};
 
   const describe = (requested: number, consumed: number, msBeforeNext: number): Charge => ({
     requested,
@@ -166,28 +197,8 @@ export function useClientBudget(options: ClientBudgetOptions) {
       };
     },
   };
-  return { charge, plugin, close: stopWatching };
-}
-
-/** Logs once when Redis goes away (counters fall back to this process) and once when it returns. */
-function watchRedis(redis: RedisClient, logger: Logger): () => void {
-  let degraded = false;
-  const onError = (error: Error) => {
-    if (degraded) return;
-    degraded = true;
-    logger.warn({ err: error.message }, "Redis unavailable: rate limits use this gateway's local counters until it returns");
-  };
-  const onReady = () => {
-    if (!degraded) return;
-    degraded = false;
-    logger.info('Redis is back: rate limits are shared again');
-  };
-  redis.on('error', onError);
-  redis.on('ready', onReady);
-  return () => {
-    redis.off('error', onError);
-    redis.off('ready', onReady);
-  };
+  // Nothing to release: the connection is the caller's, and its guard logs outages.
+  return { charge, plugin, close: () => {} };
 }
 
 export interface RequestLimitsOptions {
@@ -197,8 +208,8 @@ export interface RequestLimitsOptions {
   ipWindowSeconds?: number;
   /** Requests handled at once; more are refused with 503 rather than queued. Defaults to 512. */
   maxInFlight?: number;
-  /** As for useClientBudget: shared counters, with local ones while it is down. Defaults to none. */
-  redis?: RedisClient;
+  /** As for useClientBudget: shared counters, with local ones while it is down or hung. Defaults to none. */
+  redis?: RedisConnection;
   /** Prefix of the IP-rate keys in Redis (`<namespace>:ip:<address block>`). Defaults to storefront. */
   namespace?: string;
   /** Told of every refusal (metrics). Defaults to none. */

@@ -7,7 +7,7 @@ import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
 import type { Logger } from '../lib/logger';
 import { useMetrics, useRequestLog } from '../lib/metrics';
-import type { RedisClient } from '../lib/redis';
+import type { RedisConnection } from '../lib/redis';
 import { supergraphForGateway, useAccessControl } from './access-control';
 import type { BearerAuthenticator } from './auth';
 import { credentialsChecker, isIdentified } from './credentials';
@@ -60,7 +60,7 @@ export interface GatewayOptions {
   /** Per-operation cost and document limits. Defaults to useQueryLimits' defaults. */
   queryLimits?: Omit<QueryLimitsOptions<GatewayContext>, 'supergraphSdl' | 'onEstimated' | 'authorize'>;
   /** Shares rate-limit counters between gateways. Defaults to none (in memory). */
-  redis?: RedisClient;
+  redis?: RedisConnection;
   /** Known API keys, "name=key,name=key". Defaults to none. */
   apiKeys?: string;
   /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
@@ -100,7 +100,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // Subgraph calls: one data source per subgraph, with its timeout, breaker and the caller's signed identity.
   const dataSources: SubgraphDataSource<GatewayContext>[] = [];
   const breakerStates = () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()]));
-  const metrics = createGatewayMetrics({ breakers: { breakerStates }, redisDegraded: () => Boolean(options.redis && !options.redis.isReady) });
+  const metrics = createGatewayMetrics({ breakers: { breakerStates }, redisDegraded: () => options.redis?.degraded ?? false });
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphFile ?? supergraphSdl,
     buildService: ({ name, url }) => {
@@ -138,7 +138,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // Who may run it, then how large it is, then whether the client can afford it: all before any
   // subgraph is called. A refusal by access control or a limit costs the client the minimum point.
   const accessControl = useAccessControl();
-  const budget = useClientBudget({ ...options.budget, redis: options.redis, namespace, logger });
+  const budget = useClientBudget({ ...options.budget, redis: options.redis, namespace });
   const queryLimits = useQueryLimits<GatewayContext>({
     supergraphSdl,
     ...options.queryLimits,
@@ -168,7 +168,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       // would preflight, e.g. `apollo-require-preflight: true` (gateway/http-cache.ts).
       csrfPrevention: true,
       // Automatic persisted queries: in Redis when the gateway has a client, else in memory.
-      persistedQueries: persistedQueries(options.redis, namespace, logger),
+      persistedQueries: persistedQueries(options.redis, namespace),
       plugins: [
         useMetrics(metrics),
         useRequestLog(logger),

@@ -1,11 +1,11 @@
 import type { Config } from '../lib/config';
-import type { RedisClient } from '../lib/redis';
+import type { RedisConnection } from '../lib/redis';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { gatewaySecurity } from './auth';
 import type { GatewayOptions } from './server';
 
 /** Every gateway option as configured (config.subgraphs gives each subgraph's URL and timeout). */
-export function gatewaySettings(config: Config, redis?: RedisClient): Omit<GatewayOptions, 'logger'> {
+export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<GatewayOptions, 'logger'> {
   const bySubgraph = <T>(pick: (settings: Config['subgraphs'][keyof Config['subgraphs']]) => T) =>
     Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, pick(config.subgraphs[name])]));
   return {

@@ -3,6 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { EntityCache } from './entity-cache';
+import { pausableRedis, type PausableRedis } from '../test/redis-fakes';
 import { itWithRedis } from '../test/redis-available';
 
 const silent = pino({ level: 'silent' });
@@ -140,7 +141,7 @@ describe('EntityCache', () => {
       expect(Date.now() - startedAt).toBeLessThan(1_000);
       expect(loads).toBe(2);
       expect(cache.counters.errors).toBeGreaterThan(0);
-      expect(lines.some((line) => line.includes('entity cache unavailable'))).toBe(true);
+      expect(lines.filter((line) => line.includes('Redis unavailable') && line.includes('entity cache'))).toHaveLength(1);
 
       server.kill('SIGCONT');
       // After a failure the cache is left alone for a second, then tried again.
@@ -149,9 +150,55 @@ describe('EntityCache', () => {
       const before = loads;
       expect(await rows.load(['b'], load)).toEqual([{ id: 'b' }]);
       expect(loads).toBe(before);
-      expect(lines.some((line) => line.includes('entity cache is back'))).toBe(true);
+      expect(lines.filter((line) => line.includes('Redis is back') && line.includes('entity cache'))).toHaveLength(1);
     } finally {
       server.kill('SIGKILL');
+    }
+  });
+  itWithRedis('counts skipped and failed reads as errors, reads around an invalidation Redis missed, and replays it when Redis is back', async () => {
+    const proxy: PausableRedis = await pausableRedis(Number(new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379));
+    try {
+      const namespace = `replay-${Math.random()}`;
+      const cache = new EntityCache({ namespace, redisUrl: proxy.url, timeoutMs: 100, logger: silent });
+      const other = new EntityCache({ namespace, redisUrl: 'redis://127.0.0.1:6379', timeoutMs: 1_000, logger: silent });
+      caches.push(cache, other);
+      expect(await cache.ready(2_000)).toBe(true);
+      expect(await other.ready(2_000)).toBe(true);
+      const spec = { subgraph: 'unit', name: 'Thing', version: 1 };
+      let title = 'old';
+      let loads = 0;
+      const load = async (ids: string[]) => {
+        loads += 1;
+        return new Map(ids.map((id) => [id, { id, title }]));
+      };
+      await cache.type<{ id: string; title: string }>(spec).load(['a'], load);
+      expect(await other.type<{ id: string; title: string }>(spec).load(['a'], load)).toEqual([{ id: 'a', title: 'old' }]);
+      expect(loads).toBe(1);
+      // An invalidation Redis took leaves nothing to replay.
+      await cache.type(spec).invalidate(['b']);
+      expect(cache.pendingInvalidations.size).toBe(0);
+
+      proxy.hang();
+      title = 'new';
+      const startedAt = Date.now();
+      await cache.type(spec).invalidate(['a']); // waits for the timeout once, then Redis is skipped
+      expect(Date.now() - startedAt).toBeLessThan(1_000);
+      expect([...cache.pendingInvalidations]).toEqual([`${namespace}:unit:Thing:v1:a`]);
+      const errorsBefore = cache.counters.errors;
+      // Read around the missed invalidation: the loader answers, at once (the cache is skipped).
+      const read = Date.now();
+      expect(await cache.type<{ id: string; title: string }>(spec).load(['a'], load)).toEqual([{ id: 'a', title: 'new' }]);
+      expect(Date.now() - read).toBeLessThan(50);
+      expect(cache.counters.errors).toBeGreaterThan(errorsBefore);
+
+      proxy.resume();
+      const deadline = Date.now() + 5_000;
+      while (cache.pendingInvalidations.size && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(cache.pendingInvalidations.size).toBe(0);
+      // The replayed tombstone reached the shared Redis: the other instance no longer reads the old row.
+      expect(await other.type<{ id: string; title: string }>(spec).load(['a'], load)).toEqual([{ id: 'a', title: 'new' }]);
+    } finally {
+      await proxy.close();
     }
   });
 });

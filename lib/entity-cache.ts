@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import KeyvRedis from '@keyv/redis';
 import Keyv from 'keyv';
 import type { Logger } from './logger';
-import { connectRedis } from './redis';
+import { connectRedis, type RedisConnection, type RedisGuard } from './redis';
 
 /** Cache reads and writes wait at most this long; past it the subgraph goes to the database. */
 const DEFAULT_TIMEOUT_MS = 50;
@@ -86,25 +86,24 @@ class BoundedMap<K, V> extends Map<K, V> {
 export class EntityCache {
   readonly counters: CacheCounters = { hits: 0, misses: 0, errors: 0 };
   private readonly keyv: Keyv;
-  private readonly redis: ReturnType<typeof connectRedis> | undefined;
-  private readonly timeoutMs: number;
+  private readonly redis: RedisConnection | undefined;
+  /** Every Redis operation goes through it: bounded wait, fail-fast for a second after a failure, logged once. */
+  private readonly guard: RedisGuard | undefined;
   private readonly types = new Map<string, EntityTypeCache<unknown>>();
-  /** Since when the cache has been failing (null while it works): failures are not retried for a second. */
-  private failingSince: number | null = null;
-  private lastFailure = 0;
   /** Invalidations that could not reach the cache: replayed when it is back, read around until then. */
   readonly pendingInvalidations = new Set<string>();
 
   constructor(private readonly options: EntityCacheOptions) {
-    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.redis = options.redisUrl ? connectRedis(options.redisUrl, options.logger) : undefined;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.redis = options.redisUrl ? connectRedis(options.redisUrl, options.logger, { timeoutMs }) : undefined;
+    this.guard = this.redis?.guard('entity cache', 'the entity cache is skipped (subgraphs read from the database)');
     // Keys carry the namespace themselves (see type()); Keyv's own namespace stays unset because
     // Keyv prefixes single keys and key arrays differently, and it overrides the store's.
     // In memory, a bounded LRU: Keyv's default Map only forgets expired entries when they are read.
     const store = this.redis ? new KeyvRedis(this.redis.client as never, { throwOnErrors: true }) : new BoundedMap<string, unknown>(50_000);
     this.keyv = new Keyv({ store: store as never, namespace: undefined, serialize, deserialize, throwOnErrors: true });
     this.keyv.on('error', () => {});
-    this.redis?.client.on('ready', () => void this.replayInvalidations());
+    this.guard?.onRecover(() => void this.replayInvalidations());
   }
 
   /**
@@ -147,47 +146,39 @@ export class EntityCache {
   }
 
   /**
-   * Runs a cache operation with a bounded wait; undefined when it failed or took too long. After a
-   * failure the cache is not asked again for a second, so an outage costs each request nothing.
+   * Runs a cache operation with a bounded wait; undefined when it failed or took too long (counted in
+   * `errors`). After a failure Redis is not asked again for a second, so an outage costs each request nothing.
    */
   async attempt<T>(operation: () => Promise<T>): Promise<T | undefined> {
-    if (this.failingSince !== null && Date.now() - this.lastFailure < 1_000) {
+    // Boxed, so that an operation resolving to undefined is not taken for a failure.
+    const outcome = this.guard
+      ? await this.guard.attempt(async () => ({ value: await operation() }))
+      : await operation().then(
+          (value) => ({ value }),
+          () => undefined,
+        );
+    if (!outcome) {
       this.counters.errors += 1;
       return undefined;
     }
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const result = await Promise.race([
-        operation(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`cache did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
-        }),
-      ]);
-      if (this.failingSince !== null) {
-        this.failingSince = null;
-        this.options.logger.info('entity cache is back');
-        void this.replayInvalidations();
-      }
-      return result;
-    } catch (error) {
-      this.counters.errors += 1;
-      this.lastFailure = Date.now();
-      if (this.failingSince === null) {
-        this.failingSince = this.lastFailure;
-        this.options.logger.warn({ err: (error as Error).message }, 'entity cache unavailable: serving from the database until it returns');
-      }
-      return undefined;
-    } finally {
-      clearTimeout(timer);
-    }
+    return outcome.value;
+  }
+
+  /** Writes tombstones over `keys` (see invalidate()); false when the cache could not be reached. */
+  async writeTombstones(keys: readonly string[]): Promise<boolean> {
+    // Keyv's setMany resolves to nothing with the Redis store: having run at all is the success.
+    const done = await this.attempt(async () => {
+      await this.keyv.setMany(keys.map((key) => ({ key, value: tombstone(), ttl: TOMBSTONE_TTL_MS })));
+      return true;
+    });
+    return done === true;
   }
 
   /** Writes the tombstones of invalidations the cache missed while it was down. */
   private async replayInvalidations(): Promise<void> {
     if (!this.pendingInvalidations.size) return;
     const keys = [...this.pendingInvalidations];
-    const done = await this.attempt(() => this.keyv.setMany(keys.map((key) => ({ key, value: tombstone(), ttl: TOMBSTONE_TTL_MS }))));
-    if (done === undefined) return;
+    if (!(await this.writeTombstones(keys))) return;
     for (const key of keys) this.pendingInvalidations.delete(key);
     this.options.logger.info({ keys: keys.length }, 'entity cache: invalidations made during the outage replayed');
   }
@@ -320,7 +311,6 @@ export class EntityTypeCache<V> {
     }
     if (this.generations.size > 100_000) this.generations.clear();
     const keys = ids.map((id) => this.key(id));
-    const done = await this.cache.attempt(() => this.cache.store.setMany(keys.map((key) => ({ key, value: tombstone(), ttl: TOMBSTONE_TTL_MS }))));
-    if (done === undefined) for (const key of keys) this.cache.pendingInvalidations.add(key);
+    if (!(await this.cache.writeTombstones(keys))) for (const key of keys) this.cache.pendingInvalidations.add(key);
   }
 }

@@ -6,7 +6,7 @@ import { issueToken } from '../gateway/auth';
 import type { GatewayOptions } from '../gateway/server';
 import { loadConfig } from './config';
 import { createDatabaseClient, type DatabaseClient, type SqlStatement } from './db';
-import { IDENTITY_HEADER } from './identity';
+import { createIdentitySigner, IDENTITY_HEADER } from './identity';
 import { createLogger } from './logger';
 import { startStack, type RunningStack } from './stack';
 import { createSubgraphServices } from './subgraph';
@@ -130,6 +130,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     gateway: options.gateway,
   });
   const database = createDatabaseClient(databaseUrl, { poolSize: 2 });
+  const signIdentity = createIdentitySigner(TEST_IDENTITY_SECRET);
   const tokenFor: Harness['tokenFor'] = (userId, { scopes, expiresIn } = {}) =>
     issueToken({ secret: TEST_JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, userId, scopes, expiresIn });
   return {
@@ -147,7 +148,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
       if (!toSubgraph) {
         if (options.as) auth.authorization = `Bearer ${await tokenFor(options.as, { scopes: options.scopes })}`;
       } else if (!options.unsigned) {
-        auth[IDENTITY_HEADER] = await stack.services.signIdentity({ callerId: options.as ?? null, scopes: options.as ? (options.scopes ?? []) : [] }, body);
+        auth[IDENTITY_HEADER] = await signIdentity({ callerId: options.as ?? null, scopes: options.as ? (options.scopes ?? []) : [] }, body);
       }
       const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...auth, ...options.headers }, body });
       const answer = (await response.json()) as { data?: any; errors?: any[] };

@@ -28,8 +28,8 @@ export interface RunningStack {
   gateway: RunningGateway;
   /** The running subgraphs, by name (replaced by restartSubgraph). */
   subgraphs: Record<SubgraphName, RunningServer>;
-  /** What the stack's subgraphs share: caller verification, the entity cache, loader options. */
-  services: SubgraphServices;
+  /** Each subgraph's services: caller verification, its entity cache (and Redis connection), loader options. */
+  services: Record<SubgraphName, SubgraphServices>;
   /** Stops a subgraph as a crash would look to the gateway (its port then refuses connections). */
   stopSubgraph(name: SubgraphName): Promise<void>;
   /** Starts a stopped subgraph again on the same port. */
@@ -51,15 +51,20 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const loggerFor = (name: string) => options.logger ?? createLogger(name, config.LOG_LEVEL);
   const subgraphs = {} as Record<SubgraphName, RunningServer>;
   const urlOf = (name: string) => subgraphs[name as SubgraphName]?.url ?? config.subgraphs[name as SubgraphName].url;
-  const newServices = () => ({ ...createSubgraphServices(config, loggerFor('entity-cache')), subgraphUrl: urlOf });
-  const services = newServices();
-  await services.cache?.ready(2_000);
+  const newServices = async (name: SubgraphName) => {
+    const created = { ...createSubgraphServices(config, loggerFor(name)), subgraphUrl: urlOf };
+    await created.cache?.ready(2_000);
+    return created;
+  };
+  const services = {} as Record<SubgraphName, SubgraphServices>;
   const definitions = {} as Record<SubgraphName, SubgraphDefinition>;
   const databases = {} as Record<SubgraphName, DatabaseClient>;
   for (const entry of SUBGRAPHS) {
     definitions[entry.name] = entry.load().default;
     databases[entry.name] = options.databaseFor?.(entry.name) ?? createDatabaseClient(options.databaseUrl, { poolSize: config.DB_POOL_SIZE });
   }
+  // Each subgraph has its own services, as it has in a process of its own: its cache counters are its own.
+  for (const entry of SUBGRAPHS) services[entry.name] = await newServices(entry.name);
   const launch = async (name: SubgraphName, port: number, withServices: SubgraphServices) => {
     const logger = loggerFor(name);
     const server = await startSubgraph(name, definitions[name], {
@@ -77,12 +82,12 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const stopped = new Set<SubgraphName>();
   const stopSubgraphs = () => Promise.all(SUBGRAPHS.filter(({ name }) => !stopped.has(name) && subgraphs[name]).map(({ name }) => subgraphs[name].stop()));
   const release = async () => {
-    await services.close();
+    await Promise.all(Object.values(services).map((owned) => owned.close()));
     await Promise.all(Object.values(databases).map((database) => database.close()));
   };
   let gateway: RunningGateway;
   try {
-    for (const entry of SUBGRAPHS) subgraphs[entry.name] = await launch(entry.name, config.subgraphs[entry.name].port, services);
+    for (const entry of SUBGRAPHS) subgraphs[entry.name] = await launch(entry.name, config.subgraphs[entry.name].port, services[entry.name]);
     gateway = await startConfiguredGateway(config, loggerFor('gateway'), { subgraphUrls: Object.fromEntries(SUBGRAPHS.map(({ name }) => [name, subgraphs[name].url])), ...options.gateway });
   } catch (error) {
     await stopSubgraphs();
@@ -100,12 +105,11 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       stopped.add(name);
     },
     async restartSubgraph(name) {
-      subgraphs[name] = await launch(name, subgraphs[name].port, services);
+      subgraphs[name] = await launch(name, subgraphs[name].port, services[name]);
       stopped.delete(name);
     },
     async startReplica(name) {
-      const replicaServices = newServices();
-      await replicaServices.cache?.ready(2_000);
+      const replicaServices = await newServices(name);
       const server = await launch(name, 0, replicaServices);
       return {
         ...server,

@@ -129,7 +129,7 @@ if (require.main === module) {
     const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, createLogger('schema-check', 'silent')) : undefined;
     try {
       const ready = redis ? await redis.ready(3_000) : false;
-      const usage = ready ? new DeprecationUsage(config.REDIS_NAMESPACE, redis!.client) : undefined;
+      const usage = ready ? new DeprecationUsage(config.REDIS_NAMESPACE, redis) : undefined;
       const { ok, changes } = await checkSchema({
         committedSupergraph: readFileSync(SUPERGRAPH_PATH, 'utf8'),
         facts: loadDeprecations(),

@@ -18,7 +18,7 @@ runMain(async () => {
   try {
     if (!(await redis.ready(3_000))) throw new Error(`Redis at ${config.REDIS_URL} is not reachable.`);
     const facts = loadDeprecations();
-    const records = await new DeprecationUsage(config.REDIS_NAMESPACE, redis.client).report(Object.keys(facts));
+    const records = await new DeprecationUsage(config.REDIS_NAMESPACE, redis).report(Object.keys(facts));
     const rows = Object.entries(facts).flatMap(([coordinate, { sunset }]) => {
       const uses = records.filter((record) => record.coordinate === coordinate);
       return uses.length

@@ -86,7 +86,7 @@ describeWithRedis('usage of deprecated elements', () => {
     const namespace = `usage-${randomUUID().slice(0, 8)}`;
     const redis = [0, 1].map(() => connectRedis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', createLogger('test', 'silent')));
     expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
-    const gateways = await Promise.all(redis.map((r) => suite.harness.startGateway({ redis: r.client, redisNamespace: namespace })));
+    const gateways = await Promise.all(redis.map((r) => suite.harness.startGateway({ redis: r, redisNamespace: namespace })));
     try {
       const send = (url: string, client: string, version: string, query: string) =>
         fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'apollographql-client-name': client, 'apollographql-client-version': version }, body: JSON.stringify({ query }) });

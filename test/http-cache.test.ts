@@ -192,7 +192,7 @@ describe('automatic persisted queries', () => {
     const gateways: RunningGateway[] = [];
     try {
       expect(await Promise.all(redises.map((r) => r.ready()))).toEqual([true, true]);
-      for (const r of redises) gateways.push(await suite.harness.startGateway({ redis: r.client }));
+      for (const r of redises) gateways.push(await suite.harness.startGateway({ redis: r }));
       const [one, two] = gateways as [RunningGateway, RunningGateway];
       const query = fresh();
       const registered = await post({ query, extensions: persisted(query) }, {}, one.url);

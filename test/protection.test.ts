@@ -116,7 +116,7 @@ describeWithRedis('per-client budgets', () => {
     started.push(...redis.map((r) => ({ stop: r.close })));
     expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
     const budget = { points: 1_000, windowSeconds: 60 };
-    const [first, second] = await Promise.all(redis.map((r) => gatewayWith({ redis: r.client, budget })));
+    const [first, second] = await Promise.all(redis.map((r) => gatewayWith({ redis: r, budget })));
     const user = randomUUID();
     const authorization = `Bearer ${await suite.harness.tokenFor(user)}`;
     const page = { query: STOREFRONT_PAGE, variables: { first: 20 } };
@@ -156,7 +156,7 @@ describeWithRedis('per-client budgets', () => {
     expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
     const [shopA, shopB] = [`shop-a-${randomUUID()}`, `shop-b-${randomUUID()}`];
     const budget = { points: 3, windowSeconds: 60 };
-    const [a, b] = await Promise.all([gatewayWith({ redis: redis[0]!.client, redisNamespace: shopA, budget }), gatewayWith({ redis: redis[1]!.client, redisNamespace: shopB, budget })]);
+    const [a, b] = await Promise.all([gatewayWith({ redis: redis[0]!, redisNamespace: shopA, budget }), gatewayWith({ redis: redis[1]!, redisNamespace: shopB, budget })]);
     const user = randomUUID();
     const authorization = `Bearer ${await suite.harness.tokenFor(user)}`;
     const statuses = [];
@@ -183,11 +183,12 @@ describeWithRedis('per-client budgets', () => {
   });
 
   it('keep working on local counters when Redis is unreachable', async () => {
-    const dead = connectRedis('redis://127.0.0.1:1', createLogger('test', 'silent'));
-    started.push({ stop: dead.close });
     const lines: string[] = [];
     const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _encoding, done) => done(void lines.push(String(chunk))) }));
-    const gateway = await gatewayWith({ redis: dead.client, budget: { points: 500, windowSeconds: 60 }, logger });
+    // The connection logs the outage, once: it gets the logger the test reads.
+    const dead = connectRedis('redis://127.0.0.1:1', logger);
+    started.push({ stop: dead.close });
+    const gateway = await gatewayWith({ redis: dead, budget: { points: 500, windowSeconds: 60 }, logger });
     const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
     const ok = await post(gateway.url, { query: STOREFRONT_PAGE, variables: { first: 20 } }, { authorization });
     expect(ok.status).toBe(200);
@@ -213,7 +214,7 @@ describeWithRedis('a hung Redis', () => {
     const redis = connectRedis(`redis://127.0.0.1:${port}`, createLogger('test', 'silent'));
     started.push({ stop: redis.close });
     expect(await redis.ready(5_000)).toBe(true);
-    const gateway = await gatewayWith({ redis: redis.client, budget: { points: 1_000, windowSeconds: 60 } });
+    const gateway = await gatewayWith({ redis, budget: { points: 1_000, windowSeconds: 60 } });
     const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
     expect((await post(gateway.url, { query: '{ __typename }' }, { authorization })).status).toBe(200);
 
