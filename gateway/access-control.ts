@@ -1,5 +1,5 @@
-import type { GraphQLRequestContext } from '@apollo/server';
 import { Supergraph } from '@apollo/federation-internals';
+import type { GraphQLRequestContext } from '@apollo/server';
 import { Kind, parse, print, visit, type DirectiveNode, type GraphQLSchema } from 'graphql';
 import { accessError, checkAccess, ENFORCED_SECURITY_FEATURES, supergraphAccessRules, type AccessRules, type Caller } from '../lib/authorization';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, jwtVerify, SignJWT, errors as joseErrors, type JWTVerifyGetKey } from 'jose';
-import type { Config } from '../lib/config';
 import { ANONYMOUS, type Caller } from '../lib/authorization';
+import type { Config } from '../lib/config';
 import { clientError, ErrorCode } from '../lib/errors';
 import { createIdentitySigner } from '../lib/identity';
 import { isUuid } from '../lib/ids';

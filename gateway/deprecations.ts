@@ -1,8 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
-import { clientOf } from '../lib/metrics';
-import { clientLabel, type DeprecationUsage } from './deprecation-usage';
 import {
   getNamedType,
   GraphQLEnumType,
@@ -18,6 +16,8 @@ import {
   visit,
   visitWithTypeInfo,
 } from 'graphql';
+import { clientOf } from '../lib/metrics';
+import { clientLabel, type DeprecationUsage } from './deprecation-usage';
 
 /** Deprecation facts kept next to the contract: schema/deprecations.json, by schema coordinate. */
 export interface DeprecationFacts {

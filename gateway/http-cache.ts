@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { ApolloServerPlugin, BaseContext, PersistedQueryOptions } from '@apollo/server';
 import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
 import { KeyvAdapter } from '@apollo/utils.keyvadapter';
 import KeyvRedis from '@keyv/redis';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import Keyv from 'keyv';
 import type { RedisConnection, RedisGuard } from '../lib/redis';
 

@@ -1,7 +1,5 @@
-import { fragmentsOf, isIncluded, operationVariables } from '../lib/documents';
-import { ErrorCode } from '../lib/errors';
-import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
 import { COST_VERSIONS, costIdentity, EnumType, FieldDefinition, ObjectType, ScalarType, Supergraph } from '@apollo/federation-internals';
+import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
@@ -21,6 +19,8 @@ import {
   type ValidationRule,
 } from 'graphql';
 import { getComplexity, simpleEstimator, type ComplexityEstimator } from 'graphql-query-complexity';
+import { fragmentsOf, isIncluded, operationVariables } from '../lib/documents';
+import { ErrorCode } from '../lib/errors';
 
 /** The operation's estimated cost is above `maxCost`. `extensions.cost` is `{ estimated, max }`. */
 export const QUERY_TOO_COMPLEX = ErrorCode.QUERY_TOO_COMPLEX;

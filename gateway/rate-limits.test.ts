@@ -4,10 +4,10 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { GraphQLError } from 'graphql';
 import pino from 'pino';
-import { freePort } from '../test/databases';
-import { pausableRedis, type PausableRedis } from '../test/redis-fakes';
 import { connectRedis, type RedisConnection } from '../lib/redis';
+import { freePort } from '../test/databases';
 import { describeWithRedis } from '../test/redis-available';
+import { pausableRedis, type PausableRedis } from '../test/redis-fakes';
 import { addressBlock, identifyClient, requestLimits, useClientBudget, type BudgetContext } from './rate-limits';
 
 describe('addressBlock', () => {

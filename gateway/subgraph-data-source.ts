@@ -1,8 +1,8 @@
-import { ErrorCode } from '../lib/errors';
 import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLError } from 'graphql';
 import CircuitBreaker from 'opossum';
 import { Agent, fetch as undiciFetch, Response, type Dispatcher } from 'undici';
+import { ErrorCode } from '../lib/errors';
 
 /** The code a client sees when a subgraph could not answer. Stable: clients branch on it. */
 export const SUBGRAPH_UNAVAILABLE = ErrorCode.SUBGRAPH_UNAVAILABLE;
@@ -48,6 +48,7 @@ export interface SubgraphBreakerOptions {
   resetTimeoutMs?: number;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- RemoteGraphQLDataSource's own constraint (an interface context has no index signature)
 export interface SubgraphDataSourceOptions<TContext extends Record<string, any>> {
   /** Subgraph name, used in errors and logs. Required; there is no default. */
   name: string;
@@ -115,6 +116,7 @@ export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureRea
  * executeQueryPlan puts a fetch's thrown error in the response's `errors` and still returns the data the
  * other fetches produced, leaving fields of the failed subgraph null.
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
 export class SubgraphDataSource<TContext extends Record<string, any> = Record<string, any>> extends RemoteGraphQLDataSource<TContext> {
   readonly subgraph: string;
   private readonly timeoutMs: number;

@@ -1,4 +1,3 @@
-import type { ApolloServerPlugin } from '@apollo/server';
 import {
   AUTHENTICATED_VERSIONS,
   AuthenticatedSpecDefinition,
@@ -8,8 +7,10 @@ import {
   REQUIRES_SCOPES_VERSIONS,
   RequiresScopesSpecDefinition,
   type Directive,
+  type FeatureVersion,
   type Schema,
 } from '@apollo/federation-internals';
+import type { ApolloServerPlugin } from '@apollo/server';
 import {
   getNamedType,
   isAbstractType,
@@ -58,7 +59,10 @@ export const ENFORCED_SECURITY_FEATURES: readonly string[] = [
   ...REQUIRES_SCOPES_VERSIONS.versions().map((version) => `${RequiresScopesSpecDefinition.identity}/${version}`),
 ];
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- federation-internals' own element generics
 type AppliedDirective = Directive<any, any>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
+type AnyElement = any;
 
 /** Gathers the applications of `@authenticated` and `@requiresScopes` into rules keyed by coordinate or type. */
 function collectRules(authenticated: Iterable<AppliedDirective>, requiresScopes: Iterable<AppliedDirective>): AccessRules {
@@ -66,7 +70,7 @@ function collectRules(authenticated: Iterable<AppliedDirective>, requiresScopes:
   const types = new Map<string, AccessRule>();
   const add = (application: AppliedDirective, rule: AccessRule) => {
     const parent = application.parent;
-    const [map, key] = parent instanceof FieldDefinition ? [fields, parent.coordinate] : [types, (parent as NamedSchemaElement<any, any, any>).name];
+    const [map, key] = parent instanceof FieldDefinition ? [fields, parent.coordinate] : [types, (parent as NamedSchemaElement<AnyElement, AnyElement, AnyElement>).name];
     map.set(key, both(map.get(key), rule));
   };
   for (const application of authenticated) add(application, { authenticated: true, scopes: [] });
@@ -87,7 +91,7 @@ function both(a: AccessRule | undefined, b: AccessRule): AccessRule {
  * `@link`, so a renamed import still works; an unknown version of either feature is refused.
  */
 export function supergraphAccessRules(schema: Schema): AccessRules {
-  const directive = <T>(identity: string, versions: { find(version: any): T | undefined }, pick: (spec: T) => { applications(): Iterable<AppliedDirective> } | undefined) => {
+  const directive = <T>(identity: string, versions: { find(version: FeatureVersion): T | undefined }, pick: (spec: T) => { applications(): Iterable<AppliedDirective> } | undefined) => {
     const feature = schema.coreFeatures?.getByIdentity(identity);
     if (!feature) return [];
     const spec = versions.find(feature.url.version);

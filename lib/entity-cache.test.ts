@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { EntityCache } from './entity-cache';
-import { pausableRedis, type PausableRedis } from '../test/redis-fakes';
 import { itWithRedis } from '../test/redis-available';
+import { pausableRedis, type PausableRedis } from '../test/redis-fakes';
+import { EntityCache } from './entity-cache';
 
 const silent = pino({ level: 'silent' });
 const freePort = () =>

@@ -4,13 +4,13 @@
  */
 import { issueToken } from '../gateway/auth';
 import type { GatewayOptions } from '../gateway/server';
+import { SUBGRAPH_NAMES, type SubgraphName } from '../subgraphs/registry';
 import { loadConfig } from './config';
 import { createDatabaseClient, type DatabaseClient, type SqlStatement } from './db';
 import { createIdentitySigner, IDENTITY_HEADER } from './identity';
 import { createLogger } from './logger';
 import { startStack, type RunningStack } from './stack';
 import { createSubgraphServices } from './subgraph';
-import { SUBGRAPH_NAMES, type SubgraphName } from '../subgraphs/registry';
 
 export interface GraphQLResponse<T = Record<string, any>> {
   status: number;

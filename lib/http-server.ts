@@ -7,8 +7,8 @@ import { expressMiddleware, type ExpressContextFunctionArgument } from '@as-inte
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Registry } from 'prom-client';
 import { ErrorCode } from './errors';
-import { portInUse } from './startup-errors';
 import type { Logger } from './logger';
+import { portInUse } from './startup-errors';
 
 export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
   /** Apollo Server options; the drain plugin and error masking are added here. */

@@ -21,7 +21,6 @@ import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
-import { PrismaInstrumentation } from '@prisma/instrumentation';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
@@ -34,6 +33,7 @@ import {
   type Sampler,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace';
+import { PrismaInstrumentation } from '@prisma/instrumentation';
 
 /**
  * storefront-gateway, storefront-<subgraph> (`npm run start:subgraph -- <subgraph>`), or storefront for

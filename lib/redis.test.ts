@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { freePort } from '../test/databases';
+import { describeWithRedis } from '../test/redis-available';
 import { pausableRedis, silentRedis, type FakeRedis } from '../test/redis-fakes';
 import { connectRedis, type RedisConnection } from './redis';
-import { describeWithRedis } from '../test/redis-available';
 
 const REDIS_PORT = Number(new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379);
 

@@ -17,7 +17,7 @@ function readStored(file: string): Partial<Secrets> {
     return JSON.parse(readFileSync(file, 'utf8')) as Partial<Secrets>;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new Error(`${file} is not readable JSON; fix or delete it (new secrets are then generated).`);
+    throw new Error(`${file} is not readable JSON; fix or delete it (new secrets are then generated).`, { cause: error });
   }
 }
 

@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { runMain } from '../lib/cli';
-import { connectRedis } from '../lib/redis';
-import { createLogger } from '../lib/logger';
 import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
-import { STOREFRONT_PAGE } from './operations';
+import { createLogger } from '../lib/logger';
+import { connectRedis } from '../lib/redis';
 import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
+import { STOREFRONT_PAGE } from './operations';
 
 /**
  * `npm run bench:cache`: the storefront page (products with their rating, newest reviews and each

@@ -3,9 +3,9 @@ import { performance } from 'node:perf_hooks';
 import { getIntrospectionQuery } from 'graphql';
 import { runMain } from '../lib/cli';
 import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
-import { STOREFRONT_PAGE } from './operations';
 import { generateDataset, BENCH_SCALE } from '../prisma/seed';
 import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
+import { STOREFRONT_PAGE } from './operations';
 
 /**
  * `npm run bench:limits`: what the worst documents the gateway's limits allow cost it, next to the

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { runMain } from '../lib/cli';
-import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
 import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
+import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
 import { STOREFRONT_PAGE, USERS_PAGE } from './operations';
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { loadDeprecations } from '../gateway/deprecations';
-import { editedSchema } from '../test/schema-edits';
 import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
+import { editedSchema } from '../test/schema-edits';
 import { CompositionError } from './compose';
 import { checkSchema } from './schema-check';
 
@@ -37,14 +37,14 @@ describe('npm run schema:check', () => {
   });
 
   it('fails on removing a field that was never deprecated', async () => {
-    const subgraphSdls = editedCatalog((sdl) => sdl.replace(/  "Stock-keeping unit, unique across the catalog."\n  sku: String!\n/, ''));
+    const subgraphSdls = editedCatalog((sdl) => sdl.replace(/ {2}"Stock-keeping unit, unique across the catalog."\n {2}sku: String!\n/, ''));
     const { ok, changes } = await checkSchema({ committedSupergraph, subgraphSdls, facts, usesOf: unused, today: AFTER_SUNSET });
     expect(ok).toBe(false);
     expect(changes).toEqual([expect.objectContaining({ kind: 'breaking', coordinate: 'Product.sku', allowed: false, why: expect.stringContaining('not deprecated') })]);
   });
 
   describe('removing a deprecated field', () => {
-    const subgraphSdls = () => editedCatalog((sdl) => sdl.replace(/  "The price in cents of the product's currency."\n  priceCents: Int! @deprecated\(reason: "[^"]*"\)\n/, ''));
+    const subgraphSdls = () => editedCatalog((sdl) => sdl.replace(/ {2}"The price in cents of the product's currency."\n {2}priceCents: Int! @deprecated\(reason: "[^"]*"\)\n/, ''));
 
     it('fails before its sunset', async () => {
       const { ok, changes } = await checkSchema({ committedSupergraph, subgraphSdls: subgraphSdls(), facts, usesOf: unused, today: new Date('2027-01-01T00:00:00Z') });
@@ -70,7 +70,7 @@ describe('npm run schema:check', () => {
 
   it('knows a deprecated argument and enum value by their coordinates', async () => {
     const subgraphSdls = editedCatalog((sdl) =>
-      sdl.replace(/    "Only products in this status."\n    status: ProductStatus @deprecated\(reason: "[^"]*"\)\n/, '').replace(/  "Newest first, whatever the direction."\n  NEWEST @deprecated\(reason: "[^"]*"\)\n/, ''),
+      sdl.replace(/ {4}"Only products in this status."\n {4}status: ProductStatus @deprecated\(reason: "[^"]*"\)\n/, '').replace(/ {2}"Newest first, whatever the direction."\n {2}NEWEST @deprecated\(reason: "[^"]*"\)\n/, ''),
     );
     const { ok, changes } = await checkSchema({ committedSupergraph, subgraphSdls, facts, usesOf: unused, today: AFTER_SUNSET });
     expect(ok).toBe(true);

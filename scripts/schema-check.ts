@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { Supergraph } from '@apollo/federation-internals';
 import { BreakingChangeType, findBreakingChanges, findDangerousChanges, isEnumType, isInputObjectType, isObjectType, type GraphQLSchema } from 'graphql';
+import { unguardedWrites } from '../gateway/access-control';
+import { DeprecationUsage } from '../gateway/deprecation-usage';
+import { loadDeprecations, type DeprecationFacts } from '../gateway/deprecations';
+import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
 import { runMain } from '../lib/cli';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { connectRedis } from '../lib/redis';
-import { DeprecationUsage } from '../gateway/deprecation-usage';
-import { loadDeprecations, type DeprecationFacts } from '../gateway/deprecations';
-import { unguardedWrites } from '../gateway/access-control';
-import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
 import { composeSupergraph, type SubgraphSdls } from './compose';
 
 export interface SchemaChange {

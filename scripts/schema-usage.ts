@@ -1,9 +1,9 @@
+import { DeprecationUsage } from '../gateway/deprecation-usage';
+import { loadDeprecations } from '../gateway/deprecations';
 import { runMain } from '../lib/cli';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { connectRedis } from '../lib/redis';
-import { DeprecationUsage } from '../gateway/deprecation-usage';
-import { loadDeprecations } from '../gateway/deprecations';
 import { printTable } from './bench-kit';
 
 /**

@@ -1,8 +1,8 @@
+import { isScopeToken, issueToken } from '../gateway/auth';
 import { runMain } from '../lib/cli';
 import { loadConfig } from '../lib/config';
 import { isUuid } from '../lib/ids';
 import { loadSecrets } from '../lib/secrets';
-import { isScopeToken, issueToken } from '../gateway/auth';
 
 const USAGE = 'Usage: npm run -s token -- --user <user UUID> [--scope "catalog:write other:scope"] [--expires 1h]';
 

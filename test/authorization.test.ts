@@ -3,9 +3,9 @@
  * any subgraph is called, and again by the owning subgraph from the signed identity, whose header cannot
  * be replayed for another request. Every write is declared with who may make it.
  */
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
 import { getIntrospectionQuery } from 'graphql';
 import { unguardedWrites } from '../gateway/access-control';
 import { IDENTITY_HEADER } from '../lib/identity';
@@ -14,6 +14,7 @@ import { composeSupergraph } from '../scripts/compose';
 import { FIXTURE_SCALE } from './global-setup';
 import { requestBody, useHarness, type QueryOptions } from './harness';
 import { editedSchema } from './schema-edits';
+import { asyncHandler } from './service';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const [alice, bob] = dataset.users as [(typeof dataset.users)[0], (typeof dataset.users)[0]];
@@ -194,14 +195,14 @@ describe('the signed identity is bound to the request it was signed for', () => 
     // A recording hop between a second gateway and catalog: what someone reading that traffic would see.
     const captured: Array<{ header: string; body: string }> = [];
     const target = new URL(suite.harness.subgraphs.catalog.url);
-    const tap = http.createServer(async (req, res) => {
+    const tap = http.createServer(asyncHandler(async (req, res) => {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
       const body = Buffer.concat(chunks).toString();
       captured.push({ header: String(req.headers[IDENTITY_HEADER]), body });
       const answer = await fetch(target, { method: 'POST', headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: String(req.headers[IDENTITY_HEADER]) }, body });
       res.writeHead(answer.status, { 'content-type': 'application/json' }).end(Buffer.from(await answer.arrayBuffer()));
-    });
+    }));
     await new Promise<void>((resolve) => tap.listen(0, '127.0.0.1', resolve));
     const gateway = await suite.harness.startGateway({ subgraphUrls: { ...{ accounts: suite.harness.subgraphs.accounts.url, reviews: suite.harness.subgraphs.reviews.url }, catalog: `http://127.0.0.1:${(tap.address() as AddressInfo).port}/graphql` } });
     try {

@@ -3,12 +3,12 @@
  * at once, also through other replicas that share the real Redis.
  */
 import { createClient } from 'redis';
+import type { RunningGateway } from '../gateway/server';
 import type { RunningServer } from '../lib/http-server';
 import { generateDataset } from '../prisma/seed';
-import type { RunningGateway } from '../gateway/server';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from '../scripts/operations';
 import { describeWithRedis } from './redis-available';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';

@@ -1,11 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { getNamedType, getNullableType, isListType, isObjectType, type GraphQLSchema } from 'graphql';
 import pg from 'pg';
+import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
 import { ConfigError, loadConfig } from '../lib/config';
 import { generateDataset } from '../prisma/seed';
-import { SUPERGRAPH_PATH } from '../gateway/supergraph-file';
 import { composeApiSchema, composeSupergraph, CompositionError } from '../scripts/compose';
 import { createTestDatabase } from './harness';
 import { editedSchema } from './schema-edits';

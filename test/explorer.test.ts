@@ -12,9 +12,9 @@ import type { BrowserContext, BrowserType, Page } from 'playwright-core';
 import { ensureExplorerBundle } from '../gateway/explorer/build';
 import { GRAPHIQL_CSP } from '../gateway/explorer/routes';
 import { generateDataset } from '../prisma/seed';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from '../scripts/operations';
 
 const ROOT = join(__dirname, '..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

@@ -144,7 +144,7 @@ describe('bad input gets a clear, coded error', () => {
     expect(response.status).toBeLessThan(500);
     expect(response.errors).toHaveLength(1);
     expect(response.errors![0].extensions.code).toBe(code);
-    expect(JSON.stringify(response.errors)).not.toMatch(/stacktrace|    at |prisma|SELECT|127\.0\.0\.1/i);
+    expect(JSON.stringify(response.errors)).not.toMatch(/stacktrace| {4}at |prisma|SELECT|127\.0\.0\.1/i);
   };
 
   it('rejects a rating of 0', async () => {
@@ -184,7 +184,7 @@ describe('bad input gets a clear, coded error', () => {
     expect(malformed.status).toBe(400);
     const body = await malformed.text();
     expect(JSON.parse(body).errors[0].extensions.code).toBe('BAD_REQUEST');
-    expect(body).not.toMatch(/    at /);
+    expect(body).not.toMatch(/ {4}at /);
     expectCleanError(await suite.harness.query('{ nope }'), 'GRAPHQL_VALIDATION_FAILED');
     const after = await suite.harness.query('{ products(first: 1) { edges { node { id } } } }');
     expect(after.errors).toBeUndefined();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { generateDataset, seed } from '../prisma/seed';
 import { startSubgraphsAndGateway, type Harness, type HarnessOptions } from '../lib/harness';
+import { generateDataset, seed } from '../prisma/seed';
 import { adminQuery, withDatabase } from './databases';
 
 export * from '../lib/harness';

@@ -4,13 +4,13 @@
  * through Redis by two gateways), ETag / If-None-Match, and private answers that never reach another user.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import type { RunningGateway } from '../gateway/server';
 import { createLogger } from '../lib/logger';
 import { connectRedis } from '../lib/redis';
-import type { RunningGateway } from '../gateway/server';
 import { generateDataset } from '../prisma/seed';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from '../scripts/operations';
 import { itWithRedis } from './redis-available';
 
 const dataset = generateDataset(FIXTURE_SCALE);

@@ -1,7 +1,7 @@
 /** Identity and trust: bearer tokens at the gateway, signed identity between gateway and subgraphs. */
 import { execFile, execFileSync } from 'node:child_process';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { SignJWT } from 'jose';
 import { createIdentitySigner, IDENTITY_HEADER } from '../lib/identity';
 import { generateDataset } from '../prisma/seed';

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { composeSupergraph, readSubgraphSdls, type SubgraphSdls } from '../scripts/compose';
 import { useHarness } from './harness';
 import { editedSchema } from './schema-edits';
-import { until } from './service';
+import { asyncHandler, until } from './service';
 
 const suite = useHarness();
 
@@ -88,13 +88,13 @@ describe('live reload of the supergraph', () => {
   it('lets a request in flight finish while a new supergraph is swapped in', async () => {
     // Reviews answer through a proxy that holds each call for 500 ms, so the request is in flight.
     const target = suite.harness.subgraphs.reviews.url;
-    const proxy = http.createServer(async (req, res) => {
+    const proxy = http.createServer(asyncHandler(async (req, res) => {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
       await new Promise((resolve) => setTimeout(resolve, 500));
       const upstream = await fetch(target, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) });
       res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(await upstream.text());
-    });
+    }));
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     const { gateway, publish } = await followingGateway(readSubgraphSdls(), {
       subgraphUrls: { accounts: suite.harness.subgraphs.accounts.url, catalog: suite.harness.subgraphs.catalog.url, reviews: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/graphql` },

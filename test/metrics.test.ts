@@ -2,9 +2,9 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { generateDataset } from '../prisma/seed';
+import { STOREFRONT_PAGE } from '../scripts/operations';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { STOREFRONT_PAGE } from '../scripts/operations';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const suite = useHarness();

@@ -1,9 +1,9 @@
 /** Relay connections through the gateway: both directions, both ends, bad arguments, and walks under writes. */
 import { randomUUID } from 'node:crypto';
 import { generateDataset } from '../prisma/seed';
+import { PRODUCT_REVIEWS, PRODUCTS_BY_DATE, PRODUCTS_BY_PRICE, USERS_LIST } from '../scripts/operations';
 import { FIXTURE_SCALE } from './global-setup';
 import { useHarness } from './harness';
-import { PRODUCT_REVIEWS, PRODUCTS_BY_DATE, PRODUCTS_BY_PRICE, USERS_LIST } from '../scripts/operations';
 
 const dataset = generateDataset(FIXTURE_SCALE);
 const byPrice = <T extends { priceCents: number; id: string }>(rows: T[]) =>

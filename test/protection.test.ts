@@ -3,20 +3,21 @@
  * through Redis by two gateways, the per-IP rate, the in-flight cap, a killed subgraph (partial data,
  * breaker opens, then closes) and a subgraph slower than its timeout.
  */
-import { createHash, randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { getIntrospectionQuery } from 'graphql';
 import pino from 'pino';
+import type { RunningGateway } from '../gateway/server';
 import { createLogger } from '../lib/logger';
 import { connectRedis } from '../lib/redis';
-import type { RunningGateway } from '../gateway/server';
-import { useHarness } from './harness';
 import { STOREFRONT_PAGE } from '../scripts/operations';
+import { useHarness } from './harness';
 import { describeWithRedis } from './redis-available';
+import { asyncHandler } from './service';
 
 const suite = useHarness();
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -341,7 +342,7 @@ describe('failing subgraphs', () => {
     // A proxy in front of the reviews subgraph that answers after 1 s.
     const target = suite.harness.subgraphs.reviews.url;
     const timers = new Set<NodeJS.Timeout>();
-    const slow = http.createServer(async (req, res) => {
+    const slow = http.createServer(asyncHandler(async (req, res) => {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
       await new Promise<void>((resolve) => {
@@ -351,7 +352,7 @@ describe('failing subgraphs', () => {
       if (res.destroyed) return;
       const upstream = await fetch(target, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).catch(() => null);
       res.writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' }).end(upstream ? await upstream.text() : '{}');
-    });
+    }));
     await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
     started.push({
       stop: () =>

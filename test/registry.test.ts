@@ -66,7 +66,7 @@ describe('the subgraph registry', () => {
     cpSync(join(__dirname, 'fixtures', 'inventory'), join(scratch, 'subgraphs', 'inventory'), { recursive: true });
     const registry = readFileSync(join(scratch, REGISTRY), 'utf8');
     const line = "  { name: 'inventory', port: 4004, load: () => require('./inventory') as SubgraphModule },\n";
-    const edited = registry.replace(/(  \{ name: 'reviews'.*\n)/, `$1${line}`);
+    const edited = registry.replace(/( {2}\{ name: 'reviews'.*\n)/, `$1${line}`);
     expect(edited).not.toBe(registry);
     writeFileSync(join(scratch, REGISTRY), edited);
 

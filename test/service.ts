@@ -1,5 +1,6 @@
 /** The real service as users start it, for the tests of start, stop, signals and the README's snippets. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { freePort } from './databases';
@@ -72,3 +73,8 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs =
   }
 }
 
+
+/** An async node:http request handler whose failure ends its response (destroyed) instead of going unhandled. */
+export const asyncHandler =
+  (handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>) => (req: IncomingMessage, res: ServerResponse) =>
+    void handle(req, res).catch((error: Error) => res.destroy(error));

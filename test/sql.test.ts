@@ -6,7 +6,6 @@
 import pg from 'pg';
 import { SESSION_OPTIONS, type SqlStatement } from '../lib/db';
 import { BENCH_SCALE, generateDataset, type SeedReview } from '../prisma/seed';
-import { startSubgraphsAndGateway, useHarness, type QueryOptions } from './harness';
 import {
   PRODUCT_REVIEWS,
   PRODUCTS_BY_DATE,
@@ -17,6 +16,7 @@ import {
   USERS_LIST,
   USERS_PAGE,
 } from '../scripts/operations';
+import { startSubgraphsAndGateway, useHarness, type QueryOptions } from './harness';
 
 const dataset = generateDataset(BENCH_SCALE);
 const newestFirst = <T extends { createdAt: Date; id: string }>(rows: T[]) =>

@@ -2,8 +2,8 @@
 // The browser side of GET /graphiql: GraphiQL 5 with the explorer plugin, bundled by build.ts.
 // Type-checked on its own (gateway/explorer/tsconfig.json: DOM types, JSX); the service's tsconfig
 // leaves .jsx files out.
-import { GraphiQL } from 'graphiql';
 import { explorerPlugin } from '@graphiql/plugin-explorer';
+import { GraphiQL } from 'graphiql';
 // @ts-expect-error react-dom ships no types (and @types/react-dom is not installed): typed just below.
 import { createRoot as untypedCreateRoot } from 'react-dom/client';
 import 'graphiql/style.css';
