@@ -29,7 +29,11 @@ const config: CodegenConfig = {
   generates: Object.fromEntries(
     SUBGRAPH_NAMES.map((name) => [
       `subgraphs/${name}/__generated__/resolvers-types.ts`,
-      { schema: `subgraphs/${name}/schema.graphql`, plugins: ['typescript', 'typescript-resolvers'], config: { ...common, mappers: mappersOf(name) } },
+      {
+        schema: `subgraphs/${name}/schema.graphql`,
+        plugins: ['typescript', 'typescript-resolvers'],
+        config: { ...common, mappers: mappersOf(name) },
+      },
     ]),
   ),
 };

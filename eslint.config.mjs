@@ -10,7 +10,15 @@ import tseslint from 'typescript-eslint';
 
 export default defineConfig(
   // Generated code and build output (git-ignored; written by `npm run generate` / `npm run build:explorer`).
-  globalIgnores(['generated/', '**/__generated__/', 'gateway/explorer/dist/', 'coverage/', '.data/', '.ci/node/', 'test-results/']),
+  globalIgnores([
+    'generated/',
+    '**/__generated__/',
+    'gateway/explorer/dist/',
+    'coverage/',
+    '.data/',
+    '.ci/node/',
+    'test-results/',
+  ]),
 
   js.configs.recommended,
   tseslint.configs.recommended,
@@ -30,7 +38,10 @@ export default defineConfig(
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     rules: {
       // As tsc's noUnusedParameters: a leading _ marks a name kept on purpose (`_root`, `_args`).
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
     },
   },
 
@@ -47,7 +58,14 @@ export default defineConfig(
     rules: {
       // Value imports, `export … from` and import() count; `import type` never does (the plugin has no option).
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
-      'import-x/order': ['error', { groups: ['builtin', 'external', ['internal', 'parent', 'sibling', 'index']], 'newlines-between': 'never', alphabetize: { order: 'asc', caseInsensitive: true } }],
+      'import-x/order': [
+        'error',
+        {
+          groups: ['builtin', 'external', ['internal', 'parent', 'sibling', 'index']],
+          'newlines-between': 'never',
+          alphabetize: { order: 'asc', caseInsensitive: true },
+        },
+      ],
     },
   },
 

@@ -1,11 +1,21 @@
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/lib', '<rootDir>/subgraphs', '<rootDir>/gateway', '<rootDir>/prisma', '<rootDir>/scripts', '<rootDir>/test'],
+  roots: [
+    '<rootDir>/lib',
+    '<rootDir>/subgraphs',
+    '<rootDir>/gateway',
+    '<rootDir>/prisma',
+    '<rootDir>/scripts',
+    '<rootDir>/test',
+  ],
   transform: {
     // swc strips types only (tsc checks them in `npm test`). import() becomes require(), which jest can
     // follow; ESM-only packages are imported only in global setup, where Node's own require loads them.
-    '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
+    '^.+\\.ts$': [
+      '@swc/jest',
+      { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } },
+    ],
   },
   // The generated Prisma client imports its siblings with .js extensions (ESM style).
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },

@@ -1,7 +1,14 @@
 import { Supergraph } from '@apollo/federation-internals';
 import type { GraphQLRequestContext } from '@apollo/server';
 import { Kind, parse, print, visit, type DirectiveNode, type GraphQLSchema } from 'graphql';
-import { accessError, checkAccess, ENFORCED_SECURITY_FEATURES, supergraphAccessRules, type AccessRules, type Caller } from '../lib/authorization';
+import {
+  accessError,
+  checkAccess,
+  ENFORCED_SECURITY_FEATURES,
+  supergraphAccessRules,
+  type AccessRules,
+  type Caller,
+} from '../lib/authorization';
 
 /**
  * Hands @apollo/gateway a supergraph it will load. Composition links `@authenticated` and

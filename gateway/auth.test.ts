@@ -8,7 +8,10 @@ const USER = '0195a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
 const claims = { issuer: 'storefront-supergraph', audience: 'storefront' };
 
 async function rejection(promise: Promise<unknown>) {
-  const error = await promise.then(() => null, (caught: unknown) => caught as { extensions: Record<string, unknown> });
+  const error = await promise.then(
+    () => null,
+    (caught: unknown) => caught as { extensions: Record<string, unknown> },
+  );
   expect(error).not.toBeNull();
   return error!.extensions;
 }
@@ -23,11 +26,21 @@ describe('bearer tokens verified against a JWKS file', () => {
     const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'key-1', alg: 'RS256', use: 'sig' };
     const file = join(mkdtempSync(join(tmpdir(), 'jwks-')), 'jwks.json');
     writeFileSync(file, JSON.stringify({ keys: [jwk] }));
-    authenticate = createBearerAuthenticator({ secret: 'unused-when-a-jwks-file-is-given-123', jwksFile: file, ...claims });
+    authenticate = createBearerAuthenticator({
+      secret: 'unused-when-a-jwks-file-is-given-123',
+      jwksFile: file,
+      ...claims,
+    });
   });
 
   const rs256 = (key: KeyLike, kid = 'key-1') =>
-    new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid }).setSubject(USER).setIssuer(claims.issuer).setAudience(claims.audience).setExpirationTime('5m').sign(key);
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid })
+      .setSubject(USER)
+      .setIssuer(claims.issuer)
+      .setAudience(claims.audience)
+      .setExpirationTime('5m')
+      .sign(key);
 
   it('accepts a token signed by a key in the set', async () => {
     expect(await authenticate(`Bearer ${await rs256(privateKey)}`)).toEqual({ callerId: USER, scopes: [] });
@@ -36,9 +49,15 @@ describe('bearer tokens verified against a JWKS file', () => {
 
   it('refuses a token signed by another key, and an HS256 token (no algorithm confusion)', async () => {
     const stranger = (await generateKeyPair('RS256')).privateKey;
-    expect(await rejection(authenticate(`Bearer ${await rs256(stranger)}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
+    expect(await rejection(authenticate(`Bearer ${await rs256(stranger)}`))).toEqual({
+      code: 'UNAUTHENTICATED',
+      http: { status: 401 },
+    });
     const hs256 = await issueToken({ secret: 'unused-when-a-jwks-file-is-given-123', ...claims, userId: USER });
-    expect(await rejection(authenticate(`Bearer ${hs256}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
+    expect(await rejection(authenticate(`Bearer ${hs256}`))).toEqual({
+      code: 'UNAUTHENTICATED',
+      http: { status: 401 },
+    });
   });
 });
 
@@ -46,15 +65,32 @@ describe('scopes from the scope claim', () => {
   const secret = 'a-test-secret-of-at-least-32-characters';
   const authenticate = createBearerAuthenticator({ secret, ...claims });
   const signed = (scope: unknown) =>
-    new SignJWT(scope === undefined ? {} : { scope }).setProtectedHeader({ alg: 'HS256' }).setSubject(USER).setIssuer(claims.issuer).setAudience(claims.audience).setExpirationTime('5m').sign(new TextEncoder().encode(secret));
+    new SignJWT(scope === undefined ? {} : { scope })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(USER)
+      .setIssuer(claims.issuer)
+      .setAudience(claims.audience)
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode(secret));
 
   it('reads a space-separated scope claim, and none when it is absent', async () => {
-    expect(await authenticate(`Bearer ${await signed('catalog:write  profile')}`)).toEqual({ callerId: USER, scopes: ['catalog:write', 'profile'] });
+    expect(await authenticate(`Bearer ${await signed('catalog:write  profile')}`)).toEqual({
+      callerId: USER,
+      scopes: ['catalog:write', 'profile'],
+    });
     expect(await authenticate(`Bearer ${await signed(undefined)}`)).toEqual({ callerId: USER, scopes: [] });
-    expect(await authenticate(`Bearer ${await issueToken({ secret, ...claims, userId: USER, scopes: ['catalog:write'] })}`)).toEqual({ callerId: USER, scopes: ['catalog:write'] });
+    expect(
+      await authenticate(`Bearer ${await issueToken({ secret, ...claims, userId: USER, scopes: ['catalog:write'] })}`),
+    ).toEqual({ callerId: USER, scopes: ['catalog:write'] });
   });
 
-  it.each([[['catalog:write']], [42], ['catalog:"write"']])('refuses a malformed scope claim %j with 401', async (scope) => {
-    expect(await rejection(authenticate(`Bearer ${await signed(scope)}`))).toEqual({ code: 'UNAUTHENTICATED', http: { status: 401 } });
-  });
+  it.each([[['catalog:write']], [42], ['catalog:"write"']])(
+    'refuses a malformed scope claim %j with 401',
+    async (scope) => {
+      expect(await rejection(authenticate(`Bearer ${await signed(scope)}`))).toEqual({
+        code: 'UNAUTHENTICATED',
+        http: { status: 401 },
+      });
+    },
+  );
 });

@@ -41,14 +41,25 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
     if (!match) throw rejected('The Authorization header must be "Bearer <JWT>".');
     let payload: { sub?: string; scope?: unknown };
     try {
-      ({ payload } = await jwtVerify(match[1]!, key as Uint8Array, { issuer: options.issuer, audience: options.audience, algorithms, requiredClaims: ['exp', 'sub'] }));
+      ({ payload } = await jwtVerify(match[1]!, key as Uint8Array, {
+        issuer: options.issuer,
+        audience: options.audience,
+        algorithms,
+        requiredClaims: ['exp', 'sub'],
+      }));
     } catch (error) {
       if (error instanceof joseErrors.JWTExpired) throw rejected('The token has expired.');
       throw rejected('The token is not valid.');
     }
     if (!isUuid(payload.sub)) throw rejected('The token names no valid user.');
-    const scopes = payload.scope === undefined ? [] : typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : null;
-    if (!scopes || !scopes.every(isScopeToken)) throw rejected('The token\'s scope claim must be a space-separated string of scopes.');
+    const scopes =
+      payload.scope === undefined
+        ? []
+        : typeof payload.scope === 'string'
+          ? payload.scope.split(' ').filter(Boolean)
+          : null;
+    if (!scopes || !scopes.every(isScopeToken))
+      throw rejected("The token's scope claim must be a space-separated string of scopes.");
     return { callerId: payload.sub.toLowerCase(), scopes };
   };
 }
@@ -56,7 +67,13 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
 export type BearerAuthenticator = ReturnType<typeof createBearerAuthenticator>;
 
 /** A client token for `userId` with `scopes`, signed with the HS256 secret (development and tests: `npm run token`). */
-export function issueToken(options: Pick<BearerAuthOptions, 'secret' | 'issuer' | 'audience'> & { userId: string; scopes?: readonly string[]; expiresIn?: string }): Promise<string> {
+export function issueToken(
+  options: Pick<BearerAuthOptions, 'secret' | 'issuer' | 'audience'> & {
+    userId: string;
+    scopes?: readonly string[];
+    expiresIn?: string;
+  },
+): Promise<string> {
   const scopes = options.scopes ?? [];
   return new SignJWT(scopes.length > 0 ? { scope: scopes.join(' ') } : {})
     .setProtectedHeader({ alg: 'HS256' })
@@ -72,7 +89,12 @@ export function issueToken(options: Pick<BearerAuthOptions, 'secret' | 'issuer' 
 export function gatewaySecurity(config: Config) {
   const secrets = loadSecrets(config);
   return {
-    authenticate: createBearerAuthenticator({ secret: secrets.jwtSecret, jwksFile: config.JWT_JWKS_FILE, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE }),
+    authenticate: createBearerAuthenticator({
+      secret: secrets.jwtSecret,
+      jwksFile: config.JWT_JWKS_FILE,
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+    }),
     signIdentity: createIdentitySigner(secrets.identitySecret),
   };
 }

@@ -29,7 +29,11 @@ export function credentialsChecker(authenticate: BearerAuthenticator, apiKeys: s
       const apiClient = typeof apiKey === 'string' ? apiKeyName(apiKey) : null;
       credentials =
         apiKey !== undefined && !apiClient
-          ? { caller: ANONYMOUS, apiClient: null, error: clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } }) }
+          ? {
+              caller: ANONYMOUS,
+              apiClient: null,
+              error: clientError(ErrorCode.UNAUTHENTICATED, 'Unknown API key.', { http: { status: 401 } }),
+            }
           : { caller, apiClient };
     } catch (error) {
       credentials = { caller: ANONYMOUS, apiClient: null, error };
@@ -40,4 +44,5 @@ export function credentialsChecker(authenticate: BearerAuthenticator, apiKeys: s
 }
 
 /** Whether the request carries valid credentials of a user or a known API client (then the IP rate does not apply). */
-export const isIdentified = (credentials: Credentials) => !credentials.error && (credentials.caller.callerId !== null || credentials.apiClient !== null);
+export const isIdentified = (credentials: Credentials) =>
+  !credentials.error && (credentials.caller.callerId !== null || credentials.apiClient !== null);

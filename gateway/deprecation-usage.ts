@@ -40,7 +40,12 @@ export class DeprecationUsage {
   /** Counts one use by `client` of each coordinate. Never fails a request, nor holds it longer than the guard's wait. */
   async record(coordinates: string[], client: string, at = new Date()): Promise<void> {
     for (const coordinate of coordinates) {
-      const local = this.local.get(`${coordinate} ${client}`) ?? { coordinate, client, count: 0, lastUsed: at.toISOString() };
+      const local = this.local.get(`${coordinate} ${client}`) ?? {
+        coordinate,
+        client,
+        count: 0,
+        lastUsed: at.toISOString(),
+      };
       local.count += 1;
       local.lastUsed = at.toISOString();
       this.local.set(`${coordinate} ${client}`, local);
@@ -65,7 +70,10 @@ export class DeprecationUsage {
       (redis) =>
         Promise.all(
           coordinates.map(async (coordinate) => {
-            const [counts, last] = await Promise.all([redis.hGetAll(this.key(coordinate)), redis.hGetAll(`${this.key(coordinate)}:last`)]);
+            const [counts, last] = await Promise.all([
+              redis.hGetAll(this.key(coordinate)),
+              redis.hGetAll(`${this.key(coordinate)}:last`),
+            ]);
             return { coordinate, counts, last };
           }),
         ),
@@ -74,7 +82,8 @@ export class DeprecationUsage {
     if (!read) throw new Error('Redis did not answer: the usage of deprecated elements cannot be read');
     const records: UsageRecord[] = [];
     for (const { coordinate, counts, last } of read) {
-      for (const [client, count] of Object.entries(counts)) records.push({ coordinate, client, count: Number(count), lastUsed: last[client] ?? '' });
+      for (const [client, count] of Object.entries(counts))
+        records.push({ coordinate, client, count: Number(count), lastUsed: last[client] ?? '' });
     }
     return records.sort((a, b) => a.coordinate.localeCompare(b.coordinate) || b.lastUsed.localeCompare(a.lastUsed));
   }

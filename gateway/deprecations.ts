@@ -32,7 +32,10 @@ export interface DeprecationFacts {
 export const DEPRECATIONS_PATH = join(__dirname, '..', 'schema', 'deprecations.json');
 
 export function loadDeprecations(path: string = DEPRECATIONS_PATH): Record<string, DeprecationFacts> {
-  const { $comment: _comment, ...facts } = JSON.parse(readFileSync(path, 'utf8')) as Record<string, DeprecationFacts> & { $comment?: string };
+  const { $comment: _comment, ...facts } = JSON.parse(readFileSync(path, 'utf8')) as Record<
+    string,
+    DeprecationFacts
+  > & { $comment?: string };
   return facts;
 }
 
@@ -66,7 +69,12 @@ function walkValue(type: GraphQLInputType, value: unknown, found: Map<string, st
 }
 
 /** Every deprecated field, argument, input field and enum value the operation uses, literals and variables. */
-export function deprecationsUsed(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown> = {}): UsedDeprecation[] {
+export function deprecationsUsed(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  variables: Record<string, unknown> = {},
+): UsedDeprecation[] {
   const found = new Map<string, string>();
   const typeInfo = new TypeInfo(schema);
   visit(
@@ -81,7 +89,8 @@ export function deprecationsUsed(schema: GraphQLSchema, document: DocumentNode, 
         const argument = typeInfo.getArgument();
         const field = typeInfo.getFieldDef();
         const parent = typeInfo.getParentType();
-        if (argument?.deprecationReason && field && parent) found.set(`${parent.name}.${field.name}(${node.name.value}:)`, argument.deprecationReason);
+        if (argument?.deprecationReason && field && parent)
+          found.set(`${parent.name}.${field.name}(${node.name.value}:)`, argument.deprecationReason);
       },
       ObjectField(node) {
         const parent = typeInfo.getParentInputType();
@@ -124,22 +133,31 @@ const epochSeconds = (isoDate: string) => Math.floor(Date.parse(`${isoDate}T00:0
  * deprecation date), `Sunset` (RFC 8594, the earliest sunset), a `Link` to the migration note, and
  * `extensions.deprecations` listing each element. Operations that use nothing deprecated get none.
  */
-export function useDeprecationNotices<TContext extends BaseContext>(options: DeprecationNoticeOptions = {}): ApolloServerPlugin<TContext> {
+export function useDeprecationNotices<TContext extends BaseContext>(
+  options: DeprecationNoticeOptions = {},
+): ApolloServerPlugin<TContext> {
   const facts = options.facts ?? loadDeprecations();
-  const docsUrl = options.docsUrl ?? 'https://github.com/storefront-supergraph/storefront-supergraph/blob/main/README.md';
+  const docsUrl =
+    options.docsUrl ?? 'https://github.com/storefront-supergraph/storefront-supergraph/blob/main/README.md';
   return {
     async requestDidStart() {
       let used: Array<UsedDeprecation & Partial<DeprecationFacts>> = [];
       return {
         async didResolveOperation({ schema, document, operation, request }) {
           if (!operation) return;
-          used = deprecationsUsed(schema, document, operation, request.variables ?? {}).map((item) => ({ ...item, ...facts[item.coordinate] }));
+          used = deprecationsUsed(schema, document, operation, request.variables ?? {}).map((item) => ({
+            ...item,
+            ...facts[item.coordinate],
+          }));
           if (used.length) {
             const headers = request.http?.headers;
             const { name, version } = headers ? clientOf(headers) : { name: null, version: null };
             const client = clientLabel(name, version);
             for (const item of used) options.onUse?.(item.coordinate, client);
-            await options.usage?.record(used.map((item) => item.coordinate), client);
+            await options.usage?.record(
+              used.map((item) => item.coordinate),
+              client,
+            );
           }
         },
         async willSendResponse({ response }) {

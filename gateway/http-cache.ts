@@ -110,7 +110,8 @@ export function httpCachePlugins<TContext extends HttpCacheContext>(): ApolloSer
             const etag = etagOf({ data, errors }, shared ? null : (contextValue.callerId ?? 'anonymous'));
             http.headers.set('etag', etag);
             // Weak comparison (RFC 9110 13.1.2), for GET only: a POST is not a cacheable read.
-            if (request.http?.method === 'GET' && matchesIfNoneMatch(request.http.headers.get('if-none-match'), etag)) http.status = 304;
+            if (request.http?.method === 'GET' && matchesIfNoneMatch(request.http.headers.get('if-none-match'), etag))
+              http.status = 304;
           },
         };
       },
@@ -148,7 +149,8 @@ export function withPersistedQueryErrorCodes(
   formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError,
 ): (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError {
   return (formatted, error) => {
-    const code = error instanceof GraphQLError && error.extensions.code === undefined ? APQ_ERRORS[error.message] : undefined;
+    const code =
+      error instanceof GraphQLError && error.extensions.code === undefined ? APQ_ERRORS[error.message] : undefined;
     return code ? { message: formatted.message, extensions: { code } } : formatError(formatted, error);
   };
 }

@@ -29,7 +29,8 @@ export function createGatewayMetrics(options: { breakers: BreakerStates; redisDe
     labelNames: ['subgraph'],
     registers,
     collect() {
-      for (const [subgraph, state] of Object.entries(options.breakers.breakerStates())) this.set({ subgraph }, { closed: 0, halfOpen: 1, open: 2 }[state]);
+      for (const [subgraph, state] of Object.entries(options.breakers.breakerStates()))
+        this.set({ subgraph }, { closed: 0, halfOpen: 1, open: 2 }[state]);
     },
   });
   const operationCost = new Histogram({
@@ -68,9 +69,11 @@ export function createGatewayMetrics(options: { breakers: BreakerStates; redisDe
   };
   return {
     ...metrics,
-    observeFetch: (subgraph: string, outcome: string, seconds: number) => fetchDuration.observe({ subgraph, outcome }, seconds),
+    observeFetch: (subgraph: string, outcome: string, seconds: number) =>
+      fetchDuration.observe({ subgraph, outcome }, seconds),
     observeCost: (estimated: number) => operationCost.observe(estimated),
     countRefusal: (reason: string) => refusals.inc({ reason }),
-    countDeprecatedUse: (coordinate: string, client: string) => deprecatedUses.inc({ coordinate, client: boundedClient(client) }),
+    countDeprecatedUse: (coordinate: string, client: string) =>
+      deprecatedUses.inc({ coordinate, client: boundedClient(client) }),
   };
 }

@@ -20,7 +20,8 @@ const cost = (query: string, variables?: Record<string, unknown>, operationName?
   estimateCost(model, { document: parse(query), variables, operationName });
 
 /** The storefront's product page: products with their rating and a few reviews, each with its author. */
-const PRODUCT_PAGE = 'edges { node { title averageRating reviews(first: 5) { edges { node { body author { displayName } } } } } }';
+const PRODUCT_PAGE =
+  'edges { node { title averageRating reviews(first: 5) { edges { node { body author { displayName } } } } } }';
 
 // By hand, for PRODUCT_PAGE: an author is 1 (displayName is a free scalar); a review node 1 + author 1;
 // a review edge 1 + its node; reviews(first: 5) 1 + 5 edges; a product node 1 + title 0 +
@@ -88,19 +89,30 @@ describe('estimateCost', () => {
   });
 
   it('grows linearly with first', () => {
-    const at = (first: number) => cost(`query ($first: Int) { products(first: $first) { ${PRODUCT_PAGE} } }`, { first });
-    expect([0, 1, 10, 50, 100].map(at)).toEqual([1, 1 + PRODUCT_EDGE, 1 + 10 * PRODUCT_EDGE, 1 + 50 * PRODUCT_EDGE, 1 + 100 * PRODUCT_EDGE]);
+    const at = (first: number) =>
+      cost(`query ($first: Int) { products(first: $first) { ${PRODUCT_PAGE} } }`, { first });
+    expect([0, 1, 10, 50, 100].map(at)).toEqual([
+      1,
+      1 + PRODUCT_EDGE,
+      1 + 10 * PRODUCT_EDGE,
+      1 + 50 * PRODUCT_EDGE,
+      1 + 100 * PRODUCT_EDGE,
+    ]);
     expect(at(100) - at(50)).toBe(at(50) - at(0));
     // A negative page (which the resolvers reject) costs no less than an empty one.
     expect(at(-5)).toBe(1);
   });
 
   it('multiplies nested connections and charges pageInfo once per connection', () => {
-    expect(cost('{ products(first: 10) { edges { node { reviews(first: 4) { edges { node { id } } } } } } }')).toBe(1 + 10 * (1 + 1 + (1 + 4 * 2)));
+    expect(cost('{ products(first: 10) { edges { node { reviews(first: 4) { edges { node { id } } } } } } }')).toBe(
+      1 + 10 * (1 + 1 + (1 + 4 * 2)),
+    );
     expect(cost('{ products(first: 10) { pageInfo { hasNextPage } edges { cursor } } }')).toBe(1 + 1 + 10 * 1);
     expect(cost('{ products(first: 10) { pageInfo { hasNextPage } } }')).toBe(1 + 1);
     // The same connection type twice: each multiplies its own edges.
-    expect(cost('{ me { reviews(first: 2) { edges { node { author { reviews(first: 3) { edges { cursor } } } } } } } }')).toBe(1 + 1 + 2 * (1 + 1 + 1 + (1 + 3 * 1)));
+    expect(
+      cost('{ me { reviews(first: 2) { edges { node { author { reviews(first: 3) { edges { cursor } } } } } } } }'),
+    ).toBe(1 + 1 + 2 * (1 + 1 + 1 + (1 + 3 * 1)));
   });
 
   it('charges what @cost declares: 10 per mutation, 2 per rating aggregate, 0 per plain scalar', () => {
@@ -112,13 +124,26 @@ describe('estimateCost', () => {
 
   it('counts fragments where they are spread and leaves out skipped selections', () => {
     const inline = cost(`{ products(first: 20) { ${PRODUCT_PAGE} } }`);
-    expect(cost(`{ products(first: 20) { ...Page } } fragment Page on ProductConnection { ${PRODUCT_PAGE} }`)).toBe(inline);
-    expect(cost('query ($full: Boolean!) { product(id: "p") { id reviews(first: 10) @include(if: $full) { edges { node { id } } } } }', { full: false })).toBe(1);
-    expect(cost('query ($full: Boolean!) { product(id: "p") { id reviews(first: 10) @include(if: $full) { edges { node { id } } } } }', { full: true })).toBe(1 + 1 + 10 * 2);
+    expect(cost(`{ products(first: 20) { ...Page } } fragment Page on ProductConnection { ${PRODUCT_PAGE} }`)).toBe(
+      inline,
+    );
+    expect(
+      cost(
+        'query ($full: Boolean!) { product(id: "p") { id reviews(first: 10) @include(if: $full) { edges { node { id } } } } }',
+        { full: false },
+      ),
+    ).toBe(1);
+    expect(
+      cost(
+        'query ($full: Boolean!) { product(id: "p") { id reviews(first: 10) @include(if: $full) { edges { node { id } } } } }',
+        { full: true },
+      ),
+    ).toBe(1 + 1 + 10 * 2);
   });
 
   it('scores only the operation asked for', () => {
-    const document = '{ me { id } } query Big { products(first: 50) { edges { node { id } } } } query Small { me { id } }';
+    const document =
+      '{ me { id } } query Big { products(first: 50) { edges { node { id } } } } query Small { me { id } }';
     expect(cost(document.replace('{ me { id } } ', ''), undefined, 'Small')).toBe(1);
     expect(cost(document.replace('{ me { id } } ', ''), undefined, 'Big')).toBe(1 + 50 * 2);
     expect(() => cost('query A { me { id } } query B { me { id } }')).toThrow(/name of the operation/);
@@ -168,19 +193,26 @@ describe('estimateCost', () => {
 describe('countSelections', () => {
   const count = (query: string, variables?: Record<string, unknown>) => {
     const document = parse(query);
-    return countSelections(document, document.definitions.find((d) => d.kind === 'OperationDefinition') as never, variables);
+    return countSelections(
+      document,
+      document.definitions.find((d) => d.kind === 'OperationDefinition') as never,
+      variables,
+    );
   };
 
   it('counts every field after fragment expansion, scalars and __typename included', () => {
     expect(count('{ product(id: "p") { id title price { amountCents currency } } }')).toBe(6);
     expect(count('{ a: __typename b: __typename ... on Query { __typename } }')).toBe(3);
     // Twelve fragments, each spreading the next twice, over two fields: 2 × 2^11 selections, in linear time.
-    const bomb = Array.from({ length: 12 }, (_, i) => (i === 0 ? 'fragment F0 on Product { id title }' : `fragment F${i} on Product { ...F${i - 1} ...F${i - 1} }`));
+    const bomb = Array.from({ length: 12 }, (_, i) =>
+      i === 0 ? 'fragment F0 on Product { id title }' : `fragment F${i} on Product { ...F${i - 1} ...F${i - 1} }`,
+    );
     expect(count(`{ product(id: "p") { ...F11 } } ${bomb.join(' ')}`)).toBe(1 + 2 * 2 ** 11);
   });
 
   it('leaves out what @skip and @include leave out', () => {
-    const query = 'query ($on: Boolean!) { product(id: "p") { id title @include(if: $on) ... @skip(if: $on) { sku description } } }';
+    const query =
+      'query ($on: Boolean!) { product(id: "p") { id title @include(if: $on) ... @skip(if: $on) { sku description } } }';
     expect(count(query, { on: true })).toBe(3);
     expect(count(query, { on: false })).toBe(4);
   });
@@ -196,15 +228,32 @@ describe('useQueryLimits in Apollo Server', () => {
   let onEstimated: QueryLimitsOptions<TestContext>['onEstimated'];
   let server: ApolloServer<TestContext>;
 
-  const review = (id: string) => ({ id, rating: 5, body: 'Good.', createdAt: '2026-01-31T12:00:00.000Z', author: { id: 'u1', displayName: 'Ada' } });
+  const review = (id: string) => ({
+    id,
+    rating: 5,
+    body: 'Good.',
+    createdAt: '2026-01-31T12:00:00.000Z',
+    author: { id: 'u1', displayName: 'Ada' },
+  });
   // Trivial resolvers on the root value: graphql-js calls a function property with the arguments.
   const rootValue = {
     me: () => (resolved.push('me'), { id: 'u1', displayName: 'Ada' }),
     review: ({ id }: { id: string }) => (resolved.push('review'), review(id)),
     products: ({ first }: { first?: number }) => {
       resolved.push('products');
-      const node = { id: 'p1', title: 'Lamp', averageRating: 4.5, reviews: { edges: [{ cursor: 'c', node: review('r1') }], pageInfo: { hasNextPage: false, hasPreviousPage: false } } };
-      return { edges: Array.from({ length: Math.min(first ?? 20, 3) }, () => ({ cursor: 'c', node })), pageInfo: { hasNextPage: false, hasPreviousPage: false } };
+      const node = {
+        id: 'p1',
+        title: 'Lamp',
+        averageRating: 4.5,
+        reviews: {
+          edges: [{ cursor: 'c', node: review('r1') }],
+          pageInfo: { hasNextPage: false, hasPreviousPage: false },
+        },
+      };
+      return {
+        edges: Array.from({ length: Math.min(first ?? 20, 3) }, () => ({ cursor: 'c', node })),
+        pageInfo: { hasNextPage: false, hasPreviousPage: false },
+      };
     },
   };
 
@@ -212,7 +261,11 @@ describe('useQueryLimits in Apollo Server', () => {
     const limits = useQueryLimits<TestContext>({
       supergraphSdl: SUPERGRAPH_SDL,
       onEstimated: (estimate, requestContext) => {
-        estimates.push({ cost: estimate, resolvedBefore: resolved.length, contextCost: requestContext.contextValue.cost });
+        estimates.push({
+          cost: estimate,
+          resolvedBefore: resolved.length,
+          contextCost: requestContext.contextValue.cost,
+        });
         return onEstimated?.(estimate, requestContext);
       },
     });
@@ -263,7 +316,13 @@ describe('useQueryLimits in Apollo Server', () => {
     const result = await run(`query ($first: Int) { products(first: $first) { ${PRODUCT_PAGE} } }`, { first: 2 });
     expect(result.errors).toBeUndefined();
     expect((result.data as any).products.edges).toHaveLength(2);
-    expect(estimates).toEqual([{ cost: { estimated: products(2), max: 5000 }, resolvedBefore: 0, contextCost: { estimated: products(2), max: 5000 } }]);
+    expect(estimates).toEqual([
+      {
+        cost: { estimated: products(2), max: 5000 },
+        resolvedBefore: 0,
+        contextCost: { estimated: products(2), max: 5000 },
+      },
+    ]);
     expect(resolved).toEqual(['products']);
   });
 
@@ -279,26 +338,43 @@ describe('useQueryLimits in Apollo Server', () => {
   });
 
   it('rejects an operation over the maximum cost with QUERY_TOO_COMPLEX and its estimate', async () => {
-    const query = '{ products(first: 100) { edges { node { reviews(first: 100) { edges { node { author { displayName } } } } } } } }';
+    const query =
+      '{ products(first: 100) { edges { node { reviews(first: 100) { edges { node { author { displayName } } } } } } } }';
     const estimated = 1 + 100 * (1 + 1 + (1 + 100 * (1 + 1 + 1)));
-    const error = await expectRejected(query, 'QUERY_TOO_COMPLEX', /^Query is too complex: estimated cost 30301 exceeds the maximum 5000\.$/);
+    const error = await expectRejected(
+      query,
+      'QUERY_TOO_COMPLEX',
+      /^Query is too complex: estimated cost 30301 exceeds the maximum 5000\.$/,
+    );
     expect(error.extensions?.cost).toEqual({ estimated, max: 5000 });
   });
 
   it('rejects a fragment bomb with QUERY_TOO_COMPLEX, counted before it is scored', async () => {
     const levels = ['A', 'B', 'C', 'D', 'E', 'F'];
-    const fragments = levels.map((name, i) => `fragment ${name} on Query { ${levels[i + 1] ? Array.from({ length: 10 }, () => `...${levels[i + 1]}`).join(' ') : '__typename'} }`);
-    const error = await expectRejected(`{ ...A } ${fragments.join(' ')}`, 'QUERY_TOO_COMPLEX', /^Query is too complex: it makes 100000 field selections once its fragments are expanded, over the maximum 500\.$/);
+    const fragments = levels.map(
+      (name, i) =>
+        `fragment ${name} on Query { ${levels[i + 1] ? Array.from({ length: 10 }, () => `...${levels[i + 1]}`).join(' ') : '__typename'} }`,
+    );
+    const error = await expectRejected(
+      `{ ...A } ${fragments.join(' ')}`,
+      'QUERY_TOO_COMPLEX',
+      /^Query is too complex: it makes 100000 field selections once its fragments are expanded, over the maximum 500\.$/,
+    );
     expect(error.extensions?.cost).toEqual({ selections: 100_000, maxSelections: 500 });
   });
 
   it('rejects a query nested deeper than 12 with QUERY_TOO_DEEP', async () => {
     // review 1, author 2, reviews 3, edges 4, node 5, author 6, ... id 14.
-    const nested = (levels: number): string => (levels === 0 ? 'id' : `author { reviews(first: 1) { edges { node { ${nested(levels - 1)} } } } }`);
+    const nested = (levels: number): string =>
+      levels === 0 ? 'id' : `author { reviews(first: 1) { edges { node { ${nested(levels - 1)} } } } }`;
     expect((await run(`{ review(id: "r") { ${nested(2)} } }`)).errors).toBeUndefined();
     resolved.length = 0;
     estimates.length = 0;
-    await expectRejected(`{ review(id: "r") { ${nested(3)} } }`, 'QUERY_TOO_DEEP', /^Query depth limit of 12 exceeded, found 14\.$/);
+    await expectRejected(
+      `{ review(id: "r") { ${nested(3)} } }`,
+      'QUERY_TOO_DEEP',
+      /^Query depth limit of 12 exceeded, found 14\.$/,
+    );
   });
 
   it('measures depth by fields, not by fragment spreads', async () => {
@@ -327,12 +403,20 @@ describe('useQueryLimits in Apollo Server', () => {
     const directives = (n: number) => Array.from({ length: n }, () => '__typename @include(if: true)').join(' ');
     expect((await run(`{ ${directives(50)} }`)).errors).toBeUndefined();
     estimates.length = 0;
-    await expectRejected(`{ ${directives(51)} }`, 'TOO_MANY_DIRECTIVES', /^Directives limit of 50 exceeded, found 51\.$/);
+    await expectRejected(
+      `{ ${directives(51)} }`,
+      'TOO_MANY_DIRECTIVES',
+      /^Directives limit of 50 exceeded, found 51\.$/,
+    );
   });
 
   it('stops parsing beyond 5000 tokens with TOO_MANY_TOKENS', async () => {
     // "{", 4,999 x "__typename", "}": 5,001 tokens. The parser stops before validation sees them.
-    await expectRejected(`{ ${'__typename '.repeat(4999)}}`, 'TOO_MANY_TOKENS', /^Document contains more than 5000 tokens\. Parsing aborted\.$/);
+    await expectRejected(
+      `{ ${'__typename '.repeat(4999)}}`,
+      'TOO_MANY_TOKENS',
+      /^Document contains more than 5000 tokens\. Parsing aborted\.$/,
+    );
   });
 
   it('leaves other syntax and validation errors to Apollo', async () => {

@@ -1,4 +1,12 @@
-import { COST_VERSIONS, costIdentity, EnumType, FieldDefinition, ObjectType, ScalarType, Supergraph } from '@apollo/federation-internals';
+import {
+  COST_VERSIONS,
+  costIdentity,
+  EnumType,
+  FieldDefinition,
+  ObjectType,
+  ScalarType,
+  Supergraph,
+} from '@apollo/federation-internals';
 import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
@@ -34,7 +42,13 @@ export const TOO_MANY_DIRECTIVES = ErrorCode.TOO_MANY_DIRECTIVES;
 export const TOO_MANY_TOKENS = ErrorCode.TOO_MANY_TOKENS;
 
 /** Every code these limits reject with (all HTTP 400): an error-masking formatError must let them through. */
-export const QUERY_LIMIT_CODES: readonly string[] = [QUERY_TOO_COMPLEX, QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_DIRECTIVES, TOO_MANY_TOKENS];
+export const QUERY_LIMIT_CODES: readonly string[] = [
+  QUERY_TOO_COMPLEX,
+  QUERY_TOO_DEEP,
+  TOO_MANY_ALIASES,
+  TOO_MANY_DIRECTIVES,
+  TOO_MANY_TOKENS,
+];
 
 /** An operation's estimated cost against the per-operation maximum. */
 export interface QueryCost {
@@ -135,11 +149,16 @@ export function buildCostModel(supergraphSdl: string, options: { defaultPageSize
     const { weight } = application.arguments() as { weight: number };
     const parent = application.parent;
     if (parent instanceof FieldDefinition) fieldWeights.set(parent.coordinate, weight);
-    else if (parent instanceof ObjectType || parent instanceof ScalarType || parent instanceof EnumType) typeWeights.set(parent.name, weight);
+    else if (parent instanceof ObjectType || parent instanceof ScalarType || parent instanceof EnumType)
+      typeWeights.set(parent.name, weight);
     // Argument and input-field weights are not charged.
   }
   for (const application of spec?.listSizeDirective(schema)?.applications() ?? []) {
-    const args = application.arguments() as { assumedSize?: number | null; slicingArguments?: string[] | null; sizedFields?: string[] | null };
+    const args = application.arguments() as {
+      assumedSize?: number | null;
+      slicingArguments?: string[] | null;
+      sizedFields?: string[] | null;
+    };
     const parent = application.parent;
     if (!(parent instanceof FieldDefinition)) continue;
     listSizes.set(parent.coordinate, {
@@ -158,7 +177,14 @@ export function buildCostModel(supergraphSdl: string, options: { defaultPageSize
     const returnType = getNamedType(field.type).name;
     sizedFields.set(returnType, new Set([...(sizedFields.get(returnType) ?? []), ...listSize.sizedFields]));
   }
-  return { apiSchema, fieldWeights, typeWeights, listSizes, sizedFields, defaultPageSize: options.defaultPageSize ?? 20 };
+  return {
+    apiSchema,
+    fieldWeights,
+    typeWeights,
+    listSizes,
+    sizedFields,
+    defaultPageSize: options.defaultPageSize ?? 20,
+  };
 }
 
 /** graphql-query-complexity stops (and throws) beyond this many evaluated selections, e.g. a fragment bomb. */
@@ -224,7 +250,9 @@ function createEstimators(model: CostModel): ComplexityEstimator[] {
 
 /** The largest slicing argument given (negative counts as 0), else `assumedSize`, else the default page size. */
 function pageSize(listSize: ListSize | undefined, args: Record<string, unknown>, defaultPageSize: number): number {
-  const given = (listSize?.slicingArguments ?? []).map((name) => args[name]).filter((value): value is number => typeof value === 'number');
+  const given = (listSize?.slicingArguments ?? [])
+    .map((name) => args[name])
+    .filter((value): value is number => typeof value === 'number');
   if (given.length > 0) return Math.max(0, ...given);
   return listSize?.assumedSize ?? defaultPageSize;
 }
@@ -265,17 +293,25 @@ export interface CostRequest {
 export function estimateCost(model: CostModel, request: CostRequest): number {
   const operation = getOperationAST(request.document, request.operationName ?? undefined);
   if (!operation) {
-    throw new GraphQLError(request.operationName ? `Unknown operation named "${request.operationName}".` : 'Must provide the name of the operation to run.', {
-      extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } },
-    });
+    throw new GraphQLError(
+      request.operationName
+        ? `Unknown operation named "${request.operationName}".`
+        : 'Must provide the name of the operation to run.',
+      {
+        extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } },
+      },
+    );
   }
   // Only this operation and the fragments: getComplexity would otherwise add up every operation.
   const query: DocumentNode = {
     ...request.document,
-    definitions: request.document.definitions.filter((definition) => definition === operation || definition.kind === Kind.FRAGMENT_DEFINITION),
+    definitions: request.document.definitions.filter(
+      (definition) => definition === operation || definition.kind === Kind.FRAGMENT_DEFINITION,
+    ),
   };
   // Counted in linear time first: scoring walks the expansion, which a fragment bomb makes exponential.
-  if (countSelections(request.document, operation, request.variables) > MAX_SCORED_NODES) return Number.POSITIVE_INFINITY;
+  if (countSelections(request.document, operation, request.variables) > MAX_SCORED_NODES)
+    return Number.POSITIVE_INFINITY;
   try {
     return getComplexity({
       schema: request.schema ?? model.apiSchema,
@@ -300,7 +336,11 @@ export function estimateCost(model: CostModel, request: CostRequest): number {
  * once and multiplied where it is spread, so a fragment bomb (each fragment spreading the next twice) is
  * counted in time linear in the document, not in its expansion.
  */
-export function countSelections(document: DocumentNode, operation: OperationDefinitionNode, variables?: Record<string, unknown>): number {
+export function countSelections(
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  variables?: Record<string, unknown>,
+): number {
   const fragments = fragmentsOf(document);
   const perFragment = new Map<string, number>();
   const count = (selectionSet: SelectionSetNode): number => {
@@ -330,9 +370,12 @@ export function countSelections(document: DocumentNode, operation: OperationDefi
 }
 
 function tooManySelections(selections: number, maxSelections: number): GraphQLError {
-  return new GraphQLError(`Query is too complex: it makes ${selections} field selections once its fragments are expanded, over the maximum ${maxSelections}.`, {
-    extensions: { code: QUERY_TOO_COMPLEX, cost: { selections, maxSelections }, http: { status: 400 } },
-  });
+  return new GraphQLError(
+    `Query is too complex: it makes ${selections} field selections once its fragments are expanded, over the maximum ${maxSelections}.`,
+    {
+      extensions: { code: QUERY_TOO_COMPLEX, cost: { selections, maxSelections }, http: { status: 400 } },
+    },
+  );
 }
 
 function tooComplex(estimated: number, max: number): GraphQLError {
@@ -350,7 +393,8 @@ const withoutSyntaxErrorPrefix = (message: string) => message.replace(/^Syntax E
 
 /** An armor rule's rejection, reported as a validation error that carries our code. */
 const reportAs = (code: string): NonNullable<NonNullable<Parameters<typeof maxDepthRule>[0]>['onReject']> => [
-  (context, error) => context?.reportError(new GraphQLError(withoutSyntaxErrorPrefix(error.message), { extensions: { code } })),
+  (context, error) =>
+    context?.reportError(new GraphQLError(withoutSyntaxErrorPrefix(error.message), { extensions: { code } })),
 ];
 
 /** graphql-js's parse error for `maxTokens` (16.x spells it "more that"). */
@@ -375,16 +419,28 @@ const TOKEN_LIMIT = /^Syntax Error: Document contains more tha[nt] (\d+) tokens\
  *
  * The gateway spreads `validationRules` and `parseOptions` into its ApolloServer options and adds `plugin`.
  */
-export function useQueryLimits<TContext extends BaseContext = BaseContext>(options: QueryLimitsOptions<TContext>): QueryLimits<TContext> {
+export function useQueryLimits<TContext extends BaseContext = BaseContext>(
+  options: QueryLimitsOptions<TContext>,
+): QueryLimits<TContext> {
   const maxCost = options.maxCost ?? 5_000;
   const maxSelections = options.maxSelections ?? 500;
   const initialModel = buildCostModel(options.supergraphSdl, { defaultPageSize: options.defaultPageSize });
   // By the API schema each supergraph was loaded as; the initial one serves a server without a gateway.
   const models = new WeakMap<GraphQLSchema, CostModel>();
   const validationRules: ValidationRule[] = [
-    maxDepthRule({ n: options.maxDepth ?? 12, ignoreIntrospection: true, flattenFragments: true, propagateOnRejection: false, onReject: reportAs(QUERY_TOO_DEEP) }),
+    maxDepthRule({
+      n: options.maxDepth ?? 12,
+      ignoreIntrospection: true,
+      flattenFragments: true,
+      propagateOnRejection: false,
+      onReject: reportAs(QUERY_TOO_DEEP),
+    }),
     maxAliasesRule({ n: options.maxAliases ?? 30, propagateOnRejection: false, onReject: reportAs(TOO_MANY_ALIASES) }),
-    maxDirectivesRule({ n: options.maxDirectives ?? 50, propagateOnRejection: false, onReject: reportAs(TOO_MANY_DIRECTIVES) }),
+    maxDirectivesRule({
+      n: options.maxDirectives ?? 50,
+      propagateOnRejection: false,
+      onReject: reportAs(TOO_MANY_DIRECTIVES),
+    }),
   ];
   const validationCodes = new Set<string>([QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_DIRECTIVES]);
 
@@ -395,16 +451,27 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
           // The gateway would fail on these with an uncoded error (a 500): answer the client's mistake as one.
           if (!requestContext.operation) {
             const named = requestContext.request.operationName;
-            throw new GraphQLError(named ? `No operation named "${named}" in the document.` : 'The document has several operations: name the one to run with operationName.', {
-              extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
-            });
+            throw new GraphQLError(
+              named
+                ? `No operation named "${named}" in the document.`
+                : 'The document has several operations: name the one to run with operationName.',
+              {
+                extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
+              },
+            );
           }
           if (requestContext.operation.operation === 'subscription') {
-            throw new GraphQLError('Subscriptions are not supported.', { extensions: { code: ErrorCode.BAD_REQUEST, http: { status: 400 } } });
+            throw new GraphQLError('Subscriptions are not supported.', {
+              extensions: { code: ErrorCode.BAD_REQUEST, http: { status: 400 } },
+            });
           }
           options.authorize?.(requestContext);
           // Counted in linear time before scoring, which walks the expansion (at most MAX_SCORED_NODES).
-          const variables = operationVariables(requestContext.schema, requestContext.operation, requestContext.request.variables);
+          const variables = operationVariables(
+            requestContext.schema,
+            requestContext.operation,
+            requestContext.request.variables,
+          );
           const selections = countSelections(requestContext.document, requestContext.operation, variables);
           if (selections > maxSelections) throw tooManySelections(selections, maxSelections);
           const estimated = estimateCost(models.get(requestContext.schema) ?? initialModel, {
@@ -422,7 +489,11 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
           for (const error of errors) {
             const original = error.originalError;
             const code = original instanceof GraphQLError ? original.extensions.code : undefined;
-            if (error.extensions.code === 'GRAPHQL_VALIDATION_FAILED' && typeof code === 'string' && validationCodes.has(code)) {
+            if (
+              error.extensions.code === 'GRAPHQL_VALIDATION_FAILED' &&
+              typeof code === 'string' &&
+              validationCodes.has(code)
+            ) {
               error.extensions.code = code;
               continue;
             }
@@ -440,6 +511,7 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(optio
     plugin,
     validationRules,
     parseOptions: { maxTokens: options.maxTokens ?? 5_000 },
-    onSchemaLoadOrUpdate: ({ apiSchema, coreSupergraphSdl }) => models.set(apiSchema, buildCostModel(coreSupergraphSdl, { defaultPageSize: options.defaultPageSize })),
+    onSchemaLoadOrUpdate: ({ apiSchema, coreSupergraphSdl }) =>
+      models.set(apiSchema, buildCostModel(coreSupergraphSdl, { defaultPageSize: options.defaultPageSize })),
   };
 }

@@ -83,13 +83,20 @@ describe('rate limits with Redis unavailable', () => {
       expect(sum(taken)).toBeLessThan((20 * TIMEOUT_MS) / 2);
       expect(redis.degraded).toBe(true);
       // Counted here meanwhile: each charge took its points off this gateway's counters.
-      expect(charges.map((context) => context.budgetCharge?.remaining)).toEqual(Array.from({ length: 20 }, (_, index) => 1_000 - 10 * (index + 1)));
+      expect(charges.map((context) => context.budgetCharge?.remaining)).toEqual(
+        Array.from({ length: 20 }, (_, index) => 1_000 - 10 * (index + 1)),
+      );
       proxy.resume();
     });
 
     it('limits anonymous requests per IP on local counters, waiting on Redis once and not on every request', async () => {
       const { proxy, redis } = await hungRedis();
-      const limits = requestLimits(async () => false, { ipRequests: 15, ipWindowSeconds: 60, redis, namespace: `rl-test-${randomUUID()}` });
+      const limits = requestLimits(async () => false, {
+        ipRequests: 15,
+        ipWindowSeconds: 60,
+        redis,
+        namespace: `rl-test-${randomUUID()}`,
+      });
       const app = express();
       app.use(limits.middleware);
       app.get('/', (_req, res) => void res.send('ok'));

@@ -27,11 +27,21 @@ interface Limiter {
  * for the next second it does so at once, without asking Redis (rate-limiter-flexible's insurance
  * limiter still answers for a command that errs on a connected client).
  */
-function sharedLimiter(redis: RedisConnection | undefined, options: { namespace: string; keyPrefix: string; points: number; duration: number }): Limiter {
+function sharedLimiter(
+  redis: RedisConnection | undefined,
+  options: { namespace: string; keyPrefix: string; points: number; duration: number },
+): Limiter {
   const { namespace, ...limits } = options;
   const local = new RateLimiterMemory(limits);
   if (!redis) return local;
-  const shared = new RateLimiterRedis({ ...limits, keyPrefix: `${namespace}:${limits.keyPrefix}`, storeClient: redis.client, useRedisPackage: true, rejectIfRedisNotReady: true, insuranceLimiter: local });
+  const shared = new RateLimiterRedis({
+    ...limits,
+    keyPrefix: `${namespace}:${limits.keyPrefix}`,
+    storeClient: redis.client,
+    useRedisPackage: true,
+    rejectIfRedisNotReady: true,
+    insuranceLimiter: local,
+  });
   const guard = redis.guard('rate limits', "rate limits use this gateway's local counters");
   const timeout = { timeoutMs: REDIS_TIMEOUT_MS };
   return {
@@ -67,7 +77,11 @@ export interface ClientIdentity {
   key: string;
 }
 
-export function identifyClient(callerId: string | null, apiKeyName: string | null, ip: string | undefined): ClientIdentity {
+export function identifyClient(
+  callerId: string | null,
+  apiKeyName: string | null,
+  ip: string | undefined,
+): ClientIdentity {
   if (callerId) return { kind: 'user', key: `user:${callerId}` };
   if (apiKeyName) return { kind: 'apiKey', key: `apikey:${apiKeyName}` };
   return { kind: 'ip', key: `ip:${addressBlock(ip)}` };
@@ -89,10 +103,14 @@ export function addressBlock(ip: string | undefined): string {
 export function parseApiKeys(spec: string | undefined): (presented: string | undefined) => string | null {
   const digest = (key: string) => createHash('sha256').update(key).digest('hex');
   const byDigest = new Map<string, string>();
-  for (const entry of (spec ?? '').split(',').map((part) => part.trim()).filter(Boolean)) {
+  for (const entry of (spec ?? '')
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)) {
     // Only the first "=" separates: base64 keys end in "=".
     const separator = entry.indexOf('=');
-    if (separator > 0 && separator < entry.length - 1) byDigest.set(digest(entry.slice(separator + 1)), entry.slice(0, separator));
+    if (separator > 0 && separator < entry.length - 1)
+      byDigest.set(digest(entry.slice(separator + 1)), entry.slice(0, separator));
   }
   return (presented) => (presented ? (byDigest.get(digest(presented)) ?? null) : null);
 }
@@ -128,13 +146,16 @@ export interface BudgetContext {
 
 function rateLimited(charge: Charge): GraphQLError {
   const retryAfter = Math.max(1, Math.ceil((charge.resetAt.getTime() - Date.now()) / 1000));
-  return new GraphQLError(`Rate limited: this operation costs ${charge.requested} and ${charge.remaining} of ${charge.limit} points remain until ${charge.resetAt.toISOString()}.`, {
-    extensions: {
-      code: RATE_LIMITED,
-      cost: { requested: charge.requested, remaining: charge.remaining, resetAt: charge.resetAt.toISOString() },
-      http: { status: 429, headers: new Map([['retry-after', String(retryAfter)]]) },
+  return new GraphQLError(
+    `Rate limited: this operation costs ${charge.requested} and ${charge.remaining} of ${charge.limit} points remain until ${charge.resetAt.toISOString()}.`,
+    {
+      extensions: {
+        code: RATE_LIMITED,
+        cost: { requested: charge.requested, remaining: charge.remaining, resetAt: charge.resetAt.toISOString() },
+        http: { status: 429, headers: new Map([['retry-after', String(retryAfter)]]) },
+      },
     },
-  });
+  );
 }
 
 /**
@@ -147,7 +168,12 @@ function rateLimited(charge: Charge): GraphQLError {
 export function useClientBudget(options: ClientBudgetOptions) {
   const points = options.points ?? 100_000;
   const duration = options.windowSeconds ?? 60;
-  const limiter = sharedLimiter(options.redis, { namespace: options.namespace ?? 'storefront', keyPrefix: 'budget', points, duration });
+  const limiter = sharedLimiter(options.redis, {
+    namespace: options.namespace ?? 'storefront',
+    keyPrefix: 'budget',
+    points,
+    duration,
+  });
 
   const describe = (requested: number, consumed: number, msBeforeNext: number): Charge => ({
     requested,
@@ -182,7 +208,9 @@ export function useClientBudget(options: ClientBudgetOptions) {
           let charge = contextValue.budgetCharge;
           if (!charge) {
             // A document that failed to parse or validate was never scored: it costs the minimum.
-            const result = await limiter.consume(contextValue.client.key, 1).catch((rejection: unknown) => (rejection instanceof RateLimiterRes ? rejection : null));
+            const result = await limiter
+              .consume(contextValue.client.key, 1)
+              .catch((rejection: unknown) => (rejection instanceof RateLimiterRes ? rejection : null));
             charge = describe(1, result?.consumedPoints ?? 0, result?.msBeforeNext ?? 0);
           }
           response.http.headers.set('x-ratelimit-limit', String(charge.limit));
@@ -190,7 +218,11 @@ export function useClientBudget(options: ClientBudgetOptions) {
           response.http.headers.set('x-ratelimit-reset', String(Math.ceil(charge.resetAt.getTime() / 1000)));
           const body = response.body;
           if (body?.kind === 'single') {
-            const cost = { requested: charge.requested, remaining: charge.remaining, resetAt: charge.resetAt.toISOString() };
+            const cost = {
+              requested: charge.requested,
+              remaining: charge.remaining,
+              resetAt: charge.resetAt.toISOString(),
+            };
             body.singleResult.extensions = { ...body.singleResult.extensions, cost };
           }
         },
@@ -217,7 +249,10 @@ export interface RequestLimitsOptions {
 }
 
 const refuse = (res: Response, status: number, code: string, message: string, retryAfterSeconds: number) => {
-  res.status(status).set('retry-after', String(retryAfterSeconds)).json({ errors: [{ message, extensions: { code } }] });
+  res
+    .status(status)
+    .set('retry-after', String(retryAfterSeconds))
+    .json({ errors: [{ message, extensions: { code } }] });
 };
 
 /**
@@ -227,11 +262,19 @@ const refuse = (res: Response, status: number, code: string, message: string, re
  * token or API key skip the IP rate (many users share an IP behind NAT; a storefront backend is one
  * IP): their cost budget bounds them. `verified` checks the credentials before any body is parsed.
  */
-export function requestLimits(verified: (req: Request, res: Response) => Promise<boolean>, options: RequestLimitsOptions = {}): { middleware: RequestHandler; inFlight(): number } {
+export function requestLimits(
+  verified: (req: Request, res: Response) => Promise<boolean>,
+  options: RequestLimitsOptions = {},
+): { middleware: RequestHandler; inFlight(): number } {
   const maxInFlight = options.maxInFlight ?? 512;
   const points = options.ipRequests ?? 1_200;
   const duration = options.ipWindowSeconds ?? 60;
-  const perIp = sharedLimiter(options.redis, { namespace: options.namespace ?? 'storefront', keyPrefix: 'ip', points, duration });
+  const perIp = sharedLimiter(options.redis, {
+    namespace: options.namespace ?? 'storefront',
+    keyPrefix: 'ip',
+    points,
+    duration,
+  });
   let inFlight = 0;
   const middleware: RequestHandler = async (req, res, next) => {
     if (inFlight >= maxInFlight) {
@@ -250,8 +293,18 @@ export function requestLimits(verified: (req: Request, res: Response) => Promise
       if (!(rejection instanceof RateLimiterRes)) return next(rejection);
       options.onRefuse?.('ip_rate');
       // The limit that refused the request is the one its headers describe.
-      res.set({ 'x-ratelimit-limit': String(points), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(Math.ceil((Date.now() + rejection.msBeforeNext) / 1000)) });
-      refuse(res, 429, RATE_LIMITED, 'Too many requests from this address.', Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+      res.set({
+        'x-ratelimit-limit': String(points),
+        'x-ratelimit-remaining': '0',
+        'x-ratelimit-reset': String(Math.ceil((Date.now() + rejection.msBeforeNext) / 1000)),
+      });
+      refuse(
+        res,
+        429,
+        RATE_LIMITED,
+        'Too many requests from this address.',
+        Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)),
+      );
       return;
     }
     next();

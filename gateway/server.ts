@@ -1,6 +1,9 @@
 import { ApolloGateway } from '@apollo/gateway';
 import type { BaseContext } from '@apollo/server';
-import { ApolloServerPluginSchemaReportingDisabled, ApolloServerPluginUsageReportingDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginSchemaReportingDisabled,
+  ApolloServerPluginUsageReportingDisabled,
+} from '@apollo/server/plugin/disabled';
 import type { Caller } from '../lib/authorization';
 import { maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
@@ -18,7 +21,14 @@ import { loadExplorerRoutes } from './explorer/routes';
 import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
 import { createGatewayMetrics } from './metrics';
 import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
-import { identifyClient, requestLimits, useClientBudget, type BudgetContext, type ClientBudgetOptions, type RequestLimitsOptions } from './rate-limits';
+import {
+  identifyClient,
+  requestLimits,
+  useClientBudget,
+  type BudgetContext,
+  type ClientBudgetOptions,
+  type RequestLimitsOptions,
+} from './rate-limits';
 import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
 import { SUPERGRAPH_PATH, SupergraphFile } from './supergraph-file';
 
@@ -93,14 +103,19 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const explorerRoutes = loadExplorerRoutes(logger);
 
   // The supergraph: a fixed SDL, or the file, followed live.
-  const supergraphFile = options.supergraphSdl ? undefined : new SupergraphFile({ path: options.supergraphPath ?? SUPERGRAPH_PATH, logger });
+  const supergraphFile = options.supergraphSdl
+    ? undefined
+    : new SupergraphFile({ path: options.supergraphPath ?? SUPERGRAPH_PATH, logger });
   // The gateway enforces the contract's @authenticated/@requiresScopes itself (access-control.ts).
   const supergraphSdl = options.supergraphSdl ? supergraphForGateway(options.supergraphSdl) : supergraphFile!.read();
 
   // Subgraph calls: one data source per subgraph, with its timeout, breaker and the caller's signed identity.
   const dataSources: SubgraphDataSource<GatewayContext>[] = [];
   const breakerStates = () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()]));
-  const metrics = createGatewayMetrics({ breakers: { breakerStates }, redisDegraded: () => options.redis?.degraded ?? false });
+  const metrics = createGatewayMetrics({
+    breakers: { breakerStates },
+    redisDegraded: () => options.redis?.degraded ?? false,
+  });
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphFile ?? supergraphSdl,
     buildService: ({ name, url }) => {
@@ -113,8 +128,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         observe: ({ subgraph, outcome, seconds }) => metrics.observeFetch(subgraph, outcome, seconds),
         // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
         signRequest: {
-          describe: (context) => JSON.stringify({ callerId: context.callerId ?? null, scopes: context.scopes ?? [] } satisfies Caller),
-          sign: async (caller, body) => ({ [IDENTITY_HEADER]: await options.signIdentity(JSON.parse(caller) as Caller, body) }),
+          describe: (context) =>
+            JSON.stringify({ callerId: context.callerId ?? null, scopes: context.scopes ?? [] } satisfies Caller),
+          sign: async (caller, body) => ({
+            [IDENTITY_HEADER]: await options.signIdentity(JSON.parse(caller) as Caller, body),
+          }),
         },
       });
       dataSources.push(source);
@@ -125,7 +143,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 
   // Before GraphQL: the in-flight cap and, for callers without valid credentials, the IP rate.
   if (options.trustProxy === 'true') {
-    logger.warn('TRUST_PROXY=true believes any X-Forwarded-For: clients can pick their IP and dodge the IP rate. Give the hop count or the proxy subnets instead.');
+    logger.warn(
+      'TRUST_PROXY=true believes any X-Forwarded-For: clients can pick their IP and dodge the IP rate. Give the hop count or the proxy subnets instead.',
+    );
   }
   const credentialsOf = credentialsChecker(options.authenticate, options.apiKeys);
   const limits = requestLimits(async (req, res) => isIdentified(await credentialsOf(req, res)), {
@@ -172,7 +192,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       plugins: [
         useMetrics(metrics),
         useRequestLog(logger),
-        useDeprecationNotices({ docsUrl: options.deprecationDocsUrl, usage: new DeprecationUsage(namespace, options.redis), onUse: metrics.countDeprecatedUse }),
+        useDeprecationNotices({
+          docsUrl: options.deprecationDocsUrl,
+          usage: new DeprecationUsage(namespace, options.redis),
+          onUse: metrics.countDeprecatedUse,
+        }),
         queryLimits.plugin,
         budget.plugin,
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.

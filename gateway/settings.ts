@@ -22,7 +22,11 @@ export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<G
     deprecationDocsUrl: config.DEPRECATION_DOCS_URL,
     redisNamespace: config.REDIS_NAMESPACE,
     budget: { points: config.BUDGET_POINTS, windowSeconds: config.BUDGET_WINDOW_SECONDS },
-    requestLimits: { ipRequests: config.IP_RATE_LIMIT, ipWindowSeconds: config.IP_RATE_WINDOW_SECONDS, maxInFlight: config.MAX_IN_FLIGHT },
+    requestLimits: {
+      ipRequests: config.IP_RATE_LIMIT,
+      ipWindowSeconds: config.IP_RATE_WINDOW_SECONDS,
+      maxInFlight: config.MAX_IN_FLIGHT,
+    },
     breaker: { resetTimeoutMs: config.BREAKER_RESET_MS },
     queryLimits: {
       maxCost: config.MAX_QUERY_COST,

@@ -116,7 +116,11 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
     subgraph.lastSignatureMatched = internalHeaders.length === 0 && req.headers['x-signed-body'] === sha256(body);
     if (!subgraph.lastSignatureMatched) subgraph.unsignedRequests += 1;
   };
-  app.use('/graphql', express.json({ verify: checkSignature }), expressMiddleware(apollo, { context: async () => ({ subgraph }) }));
+  app.use(
+    '/graphql',
+    express.json({ verify: checkSignature }),
+    expressMiddleware(apollo, { context: async () => ({ subgraph }) }),
+  );
   await new Promise<void>((resolve) => httpServer.listen(port, '127.0.0.1', resolve));
   subgraph.port = (httpServer.address() as AddressInfo).port;
   subgraph.url = `http://127.0.0.1:${subgraph.port}/graphql`;
@@ -137,7 +141,9 @@ const startRatings = (port?: number) =>
         __resolveReference: (ref: { id: string }) => ({ id: ref.id }),
         rating: (product: { id: string }, _args: unknown, context: unknown) => {
           if ((context as SubgraphContext).subgraph.mode === 'graphqlError') {
-            throw new GraphQLError('Ratings are not shown for this product.', { extensions: { code: 'BAD_USER_INPUT' } });
+            throw new GraphQLError('Ratings are not shown for this product.', {
+              extensions: { code: 'BAD_USER_INPUT' },
+            });
           }
           return RATINGS[product.id];
         },
@@ -213,7 +219,11 @@ async function startStack(ratingsOptions: Partial<SubgraphDataSourceOptions<Gate
       return source;
     },
   });
-  const server = new ApolloServer<GatewayContext>({ gateway, logger: silent, includeStacktraceInErrorResponses: false });
+  const server = new ApolloServer<GatewayContext>({
+    gateway,
+    logger: silent,
+    includeStacktraceInErrorResponses: false,
+  });
   const { url } = await startStandaloneServer(server, {
     listen: { port: 0, host: '127.0.0.1' },
     context: async ({ req }) => ({ caller: req.headers['x-caller'] as string | undefined }),
@@ -275,7 +285,9 @@ describe('SubgraphDataSource behind a real gateway', () => {
     expectPageWithoutRatings(result, 'timeout');
     // Functional, not a benchmark: the answer came at the timeout, not after the subgraph's 1 s sleep.
     expect(result.ms).toBeLessThan(900);
-    expect(stack.logs).toContainEqual(expect.objectContaining({ level: 'warn', subgraph: 'ratings', reason: 'timeout' }));
+    expect(stack.logs).toContainEqual(
+      expect.objectContaining({ level: 'warn', subgraph: 'ratings', reason: 'timeout' }),
+    );
   });
 
   it('opens the breaker on a dead subgraph, fails fast without calling it, then probes and closes', async () => {
@@ -291,7 +303,9 @@ describe('SubgraphDataSource behind a real gateway', () => {
     }
     expectPageWithoutRatings(await stack.query(), 'unreachable');
     expect(source.breakerState()).toBe('open');
-    expect(stack.logs).toContainEqual(expect.objectContaining({ level: 'warn', subgraph: 'ratings', msg: expect.stringMatching(/opened/) }));
+    expect(stack.logs).toContainEqual(
+      expect.objectContaining({ level: 'warn', subgraph: 'ratings', msg: expect.stringMatching(/opened/) }),
+    );
 
     // The subgraph is back, but the open breaker must not call it before resetTimeoutMs.
     stack.ratings = await startRatings(port);
@@ -320,7 +334,9 @@ describe('SubgraphDataSource behind a real gateway', () => {
       expect(JSON.stringify(result.body)).not.toMatch(/internal|127\.0\.0\.1|5432/);
     }
     expect(stack.sources.get('ratings')!.breakerState()).toBe('open');
-    expect(stack.logs).toContainEqual(expect.objectContaining({ subgraph: 'ratings', reason: 'bad_status', status: 500 }));
+    expect(stack.logs).toContainEqual(
+      expect.objectContaining({ subgraph: 'ratings', reason: 'bad_status', status: 500 }),
+    );
   });
 
   it('does not count GraphQL errors in a 200 answer as breaker failures', async () => {
@@ -339,7 +355,10 @@ describe('SubgraphDataSource behind a real gateway', () => {
 
   it('reports a 4xx (bad_status) or a non-JSON 200 (bad_response) without opening the breaker', async () => {
     const stack = await startStack({ breaker: BREAKER });
-    for (const [mode, reason] of [['http400', 'bad_status'], ['html', 'bad_response']] as const) {
+    for (const [mode, reason] of [
+      ['http400', 'bad_status'],
+      ['html', 'bad_response'],
+    ] as const) {
       stack.ratings.mode = mode;
       for (let i = 0; i < 2 * BREAKER.volumeThreshold; i++) {
         const result = await stack.query();

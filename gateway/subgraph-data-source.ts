@@ -48,8 +48,11 @@ export interface SubgraphBreakerOptions {
   resetTimeoutMs?: number;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- RemoteGraphQLDataSource's own constraint (an interface context has no index signature)
-export interface SubgraphDataSourceOptions<TContext extends Record<string, any>> {
+/** RemoteGraphQLDataSource's own constraint on its context (an interface has no index signature for `unknown`). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as Apollo declares it
+type AnyContext = Record<string, any>;
+
+export interface SubgraphDataSourceOptions<TContext extends AnyContext> {
   /** Subgraph name, used in errors and logs. Required; there is no default. */
   name: string;
   /** The subgraph's GraphQL endpoint. Required; there is no default. */
@@ -116,8 +119,7 @@ export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureRea
  * executeQueryPlan puts a fetch's thrown error in the response's `errors` and still returns the data the
  * other fetches produced, leaving fields of the failed subgraph null.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
-export class SubgraphDataSource<TContext extends Record<string, any> = Record<string, any>> extends RemoteGraphQLDataSource<TContext> {
+export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extends RemoteGraphQLDataSource<TContext> {
   readonly subgraph: string;
   private readonly timeoutMs: number;
   private readonly signRequest: SubgraphDataSourceOptions<TContext>['signRequest'];
@@ -167,7 +169,8 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
             observe({ subgraph: this.subgraph, outcome: response.ok ? 'ok' : 'bad_status', seconds: seconds() });
             return response;
           } catch (error) {
-            const reason: SubgraphFailureReason = error instanceof SubgraphCallError ? error.reason : this.breaker.opened ? 'circuit_open' : 'unreachable';
+            const reason: SubgraphFailureReason =
+              error instanceof SubgraphCallError ? error.reason : this.breaker.opened ? 'circuit_open' : 'unreachable';
             observe({ subgraph: this.subgraph, outcome: reason, seconds: seconds() });
             throw error;
           }
@@ -184,7 +187,8 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
   private async signed(init: FetcherInit | undefined): Promise<FetcherInit | undefined> {
     if (!this.signRequest || !init) return init;
     const { [TO_SIGN_HEADER]: described, ...headers } = init.headers as Record<string, string>;
-    if (described === undefined || typeof init.body !== 'string') throw new Error('subgraph request without what it must be signed for');
+    if (described === undefined || typeof init.body !== 'string')
+      throw new Error('subgraph request without what it must be signed for');
     return { ...init, headers: { ...headers, ...(await this.signRequest.sign(described, init.body)) } };
   }
 
@@ -212,7 +216,11 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
     // Already the client-visible error (errorFromResponse made it).
     if (error instanceof GraphQLError && error.extensions.code === SUBGRAPH_UNAVAILABLE) throw error;
     const reason: SubgraphFailureReason =
-      error instanceof SubgraphCallError ? error.reason : CircuitBreaker.isOurError(error) ? 'circuit_open' : 'bad_response';
+      error instanceof SubgraphCallError
+        ? error.reason
+        : CircuitBreaker.isOurError(error)
+          ? 'circuit_open'
+          : 'bad_response';
     // Rejections while open are not logged one by one: the 'open' event already said so.
     if (reason !== 'circuit_open') {
       const status = error instanceof SubgraphCallError ? error.status : undefined;
@@ -226,7 +234,10 @@ export class SubgraphDataSource<TContext extends Record<string, any> = Record<st
    * subgraph's URL and body in the error's extensions; this one logs the status and shows neither.
    */
   override async errorFromResponse(response: FetcherResponse): Promise<GraphQLError> {
-    this.logger.warn({ subgraph: this.subgraph, reason: 'bad_status', status: response.status }, 'subgraph call failed');
+    this.logger.warn(
+      { subgraph: this.subgraph, reason: 'bad_status', status: response.status },
+      'subgraph call failed',
+    );
     return subgraphUnavailable(this.subgraph, 'bad_status');
   }
 

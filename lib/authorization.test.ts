@@ -42,8 +42,15 @@ describe('checkAccess', () => {
   });
 
   it('applies a field rule of a possible type to the field selected on its interface, or in an inline fragment', () => {
-    expect(check('{ public { label } node { label } }', user())).toMatchObject({ code: 'FORBIDDEN', fields: ['Secret.label'], missingScopes: ['c'] });
-    expect(check('{ thing { ... on Secret { label } } }', user('a'))).toMatchObject({ code: 'FORBIDDEN', missingScopes: ['b'] });
+    expect(check('{ public { label } node { label } }', user())).toMatchObject({
+      code: 'FORBIDDEN',
+      fields: ['Secret.label'],
+      missingScopes: ['c'],
+    });
+    expect(check('{ thing { ... on Secret { label } } }', user('a'))).toMatchObject({
+      code: 'FORBIDDEN',
+      missingScopes: ['b'],
+    });
     expect(check('{ node { label } }', user('c'))).toBeNull();
     expect(check('{ node { label } }', user('a', 'b'))).toBeNull();
   });
@@ -56,7 +63,12 @@ describe('checkAccess', () => {
 
   it('honours @skip/@include with the variables, defaults included, and reads each fragment once', () => {
     expect(check('query ($on: Boolean = false) { both @include(if: $on) }', ANONYMOUS)).toBeNull();
-    expect(check('query ($on: Boolean = false) { both @include(if: $on) }', ANONYMOUS, { on: true })).toMatchObject({ code: 'UNAUTHENTICATED' });
-    expect(check('{ ...A ...A } fragment A on Query { ...B } fragment B on Query { both }', ANONYMOUS)).toEqual({ code: 'UNAUTHENTICATED', fields: ['Query.both'] });
+    expect(check('query ($on: Boolean = false) { both @include(if: $on) }', ANONYMOUS, { on: true })).toMatchObject({
+      code: 'UNAUTHENTICATED',
+    });
+    expect(check('{ ...A ...A } fragment A on Query { ...B } fragment B on Query { both }', ANONYMOUS)).toEqual({
+      code: 'UNAUTHENTICATED',
+      fields: ['Query.both'],
+    });
   });
 });

@@ -65,23 +65,35 @@ type AppliedDirective = Directive<any, any>;
 type AnyElement = any;
 
 /** Gathers the applications of `@authenticated` and `@requiresScopes` into rules keyed by coordinate or type. */
-function collectRules(authenticated: Iterable<AppliedDirective>, requiresScopes: Iterable<AppliedDirective>): AccessRules {
+function collectRules(
+  authenticated: Iterable<AppliedDirective>,
+  requiresScopes: Iterable<AppliedDirective>,
+): AccessRules {
   const fields = new Map<string, AccessRule>();
   const types = new Map<string, AccessRule>();
   const add = (application: AppliedDirective, rule: AccessRule) => {
     const parent = application.parent;
-    const [map, key] = parent instanceof FieldDefinition ? [fields, parent.coordinate] : [types, (parent as NamedSchemaElement<AnyElement, AnyElement, AnyElement>).name];
+    const [map, key] =
+      parent instanceof FieldDefinition
+        ? [fields, parent.coordinate]
+        : [types, (parent as NamedSchemaElement<AnyElement, AnyElement, AnyElement>).name];
     map.set(key, both(map.get(key), rule));
   };
   for (const application of authenticated) add(application, { authenticated: true, scopes: [] });
-  for (const application of requiresScopes) add(application, { authenticated: true, scopes: (application.arguments() as { scopes: string[][] }).scopes });
+  for (const application of requiresScopes)
+    add(application, { authenticated: true, scopes: (application.arguments() as { scopes: string[][] }).scopes });
   return { fields, types };
 }
 
 /** A rule that holds when both hold: every alternative of one joined with every alternative of the other. */
 function both(a: AccessRule | undefined, b: AccessRule): AccessRule {
   if (!a) return b;
-  const scopes = a.scopes.length === 0 ? b.scopes : b.scopes.length === 0 ? a.scopes : a.scopes.flatMap((left) => b.scopes.map((right) => [...new Set([...left, ...right])]));
+  const scopes =
+    a.scopes.length === 0
+      ? b.scopes
+      : b.scopes.length === 0
+        ? a.scopes
+        : a.scopes.flatMap((left) => b.scopes.map((right) => [...new Set([...left, ...right])]));
   return { authenticated: a.authenticated || b.authenticated, scopes };
 }
 
@@ -91,7 +103,11 @@ function both(a: AccessRule | undefined, b: AccessRule): AccessRule {
  * `@link`, so a renamed import still works; an unknown version of either feature is refused.
  */
 export function supergraphAccessRules(schema: Schema): AccessRules {
-  const directive = <T>(identity: string, versions: { find(version: FeatureVersion): T | undefined }, pick: (spec: T) => { applications(): Iterable<AppliedDirective> } | undefined) => {
+  const directive = <T>(
+    identity: string,
+    versions: { find(version: FeatureVersion): T | undefined },
+    pick: (spec: T) => { applications(): Iterable<AppliedDirective> } | undefined,
+  ) => {
     const feature = schema.coreFeatures?.getByIdentity(identity);
     if (!feature) return [];
     const spec = versions.find(feature.url.version);
@@ -99,15 +115,22 @@ export function supergraphAccessRules(schema: Schema): AccessRules {
     return pick(spec)?.applications() ?? [];
   };
   return collectRules(
-    directive(AuthenticatedSpecDefinition.identity, AUTHENTICATED_VERSIONS, (spec) => spec.authenticatedDirective(schema)),
-    directive(RequiresScopesSpecDefinition.identity, REQUIRES_SCOPES_VERSIONS, (spec) => spec.requiresScopesDirective(schema)),
+    directive(AuthenticatedSpecDefinition.identity, AUTHENTICATED_VERSIONS, (spec) =>
+      spec.authenticatedDirective(schema),
+    ),
+    directive(RequiresScopesSpecDefinition.identity, REQUIRES_SCOPES_VERSIONS, (spec) =>
+      spec.requiresScopesDirective(schema),
+    ),
   );
 }
 
 /** The access rules of one subgraph's SDL (imported from federation v2.5+ under any name). */
 export function subgraphAccessRules(name: string, sdl: string): AccessRules {
   const metadata = buildSubgraph(name, '', sdl).metadata();
-  return collectRules(metadata.authenticatedDirective().applications(), metadata.requiresScopesDirective().applications());
+  return collectRules(
+    metadata.authenticatedDirective().applications(),
+    metadata.requiresScopesDirective().applications(),
+  );
 }
 
 export interface AccessRequest {
@@ -145,7 +168,8 @@ export function selectedRules(rules: AccessRules, request: AccessRequest): Map<s
         if (!field) continue;
         note(`${parent.name}.${name}`, rules.fields.get(`${parent.name}.${name}`));
         if (isAbstractType(parent)) {
-          for (const type of schema.getPossibleTypes(parent)) note(`${type.name}.${name}`, rules.fields.get(`${type.name}.${name}`));
+          for (const type of schema.getPossibleTypes(parent))
+            note(`${type.name}.${name}`, rules.fields.get(`${type.name}.${name}`));
         }
         const returned = getNamedType(field.type);
         note(returned.name, rules.types.get(returned.name));
@@ -218,17 +242,30 @@ export function checkAccess(rules: AccessRules, request: AccessRequest, caller: 
 export function accessError(refusal: AccessRefusal, options: { http?: boolean } = {}) {
   const fields = refusal.fields.join(', ');
   if (refusal.code === ErrorCode.UNAUTHENTICATED) {
-    return clientError(ErrorCode.UNAUTHENTICATED, `Sign in first: ${fields} ${refusal.fields.length > 1 ? 'need' : 'needs'} an authenticated caller.`, {
-      fields: refusal.fields,
-      ...(options.http && { http: { status: 401, headers: new Map([['www-authenticate', 'Bearer']]) } }),
-    });
+    return clientError(
+      ErrorCode.UNAUTHENTICATED,
+      `Sign in first: ${fields} ${refusal.fields.length > 1 ? 'need' : 'needs'} an authenticated caller.`,
+      {
+        fields: refusal.fields,
+        ...(options.http && { http: { status: 401, headers: new Map([['www-authenticate', 'Bearer']]) } }),
+      },
+    );
   }
   const scopes = refusal.missingScopes.join(' ');
-  return clientError(ErrorCode.FORBIDDEN, `Missing scope ${scopes}: ${fields} ${refusal.fields.length > 1 ? 'need' : 'needs'} it.`, {
-    fields: refusal.fields,
-    missingScopes: refusal.missingScopes,
-    ...(options.http && { http: { status: 403, headers: new Map([['www-authenticate', `Bearer error="insufficient_scope", scope="${scopes}"`]]) } }),
-  });
+  return clientError(
+    ErrorCode.FORBIDDEN,
+    `Missing scope ${scopes}: ${fields} ${refusal.fields.length > 1 ? 'need' : 'needs'} it.`,
+    {
+      fields: refusal.fields,
+      missingScopes: refusal.missingScopes,
+      ...(options.http && {
+        http: {
+          status: 403,
+          headers: new Map([['www-authenticate', `Bearer error="insufficient_scope", scope="${scopes}"`]]),
+        },
+      }),
+    },
+  );
 }
 
 /**
@@ -242,7 +279,11 @@ export function useAccessRules<TContext extends Caller>(rules: AccessRules): Apo
       return {
         async didResolveOperation({ schema, document, operation, request, contextValue }) {
           if (!operation) return;
-          const refusal = checkAccess(rules, { schema, document, operation, variables: request.variables }, contextValue);
+          const refusal = checkAccess(
+            rules,
+            { schema, document, operation, variables: request.variables },
+            contextValue,
+          );
           if (refusal) throw accessError(refusal);
         },
       };

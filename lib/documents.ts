@@ -1,4 +1,15 @@
-import { getDirectiveValues, getVariableValues, GraphQLIncludeDirective, GraphQLSkipDirective, Kind, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, type OperationDefinitionNode, type SelectionNode } from 'graphql';
+import {
+  getDirectiveValues,
+  getVariableValues,
+  GraphQLIncludeDirective,
+  GraphQLSkipDirective,
+  Kind,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type SelectionNode,
+} from 'graphql';
 
 /** Whether a selection runs given the variables (`@skip`/`@include`); an unreadable condition counts as included. */
 export function isIncluded(node: SelectionNode, variables: Record<string, unknown> | undefined): boolean {
@@ -26,7 +37,11 @@ export function fragmentsOf(document: DocumentNode): Map<string, FragmentDefinit
  * filled in (`$withEmail: Boolean = false`), as execution will see them. When they do not coerce,
  * execution reports it; until then the raw values stand (and unreadable conditions count as included).
  */
-export function operationVariables(schema: GraphQLSchema, operation: OperationDefinitionNode, raw: Record<string, unknown> | undefined): Record<string, unknown> {
+export function operationVariables(
+  schema: GraphQLSchema,
+  operation: OperationDefinitionNode,
+  raw: Record<string, unknown> | undefined,
+): Record<string, unknown> {
   const result = getVariableValues(schema, operation.variableDefinitions ?? [], raw ?? {});
   return result.coerced ?? raw ?? {};
 }

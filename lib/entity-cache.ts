@@ -20,7 +20,13 @@ function serialize(data: unknown): string {
 }
 function deserialize<T>(text: string): T {
   return JSON.parse(text, (_key, value) =>
-    value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length === 1 && typeof value[DATE_TAG] === 'string' ? new Date(value[DATE_TAG]) : value,
+    value &&
+    typeof value === 'object' &&
+    !Array.isArray(value) &&
+    Object.keys(value).length === 1 &&
+    typeof value[DATE_TAG] === 'string'
+      ? new Date(value[DATE_TAG])
+      : value,
   ) as T;
 }
 
@@ -32,11 +38,18 @@ export interface CacheCounters {
 }
 
 /** `CACHE_TTLS` ("Product=30,User=300", seconds) and `CACHE_TTL_SECONDS` as EntityCacheOptions.ttlMs. */
-export function parseTtls(defaultSeconds: number, spec: string | undefined): Record<string, number> & { default: number } {
+export function parseTtls(
+  defaultSeconds: number,
+  spec: string | undefined,
+): Record<string, number> & { default: number } {
   const ttls: Record<string, number> & { default: number } = { default: defaultSeconds * 1000 };
-  for (const entry of (spec ?? '').split(',').map((part) => part.trim()).filter(Boolean)) {
+  for (const entry of (spec ?? '')
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)) {
     const [type, seconds] = entry.split('=');
-    if (!type || !/^[1-9]\d*$/.test(seconds ?? '')) throw new Error(`CACHE_TTLS: "${entry}" is not Type=seconds (seconds at least 1)`);
+    if (!type || !/^[1-9]\d*$/.test(seconds ?? ''))
+      throw new Error(`CACHE_TTLS: "${entry}" is not Type=seconds (seconds at least 1)`);
     ttls[type] = Number(seconds) * 1000;
   }
   return ttls;
@@ -100,7 +113,9 @@ export class EntityCache {
     // Keys carry the namespace themselves (see type()); Keyv's own namespace stays unset because
     // Keyv prefixes single keys and key arrays differently, and it overrides the store's.
     // In memory, a bounded LRU: Keyv's default Map only forgets expired entries when they are read.
-    const store = this.redis ? new KeyvRedis(this.redis.client as never, { throwOnErrors: true }) : new BoundedMap<string, unknown>(50_000);
+    const store = this.redis
+      ? new KeyvRedis(this.redis.client as never, { throwOnErrors: true })
+      : new BoundedMap<string, unknown>(50_000);
     this.keyv = new Keyv({ store: store as never, namespace: undefined, serialize, deserialize, throwOnErrors: true });
     this.keyv.on('error', () => {});
     this.guard?.onRecover(() => void this.replayInvalidations());
@@ -115,7 +130,11 @@ export class EntityCache {
     const prefix = `${this.options.namespace}:${subgraph}:${name}:v${version}`;
     let typeCache = this.types.get(prefix);
     if (!typeCache) {
-      typeCache = new EntityTypeCache<unknown>(this, prefix, this.options.ttlMs?.[name] ?? this.options.ttlMs?.default ?? 60_000);
+      typeCache = new EntityTypeCache<unknown>(
+        this,
+        prefix,
+        this.options.ttlMs?.[name] ?? this.options.ttlMs?.default ?? 60_000,
+      );
       this.types.set(prefix, typeCache);
     }
     return typeCache as EntityTypeCache<V>;
@@ -133,8 +152,10 @@ export class EntityCache {
       return;
     }
     const keys: string[] = [];
-    for await (const batch of this.redis.client.scanIterator({ MATCH: `${this.options.namespace}:*`, COUNT: 1_000 })) keys.push(...(batch as unknown as string[]));
-    for (let start = 0; start < keys.length; start += 1_000) await this.redis.client.del(keys.slice(start, start + 1_000));
+    for await (const batch of this.redis.client.scanIterator({ MATCH: `${this.options.namespace}:*`, COUNT: 1_000 }))
+      keys.push(...(batch as unknown as string[]));
+    for (let start = 0; start < keys.length; start += 1_000)
+      await this.redis.client.del(keys.slice(start, start + 1_000));
   }
 
   async close(): Promise<void> {
@@ -193,7 +214,9 @@ const TOMBSTONE = '$tombstone';
 const TOMBSTONE_TTL_MS = 30_000;
 const tombstone = () => ({ [TOMBSTONE]: randomUUID() });
 const tombstoneOf = (value: unknown): string | null =>
-  value !== null && typeof value === 'object' && !Array.isArray(value) && TOMBSTONE in value ? String((value as Record<string, unknown>)[TOMBSTONE]) : null;
+  value !== null && typeof value === 'object' && !Array.isArray(value) && TOMBSTONE in value
+    ? String((value as Record<string, unknown>)[TOMBSTONE])
+    : null;
 
 /** What a read saw, for its write-back to check nothing was written in between. */
 export interface ReadSnapshot {
@@ -224,7 +247,8 @@ export class EntityTypeCache<V> {
     const snapshot: ReadSnapshot = { states: new Map(), generations: new Map() };
     for (const id of ids) snapshot.generations.set(id, this.generations.get(id) ?? 0);
     const readable = ids.filter((id) => !this.cache.pendingInvalidations.has(this.key(id)));
-    const found = (await this.cache.attempt(() => this.cache.store.getMany<unknown>(readable.map((id) => this.key(id))))) ?? [];
+    const found =
+      (await this.cache.attempt(() => this.cache.store.getMany<unknown>(readable.map((id) => this.key(id))))) ?? [];
     const byId = new Map(readable.map((id, index) => [id, found[index]]));
     const values = ids.map((id) => {
       const value = byId.get(id);
@@ -245,15 +269,27 @@ export class EntityTypeCache<V> {
    * (no write in this process, and the same tombstone or none in the cache).
    */
   async writeBack(entries: ReadonlyArray<readonly [string, V]>, snapshot: ReadSnapshot): Promise<void> {
-    const unchangedHere = entries.filter(([id]) => (this.generations.get(id) ?? 0) === snapshot.generations.get(id) && !this.cache.pendingInvalidations.has(this.key(id)));
+    const unchangedHere = entries.filter(
+      ([id]) =>
+        (this.generations.get(id) ?? 0) === snapshot.generations.get(id) &&
+        !this.cache.pendingInvalidations.has(this.key(id)),
+    );
     if (!unchangedHere.length) return;
-    const now = (await this.cache.attempt(() => this.cache.store.getMany<unknown>(unchangedHere.map(([id]) => this.key(id))))) ?? null;
+    const now =
+      (await this.cache.attempt(() => this.cache.store.getMany<unknown>(unchangedHere.map(([id]) => this.key(id))))) ??
+      null;
     if (!now) return;
     const unchanged = unchangedHere.filter(([id], index) => {
       const current = now[index];
-      return (current === undefined || current === null ? null : tombstoneOf(current) ?? 'value') === snapshot.states.get(id);
+      return (
+        (current === undefined || current === null ? null : (tombstoneOf(current) ?? 'value')) ===
+        snapshot.states.get(id)
+      );
     });
-    if (unchanged.length) await this.cache.attempt(() => this.cache.store.setMany(unchanged.map(([id, value]) => ({ key: this.key(id), value, ttl: this.ttlMs }))));
+    if (unchanged.length)
+      await this.cache.attempt(() =>
+        this.cache.store.setMany(unchanged.map(([id, value]) => ({ key: this.key(id), value, ttl: this.ttlMs }))),
+      );
   }
 
   /**
@@ -261,7 +297,10 @@ export class EntityTypeCache<V> {
    * loading) in ONE call of `loadMissing`, written back with the type's TTL. Results in id order;
    * null for an id with no row (misses are not cached, so a row created later is seen at once).
    */
-  async load(ids: readonly string[], loadMissing: (ids: string[]) => Promise<Map<string, V>>): Promise<Array<V | null>> {
+  async load(
+    ids: readonly string[],
+    loadMissing: (ids: string[]) => Promise<Map<string, V>>,
+  ): Promise<Array<V | null>> {
     const { values, snapshot } = await this.read(ids);
     const results = new Map<string, V | null>();
     const waiting: Array<Promise<void>> = [];

@@ -77,7 +77,11 @@ export function maskUnexpectedErrors(logger: Logger) {
     }
     const downstreamId = formatted.extensions?.errorId;
     if (typeof downstreamId === 'string' && formatted.extensions?.code === ErrorCode.INTERNAL_SERVER_ERROR) {
-      return { message: 'Internal error', path: formatted.path, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR, errorId: downstreamId } };
+      return {
+        message: 'Internal error',
+        path: formatted.path,
+        extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR, errorId: downstreamId },
+      };
     }
     const errorId = randomUUID();
     logger.error({ errorId, err: original, path: formatted.path }, 'unexpected error masked');

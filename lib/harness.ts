@@ -30,10 +30,14 @@ export interface StatementLog {
 }
 
 function createStatementLog(): StatementLog {
-  const statements = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, []])) as unknown as Record<SubgraphName, SqlStatement[]>;
+  const statements = Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, []])) as unknown as Record<
+    SubgraphName,
+    SqlStatement[]
+  >;
   return {
     statements,
-    counts: () => Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, statements[name].length])) as Record<SubgraphName, number>,
+    counts: () =>
+      Object.fromEntries(SUBGRAPH_NAMES.map((name) => [name, statements[name].length])) as Record<SubgraphName, number>,
     reset: () => {
       for (const list of Object.values(statements)) list.length = 0;
     },
@@ -46,7 +50,13 @@ export const TEST_IDENTITY_SECRET = 'test-identity-secret-of-at-least-32-chars';
 
 /** Subgraph services configured as the harness configures them (same secrets). */
 export function testSubgraphServices(env: NodeJS.ProcessEnv = {}) {
-  const config = loadConfig({ ...process.env, JWT_SECRET: TEST_JWT_SECRET, IDENTITY_SECRET: TEST_IDENTITY_SECRET, ENTITY_CACHE: 'off', ...env });
+  const config = loadConfig({
+    ...process.env,
+    JWT_SECRET: TEST_JWT_SECRET,
+    IDENTITY_SECRET: TEST_IDENTITY_SECRET,
+    ENTITY_CACHE: 'off',
+    ...env,
+  });
   return createSubgraphServices(config, createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent'));
 }
 
@@ -74,7 +84,8 @@ export interface QueryOptions {
 }
 
 /** The body harness.query sends: what a subgraph identity is signed for. */
-export const requestBody = (query: string, variables: Record<string, unknown> = {}) => JSON.stringify({ query, variables });
+export const requestBody = (query: string, variables: Record<string, unknown> = {}) =>
+  JSON.stringify({ query, variables });
 
 /** The running stack (lib/stack.ts), plus what tests need around it. */
 export interface Harness extends RunningStack {
@@ -89,7 +100,11 @@ export interface Harness extends RunningStack {
    * token for the gateway, a signed identity header for a subgraph (which gets an anonymous signed
    * header otherwise, unless `unsigned`).
    */
-  query<T = Record<string, any>>(query: string, variables?: Record<string, unknown>, options?: QueryOptions): Promise<GraphQLResponse<T>>;
+  query<T = Record<string, any>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    options?: QueryOptions,
+  ): Promise<GraphQLResponse<T>>;
   /** A bearer token for `userId` (with `scopes`, none by default), signed as the gateway expects. */
   tokenFor(userId: string, options?: { scopes?: readonly string[]; expiresIn?: string }): Promise<string>;
 }
@@ -125,14 +140,25 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     config,
     databaseUrl,
     // Each subgraph has its own pool, as in production, so statements are counted per subgraph.
-    databaseFor: (name) => createDatabaseClient(databaseUrl, { poolSize: 5, onStatement: (statement) => sql.statements[name].push(statement) }),
+    databaseFor: (name) =>
+      createDatabaseClient(databaseUrl, {
+        poolSize: 5,
+        onStatement: (statement) => sql.statements[name].push(statement),
+      }),
     logger: createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent'),
     gateway: options.gateway,
   });
   const database = createDatabaseClient(databaseUrl, { poolSize: 2 });
   const signIdentity = createIdentitySigner(TEST_IDENTITY_SECRET);
   const tokenFor: Harness['tokenFor'] = (userId, { scopes, expiresIn } = {}) =>
-    issueToken({ secret: TEST_JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, userId, scopes, expiresIn });
+    issueToken({
+      secret: TEST_JWT_SECRET,
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+      userId,
+      scopes,
+      expiresIn,
+    });
   return {
     ...stack,
     gatewayUrl: stack.gateway.url,
@@ -148,9 +174,16 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
       if (!toSubgraph) {
         if (options.as) auth.authorization = `Bearer ${await tokenFor(options.as, { scopes: options.scopes })}`;
       } else if (!options.unsigned) {
-        auth[IDENTITY_HEADER] = await signIdentity({ callerId: options.as ?? null, scopes: options.as ? (options.scopes ?? []) : [] }, body);
+        auth[IDENTITY_HEADER] = await signIdentity(
+          { callerId: options.as ?? null, scopes: options.as ? (options.scopes ?? []) : [] },
+          body,
+        );
       }
-      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...auth, ...options.headers }, body });
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...auth, ...options.headers },
+        body,
+      });
       const answer = (await response.json()) as { data?: any; errors?: any[] };
       return { status: response.status, headers: response.headers, ...answer };
     },
@@ -160,4 +193,3 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     },
   };
 }
-

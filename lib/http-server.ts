@@ -75,7 +75,10 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   let stopping = false;
   app.disable('x-powered-by');
   const trust = options.trustProxy ?? 'false';
-  app.set('trust proxy', trust === 'true' ? true : trust === 'false' ? false : /^\d+$/.test(trust) ? Number(trust) : trust);
+  app.set(
+    'trust proxy',
+    trust === 'true' ? true : trust === 'false' ? false : /^\d+$/.test(trust) ? Number(trust) : trust,
+  );
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -88,7 +91,9 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
     const expected = options.metricsToken ? `Bearer ${options.metricsToken}` : null;
     app.get('/metrics', async (req, res) => {
       if (expected && req.headers.authorization !== expected) {
-        res.status(401).json({ errors: [{ message: 'Metrics need the metrics token.', extensions: { code: ErrorCode.UNAUTHENTICATED } }] });
+        res.status(401).json({
+          errors: [{ message: 'Metrics need the metrics token.', extensions: { code: ErrorCode.UNAUTHENTICATED } }],
+        });
         return;
       }
       res.type(registry.contentType).send(await registry.metrics());
@@ -99,10 +104,17 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   const keepRawBody = (req: http.IncomingMessage & { rawBody?: Uint8Array }, _res: unknown, body: Buffer) => {
     req.rawBody = body;
   };
-  app.use('/graphql', ...(options.middleware ?? []), express.json({ limit: options.bodyLimit ?? '100kb', verify: keepRawBody }), expressMiddleware(apollo, { context: options.context }));
+  app.use(
+    '/graphql',
+    ...(options.middleware ?? []),
+    express.json({ limit: options.bodyLimit ?? '100kb', verify: keepRawBody }),
+    expressMiddleware(apollo, { context: options.context }),
+  );
   options.routes?.(app);
   app.use((_req, res) => {
-    res.status(404).json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: ErrorCode.NOT_FOUND } }] });
+    res
+      .status(404)
+      .json({ errors: [{ message: 'Not found. The API is at /graphql.', extensions: { code: ErrorCode.NOT_FOUND } }] });
   });
   // Body-parser and other middleware errors: a JSON answer with a code, never Express's HTML stack page.
   const onError: ErrorRequestHandler = (error, _req, res, _next) => {
@@ -110,11 +122,17 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
     if (status === 500) {
       const errorId = randomUUID();
       options.logger.error({ err: error, errorId }, 'request failed');
-      res.status(500).json({ errors: [{ message: 'Internal error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR, errorId } }] });
+      res.status(500).json({
+        errors: [{ message: 'Internal error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR, errorId } }],
+      });
       return;
     }
     const code = status === 413 ? ErrorCode.PAYLOAD_TOO_LARGE : ErrorCode.BAD_REQUEST;
-    res.status(status).json({ errors: [{ message: status === 413 ? 'Request body too large.' : 'Malformed request body.', extensions: { code } }] });
+    res.status(status).json({
+      errors: [
+        { message: status === 413 ? 'Request body too large.' : 'Malformed request body.', extensions: { code } },
+      ],
+    });
   };
   app.use(onError);
 
@@ -122,7 +140,11 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
     // Only a failure to listen is a start-up failure: the listener goes once listening.
     const failed = (error: NodeJS.ErrnoException) => {
       void apollo.stop();
-      reject(error.code === 'EADDRINUSE' ? portInUse(options.port ?? 0, options.host ?? '127.0.0.1', options.portSetting ?? 'the port') : error);
+      reject(
+        error.code === 'EADDRINUSE'
+          ? portInUse(options.port ?? 0, options.host ?? '127.0.0.1', options.portSetting ?? 'the port')
+          : error,
+      );
     };
     httpServer.once('error', failed);
     httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {

@@ -30,8 +30,16 @@ export function createIdentitySigner(secret: string) {
   const key = keyOf(secret);
   return async (caller: Caller, body: string): Promise<string> => {
     if (body.length === 0) throw new Error('An identity is signed for a request body, and this request has none.');
-    const claims = { body_sha256: bodyDigest(body), ...(caller.scopes.length > 0 && { scope: caller.scopes.join(' ') }) };
-    const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt().setExpirationTime(`${IDENTITY_TTL_SECONDS}s`);
+    const claims = {
+      body_sha256: bodyDigest(body),
+      ...(caller.scopes.length > 0 && { scope: caller.scopes.join(' ') }),
+    };
+    const jwt = new SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime(`${IDENTITY_TTL_SECONDS}s`);
     if (caller.callerId) jwt.setSubject(caller.callerId);
     return jwt.sign(key);
   };
@@ -41,7 +49,9 @@ export type IdentitySigner = ReturnType<typeof createIdentitySigner>;
 
 /** The error a subgraph answers a request without a valid gateway signature with (HTTP 401). */
 const untrusted = (reason: string) =>
-  clientError(ErrorCode.UNAUTHENTICATED, `This service answers only the gateway: ${reason}.`, { http: { status: 401 } });
+  clientError(ErrorCode.UNAUTHENTICATED, `This service answers only the gateway: ${reason}.`, {
+    http: { status: 401 },
+  });
 
 /** What a subgraph knows of an incoming request: its method, headers and the bytes of its body. */
 export interface SignedRequest {
@@ -62,15 +72,23 @@ export function createIdentityVerifier(secret: string) {
   return async (request: SignedRequest): Promise<Caller> => {
     const token = request.headers[IDENTITY_HEADER];
     if (typeof token !== 'string' || token === '') throw untrusted('the identity header is missing');
-    if (request.method !== 'POST' || !request.rawBody?.length) throw untrusted('the identity header is accepted only on a POST with the body it was signed for');
+    if (request.method !== 'POST' || !request.rawBody?.length)
+      throw untrusted('the identity header is accepted only on a POST with the body it was signed for');
     let payload: { sub?: string; scope?: unknown; body_sha256?: unknown };
     try {
-      ({ payload } = await jwtVerify(token, key, { issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'], requiredClaims: ['body_sha256'] }));
+      ({ payload } = await jwtVerify(token, key, {
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        algorithms: ['HS256'],
+        requiredClaims: ['body_sha256'],
+      }));
     } catch {
       throw untrusted('the identity header is not validly signed');
     }
-    if (payload.body_sha256 !== bodyDigest(request.rawBody)) throw untrusted('the identity header was signed for another request');
-    if (payload.scope !== undefined && typeof payload.scope !== 'string') throw untrusted('the identity carries malformed scopes');
+    if (payload.body_sha256 !== bodyDigest(request.rawBody))
+      throw untrusted('the identity header was signed for another request');
+    if (payload.scope !== undefined && typeof payload.scope !== 'string')
+      throw untrusted('the identity carries malformed scopes');
     const scopes = payload.scope ? payload.scope.split(' ').filter(Boolean) : [];
     // Scopes belong to a signed-in caller: an anonymous identity has none.
     if (payload.sub === undefined) return ANONYMOUS;

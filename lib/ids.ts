@@ -6,6 +6,7 @@ export const isUuid = (value: unknown): value is string => typeof value === 'str
 
 /** Validates an ID argument: our ids are UUIDs, so anything else is a client mistake, not a miss. */
 export function parseId(value: string, argumentName: string): string {
-  if (!isUuid(value)) throw badInput(argumentName, `${argumentName} must be a UUID; got ${JSON.stringify(String(value).slice(0, 64))}.`);
+  if (!isUuid(value))
+    throw badInput(argumentName, `${argumentName} must be a UUID; got ${JSON.stringify(String(value).slice(0, 64))}.`);
   return value.toLowerCase();
 }

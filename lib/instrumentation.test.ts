@@ -1,4 +1,10 @@
-import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  InMemorySpanExporter,
+} from '@opentelemetry/sdk-trace';
 import { batchOptions, samplerFromEnv, serviceName } from './instrumentation';
 
 describe('service names', () => {
@@ -21,8 +27,19 @@ describe('settings from OTEL_* (SDK 3 reads none of them itself)', () => {
   it('batch processor: OTEL_BSP_* where set, the SDK defaults otherwise', () => {
     const exporter = new InMemorySpanExporter();
     expect(batchOptions(exporter)).toEqual({ exporter });
-    Object.assign(process.env, { OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_BSP_EXPORT_TIMEOUT: '2000', OTEL_BSP_MAX_QUEUE_SIZE: '4096', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '256' });
-    expect(batchOptions(exporter)).toEqual({ exporter, scheduledDelayMillis: 100, exportTimeoutMillis: 2000, maxQueueSize: 4096, maxExportBatchSize: 256 });
+    Object.assign(process.env, {
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      OTEL_BSP_EXPORT_TIMEOUT: '2000',
+      OTEL_BSP_MAX_QUEUE_SIZE: '4096',
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '256',
+    });
+    expect(batchOptions(exporter)).toEqual({
+      exporter,
+      scheduledDelayMillis: 100,
+      exportTimeoutMillis: 2000,
+      maxQueueSize: 4096,
+      maxExportBatchSize: 256,
+    });
   });
 
   it('sampler: the specification’s OTEL_TRACES_SAMPLER values, parent-based always-on by default', () => {

@@ -13,7 +13,13 @@
 import { basename, dirname } from 'node:path';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, getNumberFromEnv, getStringFromEnv, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  CompositePropagator,
+  getNumberFromEnv,
+  getStringFromEnv,
+  W3CBaggagePropagator,
+  W3CTraceContextPropagator,
+} from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { GraphQLInstrumentation } from '@opentelemetry/instrumentation-graphql';
@@ -39,9 +45,13 @@ import { PrismaInstrumentation } from '@prisma/instrumentation';
  * storefront-gateway, storefront-<subgraph> (`npm run start:subgraph -- <subgraph>`), or storefront for
  * `npm start` (all in one process). Read from the command line: this module loads before anything else.
  */
-export function serviceName(entry: string = process.argv[1] ?? '', subgraph: string | undefined = process.argv[2]): string {
+export function serviceName(
+  entry: string = process.argv[1] ?? '',
+  subgraph: string | undefined = process.argv[2],
+): string {
   if (basename(entry).startsWith('index') && basename(dirname(entry)) === 'gateway') return 'storefront-gateway';
-  if (basename(entry).startsWith('start-subgraph') && subgraph && /^[a-z][a-z0-9-]*$/.test(subgraph)) return `storefront-${subgraph}`;
+  if (basename(entry).startsWith('start-subgraph') && subgraph && /^[a-z][a-z0-9-]*$/.test(subgraph))
+    return `storefront-${subgraph}`;
   return 'storefront';
 }
 
@@ -95,12 +105,16 @@ if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
   // What NodeTracerProvider.register() did before SDK 3: context follows async calls (AsyncLocalStorage),
   // W3C trace context and baggage travel on every outgoing request, and the provider becomes the global one.
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
+  propagation.setGlobalPropagator(
+    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+  );
   trace.setGlobalTracerProvider(provider);
   registerInstrumentations({
     instrumentations: [
       // Health checks and metric scrapes would drown the traces that matter.
-      new HttpInstrumentation({ ignoreIncomingRequestHook: (request) => /^\/(healthz|readyz|metrics)/.test(request.url ?? '') }),
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: (request) => /^\/(healthz|readyz|metrics)/.test(request.url ?? ''),
+      }),
       new UndiciInstrumentation(),
       new GraphQLInstrumentation({ mergeItems: true, ignoreTrivialResolveSpans: true }),
       new PgInstrumentation({ requireParentSpan: true }),

@@ -10,7 +10,10 @@ export interface LoaderOptions {
 }
 
 /** DataLoader options for a per-request loader, honouring `batching`. */
-export function dataLoaderOptions<K, V, C = K>(options: LoaderOptions, cacheKeyFn?: (key: K) => C): DataLoader.Options<K, V, C> {
+export function dataLoaderOptions<K, V, C = K>(
+  options: LoaderOptions,
+  cacheKeyFn?: (key: K) => C,
+): DataLoader.Options<K, V, C> {
   return options.batching === false ? { batch: false, cache: false } : { cacheKeyFn };
 }
 

@@ -41,8 +41,17 @@ export function createMetrics(service: string): Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
-    errors: new Counter({ name: 'graphql_errors_total', help: 'Errors sent to clients, by extensions.code.', labelNames: ['code'], registers: [registry] }),
-    inFlight: new Gauge({ name: 'graphql_requests_in_flight', help: 'GraphQL requests being handled.', registers: [registry] }),
+    errors: new Counter({
+      name: 'graphql_errors_total',
+      help: 'Errors sent to clients, by extensions.code.',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'graphql_requests_in_flight',
+      help: 'GraphQL requests being handled.',
+      registers: [registry],
+    }),
     operationLabel(name, register = false) {
       if (!name || !OPERATION_NAME.test(name)) return 'anonymous';
       if (seen.has(name)) return name;
@@ -67,7 +76,9 @@ export function useMetrics<TContext extends BaseContext>(metrics: Metrics): Apol
         },
         async willSendResponse({ response, errors }) {
           metrics.inFlight.dec();
-          const codes = (errors ?? []).map((error) => String(error.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR));
+          const codes = (errors ?? []).map((error) =>
+            String(error.extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR),
+          );
           for (const code of codes) metrics.errors.inc({ code });
           stop({ operation, outcome: outcomeOf(response.http.status ?? 200, codes.length) });
         },
@@ -75,7 +86,11 @@ export function useMetrics<TContext extends BaseContext>(metrics: Metrics): Apol
     },
     // A request refused while building its context (a bad token: 401) never starts a request.
     async contextCreationDidFail({ error }) {
-      metrics.errors.inc({ code: String((error as { extensions?: { code?: unknown } }).extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR) });
+      metrics.errors.inc({
+        code: String(
+          (error as { extensions?: { code?: unknown } }).extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR,
+        ),
+      });
     },
   };
 }
@@ -88,9 +103,15 @@ function outcomeOf(status: number, errorCount: number): 'ok' | 'error' | 'reject
 }
 
 /** Client name and version as Apollo clients send them, cut to a sane length (logs, never labels). */
-export function clientOf(headers: { get(name: string): string | undefined | null }): { name: string | null; version: string | null } {
+export function clientOf(headers: { get(name: string): string | undefined | null }): {
+  name: string | null;
+  version: string | null;
+} {
   const cut = (value: string | undefined | null) => (value ? value.slice(0, 64) : null);
-  return { name: cut(headers.get('apollographql-client-name')), version: cut(headers.get('apollographql-client-version')) };
+  return {
+    name: cut(headers.get('apollographql-client-name')),
+    version: cut(headers.get('apollographql-client-version')),
+  };
 }
 
 /**
@@ -98,7 +119,9 @@ export function clientOf(headers: { get(name: string): string | undefined | null
  * outcome, error codes and the errorIds of masked errors. Nothing personal: no variables, no ids, no
  * tokens, no query text.
  */
-export function useRequestLog<TContext extends BaseContext>(logger: { info(obj: object, msg: string): void }): ApolloServerPlugin<TContext> {
+export function useRequestLog<TContext extends BaseContext>(logger: {
+  info(obj: object, msg: string): void;
+}): ApolloServerPlugin<TContext> {
   return {
     async requestDidStart({ request }) {
       const started = process.hrtime.bigint();
@@ -120,7 +143,9 @@ export function useRequestLog<TContext extends BaseContext>(logger: { info(obj: 
               status,
               outcome: outcomeOf(status, errors.length),
               ...(errors.length ? { codes: errors.map((error) => error.extensions?.code ?? null) } : {}),
-              ...(errors.some((error) => error.extensions?.errorId) ? { errorIds: errors.map((error) => error.extensions?.errorId).filter(Boolean) } : {}),
+              ...(errors.some((error) => error.extensions?.errorId)
+                ? { errorIds: errors.map((error) => error.extensions?.errorId).filter(Boolean) }
+                : {}),
             },
             'graphql request',
           );
@@ -129,7 +154,14 @@ export function useRequestLog<TContext extends BaseContext>(logger: { info(obj: 
     },
     async contextCreationDidFail({ error }) {
       const extensions = (error as { extensions?: { code?: unknown; http?: { status?: number } } }).extensions;
-      logger.info({ status: extensions?.http?.status ?? 500, outcome: 'rejected', codes: [extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR] }, 'graphql request');
+      logger.info(
+        {
+          status: extensions?.http?.status ?? 500,
+          outcome: 'rejected',
+          codes: [extensions?.code ?? ErrorCode.INTERNAL_SERVER_ERROR],
+        },
+        'graphql request',
+      );
     },
   };
 }

@@ -1,7 +1,21 @@
 import { GraphQLError } from 'graphql';
-import { decodeCursor, encodeCursor, forList, MAX_PAGE_SIZE, pageRequest, seekQuery, toConnection, type Ordering } from './pagination';
+import {
+  decodeCursor,
+  encodeCursor,
+  forList,
+  MAX_PAGE_SIZE,
+  pageRequest,
+  seekQuery,
+  toConnection,
+  type Ordering,
+} from './pagination';
 
-const BY_DATE: Ordering<'createdAt'> = { key: 'things:createdAt:desc', field: 'createdAt', direction: 'desc', kind: 'date' };
+const BY_DATE: Ordering<'createdAt'> = {
+  key: 'things:createdAt:desc',
+  field: 'createdAt',
+  direction: 'desc',
+  kind: 'date',
+};
 const BY_PRICE: Ordering<'price'> = { key: 'things:price:asc', field: 'price', direction: 'asc', kind: 'int' };
 const ID = '0195a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
 const raw = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -37,12 +51,17 @@ describe('cursors', () => {
     expect(badInputArgument(() => decodeCursor(cursor, BY_PRICE, 'before'))).toBe('before');
   });
 
-  it.each(['yesterday', '1', 'Tue, 01 Jan 2030 00:00:00 GMT', '0000-01-01T00:00:00.000Z', '2026-02-30T00:00:00.000Z', '2026-01-01T00:00:00Z', '+275760-09-13T00:00:00.000Z'])(
-    'reject %j as a date cursor value: only instants encodeCursor could have written',
-    (value) => {
-      expect(badInputArgument(() => decodeCursor(raw([BY_DATE.key, value, ID]), BY_DATE))).toBe('after');
-    },
-  );
+  it.each([
+    'yesterday',
+    '1',
+    'Tue, 01 Jan 2030 00:00:00 GMT',
+    '0000-01-01T00:00:00.000Z',
+    '2026-02-30T00:00:00.000Z',
+    '2026-01-01T00:00:00Z',
+    '+275760-09-13T00:00:00.000Z',
+  ])('reject %j as a date cursor value: only instants encodeCursor could have written', (value) => {
+    expect(badInputArgument(() => decodeCursor(raw([BY_DATE.key, value, ID]), BY_DATE))).toBe('after');
+  });
 
   it('accept the instants encodeCursor writes', () => {
     const value = new Date('0001-01-01T00:00:00.000Z').toISOString();

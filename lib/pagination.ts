@@ -97,7 +97,10 @@ export function decodeCursor(cursor: string, ordering: Ordering, argumentName = 
     typeof decoded[2] === 'string' &&
     UUID.test(decoded[2]);
   if (!valid) throw badInput(argumentName, `${argumentName} is not a cursor from this list.`);
-  return { value: (decoded as [string, string | number, string])[1], id: (decoded as [string, string | number, string])[2] };
+  return {
+    value: (decoded as [string, string | number, string])[1],
+    id: (decoded as [string, string | number, string])[2],
+  };
 }
 
 function pageSize(value: number, argumentName: 'first' | 'last'): number {
@@ -128,11 +131,18 @@ export function pageKey(page: PageRequest): string {
  * Builds a connection from rows fetched with `limit size + 1` in fetch order (reversed for `last`):
  * the extra row only tells whether the list goes on past the page.
  */
-export function toConnection<T extends { id: string }>(rows: T[], page: PageRequest, ordering: Ordering<keyof T & string>): Connection<T> {
+export function toConnection<T extends { id: string }>(
+  rows: T[],
+  page: PageRequest,
+  ordering: Ordering<keyof T & string>,
+): Connection<T> {
   const hasMore = rows.length > page.size;
   const visible = rows.slice(0, page.size);
   if (page.backward) visible.reverse();
-  const edges = visible.map((node) => ({ cursor: encodeCursor(ordering, { value: seekValue(ordering, node[ordering.field]), id: node.id }), node }));
+  const edges = visible.map((node) => ({
+    cursor: encodeCursor(ordering, { value: seekValue(ordering, node[ordering.field]), id: node.id }),
+    node,
+  }));
   return {
     edges,
     pageInfo: {
@@ -164,7 +174,10 @@ export function sortValue(ordering: Ordering, seek: Seek): Date | number {
 }
 
 /** The same ordering for one list of it: cursors then name that list (a parent, a filter) as well. */
-export function forList<F extends string>(ordering: Ordering<F>, ...list: Array<string | null | undefined>): Ordering<F> {
+export function forList<F extends string>(
+  ordering: Ordering<F>,
+  ...list: Array<string | null | undefined>
+): Ordering<F> {
   return { ...ordering, key: [ordering.key, ...list.map((part) => part ?? '')].join(':') };
 }
 
@@ -178,11 +191,17 @@ export function seekQuery<F extends string>(ordering: Ordering<F>, page: PageReq
   const { field } = ordering;
   const bound = (seek: Seek, beyond: 'gt' | 'lt') => {
     const value = sortValue(ordering, seek);
-    return { [field]: { [`${beyond}e`]: value }, OR: [{ [field]: { [beyond]: value } }, { id: { [beyond]: seek.id } }] };
+    return {
+      [field]: { [`${beyond}e`]: value },
+      OR: [{ [field]: { [beyond]: value } }, { id: { [beyond]: seek.id } }],
+    };
   };
   const forward = ordering.direction === 'asc' ? 'gt' : 'lt';
   const backward = ordering.direction === 'asc' ? 'lt' : 'gt';
-  const bounds = [...(page.after ? [bound(page.after, forward)] : []), ...(page.before ? [bound(page.before, backward)] : [])];
+  const bounds = [
+    ...(page.after ? [bound(page.after, forward)] : []),
+    ...(page.before ? [bound(page.before, backward)] : []),
+  ];
   const direction = fetchDirection(ordering, page);
   return {
     where: bounds.length ? { AND: bounds } : {},

@@ -10,7 +10,10 @@ const REDIS_PORT = Number(new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0
 /** A logger whose lines the test reads back. */
 function capturedLogger() {
   const lines: Array<{ level: number; msg: string; users?: string[]; noticedBy?: string; err?: string }> = [];
-  const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => done(void lines.push(JSON.parse(String(chunk)))) }));
+  const logger = pino(
+    { level: 'info' },
+    new Writable({ write: (chunk, _encoding, done) => done(void lines.push(JSON.parse(String(chunk)))) }),
+  );
   return {
     logger,
     lines,
@@ -113,8 +116,15 @@ describeWithRedis('a guarded Redis connection to a Redis that hangs', () => {
     expect([redis.degraded, limits.degraded, cache.degraded]).toEqual([true, true, true]);
     const [warning] = log.degradeLines();
     expect(log.degradeLines()).toHaveLength(1);
-    expect(warning).toMatchObject({ level: 40, noticedBy: 'rate limits', users: ['rate limits', 'persisted queries'], err: 'Redis did not answer within 150 ms' });
-    expect(warning!.msg).toBe("Redis unavailable: rate limits use this gateway's local counters; persisted queries are misses until it returns");
+    expect(warning).toMatchObject({
+      level: 40,
+      noticedBy: 'rate limits',
+      users: ['rate limits', 'persisted queries'],
+      err: 'Redis did not answer within 150 ms',
+    });
+    expect(warning!.msg).toBe(
+      "Redis unavailable: rate limits use this gateway's local counters; persisted queries are misses until it returns",
+    );
 
     // Fail-fast: the next attempts, whoever makes them, do not touch Redis nor wait.
     let calls = 0;
@@ -146,7 +156,13 @@ describeWithRedis('a guarded Redis connection to a Redis that hangs', () => {
 
     proxy.resume();
     await until(() => !redis.degraded, 3_000);
-    expect(log.recoverLines()).toMatchObject([{ level: 30, users: ['rate limits', 'persisted queries'], msg: 'Redis is back: rate limits, persisted queries use it again' }]);
+    expect(log.recoverLines()).toMatchObject([
+      {
+        level: 30,
+        users: ['rate limits', 'persisted queries'],
+        msg: 'Redis is back: rate limits, persisted queries use it again',
+      },
+    ]);
     expect(recoveries).toEqual(['connection', 'rate limits']);
     expect(await cache.attempt((client) => client.ping())).toBe('PONG');
     expect([limits.degraded, cache.degraded]).toEqual([false, false]);
@@ -160,7 +176,9 @@ describeWithRedis('a guarded Redis connection to a Redis that hangs', () => {
     const redis = connect(proxy.url, capturedLogger().logger, { timeoutMs: 2_000 });
     expect(await redis.ready()).toBe(true);
     proxy.hang();
-    const attempt = await timed(() => redis.guard('unit test', 'none').attempt((client) => client.ping(), { timeoutMs: 50 }));
+    const attempt = await timed(() =>
+      redis.guard('unit test', 'none').attempt((client) => client.ping(), { timeoutMs: 50 }),
+    );
     expect(attempt.value).toBeUndefined();
     expect(attempt.ms).toBeLessThan(500);
     proxy.resume();
@@ -176,7 +194,10 @@ describe('a guarded Redis connection to a Redis that never answers, or to nothin
     expect(await redis.ready(300)).toBe(false);
     const guard = redis.guard('entity cache', 'the entity cache is skipped');
     let calls = 0;
-    const results = await timed(async () => [await guard.attempt(async () => ++calls), await guard.attempt(async () => ++calls)]);
+    const results = await timed(async () => [
+      await guard.attempt(async () => ++calls),
+      await guard.attempt(async () => ++calls),
+    ]);
     expect(results.value).toEqual([undefined, undefined]);
     expect(results.ms).toBeLessThan(50);
     expect(calls).toBe(0);

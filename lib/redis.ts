@@ -163,7 +163,10 @@ export class RedisConnection {
    * not connected, the operation fails or takes longer than the timeout, or Redis failed less than the
    * fail-fast period ago (then without waiting at all). Users normally go through their guard().
    */
-  async attempt<T>(operation: (client: RedisClient) => Promise<T>, options: ConnectionAttemptOptions = {}): Promise<T | undefined> {
+  async attempt<T>(
+    operation: (client: RedisClient) => Promise<T>,
+    options: ConnectionAttemptOptions = {},
+  ): Promise<T | undefined> {
     if (this.closed) return undefined;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     let result: T | undefined;

@@ -17,7 +17,11 @@ describe('loadSecrets', () => {
     const DATA_DIR = mkdtempSync(join(tmpdir(), 'secrets-'));
     const JWT_SECRET = 'j'.repeat(40);
     expect(loadSecrets({ DATA_DIR, JWT_SECRET }).jwtSecret).toBe(JWT_SECRET);
-    writeFileSync(join(DATA_DIR, 'secrets.json'), JSON.stringify({ jwtSecret: 'short', identitySecret: 'i'.repeat(40) }), { mode: 0o644 });
+    writeFileSync(
+      join(DATA_DIR, 'secrets.json'),
+      JSON.stringify({ jwtSecret: 'short', identitySecret: 'i'.repeat(40) }),
+      { mode: 0o644 },
+    );
     expect(() => loadSecrets({ DATA_DIR })).toThrow(/jwtSecret .* at least 32 characters/);
   });
 });

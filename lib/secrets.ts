@@ -17,7 +17,9 @@ function readStored(file: string): Partial<Secrets> {
     return JSON.parse(readFileSync(file, 'utf8')) as Partial<Secrets>;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new Error(`${file} is not readable JSON; fix or delete it (new secrets are then generated).`, { cause: error });
+    throw new Error(`${file} is not readable JSON; fix or delete it (new secrets are then generated).`, {
+      cause: error,
+    });
   }
 }
 
@@ -28,17 +30,24 @@ function readStored(file: string): Partial<Secrets> {
  * Production sets both.
  */
 export function loadSecrets(config: Pick<Config, 'JWT_SECRET' | 'IDENTITY_SECRET' | 'DATA_DIR'>): Secrets {
-  if (config.JWT_SECRET && config.IDENTITY_SECRET) return { jwtSecret: config.JWT_SECRET, identitySecret: config.IDENTITY_SECRET };
+  if (config.JWT_SECRET && config.IDENTITY_SECRET)
+    return { jwtSecret: config.JWT_SECRET, identitySecret: config.IDENTITY_SECRET };
   const file = join(config.DATA_DIR, 'secrets.json');
   let stored = readStored(file);
   if (!stored.jwtSecret || !stored.identitySecret) {
     // The folder stays traversable: it also holds the embedded PostgreSQL's data, which runs as the
     // `postgres` user when this runs as root. The secrets file itself is owner-only.
     mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
-    const generated: Secrets = { jwtSecret: randomBytes(32).toString('base64url'), identitySecret: randomBytes(32).toString('base64url') };
+    const generated: Secrets = {
+      jwtSecret: randomBytes(32).toString('base64url'),
+      identitySecret: randomBytes(32).toString('base64url'),
+    };
     try {
       // "wx": when two processes start at once, the first one's secrets win and the other reads them.
-      writeFileSync(file, `${JSON.stringify({ ...generated, ...stored }, null, 2)}\n`, { mode: 0o600, flag: stored.jwtSecret || stored.identitySecret ? 'w' : 'wx' });
+      writeFileSync(file, `${JSON.stringify({ ...generated, ...stored }, null, 2)}\n`, {
+        mode: 0o600,
+        flag: stored.jwtSecret || stored.identitySecret ? 'w' : 'wx',
+      });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
@@ -46,7 +55,11 @@ export function loadSecrets(config: Pick<Config, 'JWT_SECRET' | 'IDENTITY_SECRET
   }
   chmodSync(file, 0o600);
   for (const [name, value] of Object.entries(stored)) {
-    if (typeof value !== 'string' || value.length < MIN_LENGTH) throw new Error(`${name} in ${file} must be at least ${MIN_LENGTH} characters.`);
+    if (typeof value !== 'string' || value.length < MIN_LENGTH)
+      throw new Error(`${name} in ${file} must be at least ${MIN_LENGTH} characters.`);
   }
-  return { jwtSecret: config.JWT_SECRET ?? stored.jwtSecret!, identitySecret: config.IDENTITY_SECRET ?? stored.identitySecret! };
+  return {
+    jwtSecret: config.JWT_SECRET ?? stored.jwtSecret!,
+    identitySecret: config.IDENTITY_SECRET ?? stored.identitySecret!,
+  };
 }

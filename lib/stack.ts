@@ -61,7 +61,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const databases = {} as Record<SubgraphName, DatabaseClient>;
   for (const entry of SUBGRAPHS) {
     definitions[entry.name] = entry.load().default;
-    databases[entry.name] = options.databaseFor?.(entry.name) ?? createDatabaseClient(options.databaseUrl, { poolSize: config.DB_POOL_SIZE });
+    databases[entry.name] =
+      options.databaseFor?.(entry.name) ?? createDatabaseClient(options.databaseUrl, { poolSize: config.DB_POOL_SIZE });
   }
   // Each subgraph has its own services, as it has in a process of its own: its cache counters are its own.
   for (const entry of SUBGRAPHS) services[entry.name] = await newServices(entry.name);
@@ -80,22 +81,34 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     return server;
   };
   const stopped = new Set<SubgraphName>();
-  const stopSubgraphs = () => Promise.all(SUBGRAPHS.filter(({ name }) => !stopped.has(name) && subgraphs[name]).map(({ name }) => subgraphs[name].stop()));
+  const stopSubgraphs = () =>
+    Promise.all(
+      SUBGRAPHS.filter(({ name }) => !stopped.has(name) && subgraphs[name]).map(({ name }) => subgraphs[name].stop()),
+    );
   const release = async () => {
     await Promise.all(Object.values(services).map((owned) => owned.close()));
     await Promise.all(Object.values(databases).map((database) => database.close()));
   };
   let gateway: RunningGateway;
   try {
-    for (const entry of SUBGRAPHS) subgraphs[entry.name] = await launch(entry.name, config.subgraphs[entry.name].port, services[entry.name]);
-    gateway = await startConfiguredGateway(config, loggerFor('gateway'), { subgraphUrls: Object.fromEntries(SUBGRAPHS.map(({ name }) => [name, subgraphs[name].url])), ...options.gateway });
+    for (const entry of SUBGRAPHS)
+      subgraphs[entry.name] = await launch(entry.name, config.subgraphs[entry.name].port, services[entry.name]);
+    gateway = await startConfiguredGateway(config, loggerFor('gateway'), {
+      subgraphUrls: Object.fromEntries(SUBGRAPHS.map(({ name }) => [name, subgraphs[name].url])),
+      ...options.gateway,
+    });
   } catch (error) {
     await stopSubgraphs();
     await release();
     throw error;
   }
   const startGateway = (overrides: Partial<GatewayOptions> = {}) =>
-    startConfiguredGateway(config, loggerFor('gateway'), { subgraphUrls: Object.fromEntries(SUBGRAPHS.map(({ name }) => [name, subgraphs[name].url])), port: 0, ...options.gateway, ...overrides });
+    startConfiguredGateway(config, loggerFor('gateway'), {
+      subgraphUrls: Object.fromEntries(SUBGRAPHS.map(({ name }) => [name, subgraphs[name].url])),
+      port: 0,
+      ...options.gateway,
+      ...overrides,
+    });
   return {
     gateway,
     subgraphs,

@@ -16,7 +16,12 @@ export function commandOf(pid: number): string | null {
     return cmdline || null;
   } catch {
     try {
-      return execFileSync('ps', ['-o', 'command=', '-p', String(pid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
+      return (
+        execFileSync('ps', ['-o', 'command=', '-p', String(pid)], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        }).trim() || null
+      );
     } catch {
       return null;
     }
@@ -31,7 +36,11 @@ export function listenerOf(port: number): string | null {
   ];
   for (const [command, args, pattern] of attempts) {
     try {
-      const output = execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 2_000 });
+      const output = execFileSync(command, args, {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 2_000,
+      });
       const pid = pattern.exec(output)?.[1];
       if (pid) return describeProcess(Number(pid));
     } catch {
@@ -71,20 +80,30 @@ export function databaseUnreachable(error: unknown, url: string): Error {
   const target = (() => {
     try {
       const parsed = new URL(url);
-      return { where: `${parsed.hostname}:${parsed.port || 5432}`, database: decodeURIComponent(parsed.pathname.slice(1)) || '(the user name)', user: decodeURIComponent(parsed.username) };
+      return {
+        where: `${parsed.hostname}:${parsed.port || 5432}`,
+        database: decodeURIComponent(parsed.pathname.slice(1)) || '(the user name)',
+        user: decodeURIComponent(parsed.username),
+      };
     } catch {
       return { where: 'the configured host', database: 'the configured database', user: '' };
     }
   })();
   const code = (error as { code?: string } | null)?.code;
   if (code === '3D000') {
-    return new StartupError(`The database "${target.database}" named in DATABASE_URL does not exist on ${target.where}. Create it (createdb ${target.database}), or point DATABASE_URL at an existing database; without DATABASE_URL, npm start runs an embedded PostgreSQL.`);
+    return new StartupError(
+      `The database "${target.database}" named in DATABASE_URL does not exist on ${target.where}. Create it (createdb ${target.database}), or point DATABASE_URL at an existing database; without DATABASE_URL, npm start runs an embedded PostgreSQL.`,
+    );
   }
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT') {
-    return new StartupError(`Cannot reach PostgreSQL at ${target.where} (DATABASE_URL): ${code}. Start it, or fix DATABASE_URL; without DATABASE_URL, npm start runs an embedded PostgreSQL.`);
+    return new StartupError(
+      `Cannot reach PostgreSQL at ${target.where} (DATABASE_URL): ${code}. Start it, or fix DATABASE_URL; without DATABASE_URL, npm start runs an embedded PostgreSQL.`,
+    );
   }
   if (code === '28P01' || code === '28000') {
-    return new StartupError(`PostgreSQL at ${target.where} refused the credentials of DATABASE_URL${target.user ? ` (user "${target.user}")` : ''}. Fix the user or password in DATABASE_URL.`);
+    return new StartupError(
+      `PostgreSQL at ${target.where} refused the credentials of DATABASE_URL${target.user ? ` (user "${target.user}")` : ''}. Fix the user or password in DATABASE_URL.`,
+    );
   }
   return error instanceof Error ? error : new StartupError(`The database failed to start: ${String(error)}`);
 }

@@ -102,11 +102,17 @@ function subgraphMetrics(name: string, database: DatabaseClient, cache: EntityCa
 
 /** The federated schema of a subgraph: its schema.graphql with its resolvers. */
 export function buildSchemaFor(name: string, resolvers: SubgraphDefinition['resolvers']) {
-  return buildSubgraphSchema([{ typeDefs: parse(contractOf(name)), resolvers: resolvers as GraphQLResolverMap<unknown> }]);
+  return buildSubgraphSchema([
+    { typeDefs: parse(contractOf(name)), resolvers: resolvers as GraphQLResolverMap<unknown> },
+  ]);
 }
 
 /** Serves one subgraph over HTTP: its contract and resolvers, a context of caller, tables and fresh loaders per request. */
-export function startSubgraph(name: string, definition: SubgraphDefinition, options: StartSubgraphOptions): Promise<RunningServer> {
+export function startSubgraph(
+  name: string,
+  definition: SubgraphDefinition,
+  options: StartSubgraphOptions,
+): Promise<RunningServer> {
   const { database, services } = options;
   const metrics = subgraphMetrics(name, database, services.cache);
   return startGraphQLHttpServer<SubgraphContext<unknown, unknown>>({

@@ -17,13 +17,36 @@ const DEFAULT_SEED = 20_261_122;
 export const BENCH_SCALE = 100;
 const EPOCH = Date.UTC(2025, 0, 1);
 
-export interface SeedUser { id: string; displayName: string; email: string; createdAt: Date }
-export interface SeedProduct {
-  id: string; sku: string; title: string; description: string; priceCents: number; currency: string;
-  status: 'ACTIVE' | 'DRAFT' | 'ARCHIVED'; createdAt: Date; updatedAt: Date;
+export interface SeedUser {
+  id: string;
+  displayName: string;
+  email: string;
+  createdAt: Date;
 }
-export interface SeedReview { id: string; rating: number; body: string; authorId: string; productId: string; createdAt: Date }
-export interface Dataset { users: SeedUser[]; products: SeedProduct[]; reviews: SeedReview[] }
+export interface SeedProduct {
+  id: string;
+  sku: string;
+  title: string;
+  description: string;
+  priceCents: number;
+  currency: string;
+  status: 'ACTIVE' | 'DRAFT' | 'ARCHIVED';
+  createdAt: Date;
+  updatedAt: Date;
+}
+export interface SeedReview {
+  id: string;
+  rating: number;
+  body: string;
+  authorId: string;
+  productId: string;
+  createdAt: Date;
+}
+export interface Dataset {
+  users: SeedUser[];
+  products: SeedProduct[];
+  reviews: SeedReview[];
+}
 
 /** mulberry32: a tiny, well-known 32-bit PRNG; enough for reproducible demo data. */
 function prng(seed: number) {
@@ -37,17 +60,76 @@ function prng(seed: number) {
   };
 }
 
-const FIRST = ['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Margaret', 'Linus', 'Radia', 'Ken', 'Frances', 'Dennis'];
-const LAST = ['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Hamilton', 'Torvalds', 'Perlman', 'Thompson', 'Allen', 'Ritchie'];
-const ADJECTIVES = ['Classic', 'Compact', 'Deluxe', 'Everyday', 'Featherweight', 'Heritage', 'Modular', 'Rugged', 'Silent', 'Solar'];
-const NOUNS = ['Backpack', 'Kettle', 'Lamp', 'Notebook', 'Headphones', 'Water Bottle', 'Desk Chair', 'Keyboard', 'Jacket', 'Tent'];
-const OPINIONS = ['Does exactly what it says.', 'Better than I expected.', 'Solid build, fair price.', 'Not for me, sadly.', 'Would buy again.', 'Arrived quickly and works well.'];
+const FIRST = [
+  'Ada',
+  'Grace',
+  'Alan',
+  'Edsger',
+  'Barbara',
+  'Donald',
+  'Margaret',
+  'Linus',
+  'Radia',
+  'Ken',
+  'Frances',
+  'Dennis',
+];
+const LAST = [
+  'Lovelace',
+  'Hopper',
+  'Turing',
+  'Dijkstra',
+  'Liskov',
+  'Knuth',
+  'Hamilton',
+  'Torvalds',
+  'Perlman',
+  'Thompson',
+  'Allen',
+  'Ritchie',
+];
+const ADJECTIVES = [
+  'Classic',
+  'Compact',
+  'Deluxe',
+  'Everyday',
+  'Featherweight',
+  'Heritage',
+  'Modular',
+  'Rugged',
+  'Silent',
+  'Solar',
+];
+const NOUNS = [
+  'Backpack',
+  'Kettle',
+  'Lamp',
+  'Notebook',
+  'Headphones',
+  'Water Bottle',
+  'Desk Chair',
+  'Keyboard',
+  'Jacket',
+  'Tent',
+];
+const OPINIONS = [
+  'Does exactly what it says.',
+  'Better than I expected.',
+  'Solid build, fair price.',
+  'Not for me, sadly.',
+  'Would buy again.',
+  'Arrived quickly and works well.',
+];
 
 export function generateDataset(scale: number, seed: number = DEFAULT_SEED): Dataset {
   const random = prng(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const uuid = (): string => {
-    const hex = Array.from({ length: 16 }, () => Math.floor(random() * 256).toString(16).padStart(2, '0'));
+    const hex = Array.from({ length: 16 }, () =>
+      Math.floor(random() * 256)
+        .toString(16)
+        .padStart(2, '0'),
+    );
     hex[6] = `4${hex[6]!.slice(1)}`;
     hex[8] = ((parseInt(hex[8]!, 16) & 0x3f) | 0x80).toString(16);
     const s = hex.join('');
@@ -58,7 +140,12 @@ export function generateDataset(scale: number, seed: number = DEFAULT_SEED): Dat
   const users = Array.from({ length: scale * PER_SCALE.users }, (_, i): SeedUser => {
     const first = pick(FIRST);
     const last = pick(LAST);
-    return { id: uuid(), displayName: `${first} ${last}`, email: `${first}.${last}.${i}@example.com`.toLowerCase(), createdAt: minutes(i * 7) };
+    return {
+      id: uuid(),
+      displayName: `${first} ${last}`,
+      email: `${first}.${last}.${i}@example.com`.toLowerCase(),
+      createdAt: minutes(i * 7),
+    };
   });
   const products = Array.from({ length: scale * PER_SCALE.products }, (_, i): SeedProduct => {
     const roll = random();
@@ -89,7 +176,11 @@ export function generateDataset(scale: number, seed: number = DEFAULT_SEED): Dat
 const CHUNK = 20_000;
 
 /** One INSERT ... SELECT FROM unnest(...) per chunk: a few statements for hundreds of thousands of rows. */
-async function insertColumns(client: pg.ClientBase, table: string, columns: Array<[name: string, type: string, values: unknown[]]>) {
+async function insertColumns(
+  client: pg.ClientBase,
+  table: string,
+  columns: Array<[name: string, type: string, values: unknown[]]>,
+) {
   const total = columns[0]![2].length;
   const names = columns.map(([name]) => `"${name}"`).join(', ');
   const unnest = columns.map(([, type], i) => `$${i + 1}::${type}[]`).join(', ');
@@ -160,7 +251,8 @@ function parseArgs(argv: string[]): { scale: number; seed: number } {
   };
   const scale = Number(value('--scale') ?? 1);
   const seedValue = Number(value('--seed') ?? DEFAULT_SEED);
-  if (!Number.isInteger(scale) || scale < 1 || scale > 1000) throw new Error('--scale must be a whole number from 1 to 1000');
+  if (!Number.isInteger(scale) || scale < 1 || scale > 1000)
+    throw new Error('--scale must be a whole number from 1 to 1000');
   if (!Number.isInteger(seedValue)) throw new Error('--seed must be a whole number');
   return { scale, seed: seedValue };
 }
@@ -170,7 +262,8 @@ if (require.main === module) {
     const { scale, seed: seedValue } = parseArgs(process.argv.slice(2));
     const database = await ensureDatabase(loadConfig());
     try {
-      if (!(await isEmpty(database.url))) throw new Error('The database already has data; seed an empty database (drop it or use a new DATABASE_URL).');
+      if (!(await isEmpty(database.url)))
+        throw new Error('The database already has data; seed an empty database (drop it or use a new DATABASE_URL).');
       const started = Date.now();
       const dataset = generateDataset(scale, seedValue);
       await seed(database.url, dataset);

@@ -39,8 +39,12 @@ async function main() {
   const database = await createBenchDatabase('storefront_bench_cache');
   let harness: Harness | undefined;
   try {
-    console.log(`${database.description}; entity cache in ${redisUrl ? `Redis (${redisUrl})` : 'memory (no Redis reachable)'}; ${iterations} timed runs per cell.\n`);
-    harness = await startSubgraphsAndGateway(database.url, { env: { ENTITY_CACHE: 'on', ...(redisUrl ? { REDIS_URL: redisUrl } : {}) } });
+    console.log(
+      `${database.description}; entity cache in ${redisUrl ? `Redis (${redisUrl})` : 'memory (no Redis reachable)'}; ${iterations} timed runs per cell.\n`,
+    );
+    harness = await startSubgraphsAndGateway(database.url, {
+      env: { ENTITY_CACHE: 'on', ...(redisUrl ? { REDIS_URL: redisUrl } : {}) },
+    });
     const caches = Object.values(harness.services).map((services) => services.cache!);
     const rows: string[][] = [];
     for (const first of SIZES) {
@@ -59,11 +63,22 @@ async function main() {
         coldStatements = coldRun.statements;
         warmStatements = warmRun.statements;
       }
-      rows.push([`products(first: ${first}) storefront page`, coldStatements, `${median(cold).toFixed(1)} ms`, warmStatements, `${median(warm).toFixed(1)} ms`, `${(median(cold) / median(warm)).toFixed(1)}×`]);
+      rows.push([
+        `products(first: ${first}) storefront page`,
+        coldStatements,
+        `${median(cold).toFixed(1)} ms`,
+        warmStatements,
+        `${median(warm).toFixed(1)} ms`,
+        `${(median(cold) / median(warm)).toFixed(1)}×`,
+      ]);
     }
     printTable(['operation', 'cold stmts', 'cold median', 'warm stmts', 'warm median', 'speed-up'], rows);
-    const [hits, misses, errors] = (['hits', 'misses', 'errors'] as const).map((kind) => caches.reduce((total, cache) => total + cache.counters[kind], 0));
-    console.log(`\nEntity cache over the whole run: ${hits} hits, ${misses} misses, ${errors} errors. The one warm statement is the product list itself, which is not an entity lookup.`);
+    const [hits, misses, errors] = (['hits', 'misses', 'errors'] as const).map((kind) =>
+      caches.reduce((total, cache) => total + cache.counters[kind], 0),
+    );
+    console.log(
+      `\nEntity cache over the whole run: ${hits} hits, ${misses} misses, ${errors} errors. The one warm statement is the product list itself, which is not an entity lookup.`,
+    );
   } finally {
     await harness?.stop();
     await database.drop();

@@ -17,7 +17,8 @@ export const median = (values: number[]) => {
 export function parseIterations(argv: string[], fallback = 30): number {
   const index = argv.indexOf('--iterations');
   const value = index >= 0 ? Number(argv[index + 1]) : fallback;
-  if (!Number.isInteger(value) || value < 1 || value > 10_000) throw new Error('--iterations must be a whole number from 1 to 10000');
+  if (!Number.isInteger(value) || value < 1 || value > 10_000)
+    throw new Error('--iterations must be a whole number from 1 to 10000');
   return value;
 }
 

@@ -25,7 +25,11 @@ interface Cell {
   medianMs: number;
 }
 
-async function timedRun(harness: Harness, query: string, first: number): Promise<{ ms: number; counts: Record<string, number> }> {
+async function timedRun(
+  harness: Harness,
+  query: string,
+  first: number,
+): Promise<{ ms: number; counts: Record<string, number> }> {
   harness.sql.reset();
   const started = performance.now();
   const { errors } = await harness.query(query, { first });
@@ -41,12 +45,23 @@ async function main() {
   let batched: Harness | undefined;
   let naive: Harness | undefined;
   try {
-    console.log(`${database.description}; ${iterations} timed runs per cell after 3 warm-ups, batched and naive interleaved.\n`);
+    console.log(
+      `${database.description}; ${iterations} timed runs per cell after 3 warm-ups, batched and naive interleaved.\n`,
+    );
 
     // The entity cache stays off: this bench measures what batching alone saves.
     batched = await startSubgraphsAndGateway(url, { batching: true, env: { ENTITY_CACHE: 'off' } });
     naive = await startSubgraphsAndGateway(url, { batching: false, env: { ENTITY_CACHE: 'off' } });
-    const header = ['operation', 'N', 'batched stmts', 'batched median', 'naive stmts', 'naive median', 'stmts ratio', 'latency ratio'];
+    const header = [
+      'operation',
+      'N',
+      'batched stmts',
+      'batched median',
+      'naive stmts',
+      'naive median',
+      'stmts ratio',
+      'latency ratio',
+    ];
     const table: string[][] = [];
     for (const operation of OPERATIONS) {
       for (const first of SIZES) {
@@ -54,7 +69,10 @@ async function main() {
         const samples = { batched: [] as number[], naive: [] as number[] };
         const counts: Record<'batched' | 'naive', Record<string, number>> = {} as never;
         for (let run = 0; run < iterations + 3; run += 1) {
-          for (const [mode, harness] of [['batched', batched], ['naive', naive]] as const) {
+          for (const [mode, harness] of [
+            ['batched', batched],
+            ['naive', naive],
+          ] as const) {
             const result = await timedRun(harness, operation.query, first);
             if (run >= 3) samples[mode].push(result.ms);
             counts[mode] = result.counts;
@@ -63,7 +81,11 @@ async function main() {
         for (const mode of ['batched', 'naive'] as const) {
           const { accounts, catalog, reviews } = counts[mode] as Record<string, number>;
           const total = accounts! + catalog! + reviews!;
-          cells[mode] = { statements: `${total} (${catalog}+${reviews}+${accounts})`, total, medianMs: median(samples[mode]) };
+          cells[mode] = {
+            statements: `${total} (${catalog}+${reviews}+${accounts})`,
+            total,
+            medianMs: median(samples[mode]),
+          };
         }
         table.push([
           operation.name,
@@ -78,7 +100,9 @@ async function main() {
       }
     }
     printTable(header, table);
-    console.log('\nStatements are summed over subgraphs, shown as (catalog+reviews+accounts). Ratios are naive / batched.');
+    console.log(
+      '\nStatements are summed over subgraphs, shown as (catalog+reviews+accounts). Ratios are naive / batched.',
+    );
   } finally {
     await batched?.stop();
     await naive?.stop();

@@ -2,7 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkLockfile, describe as describeProblem, resolveEntry, type Lockfile, type Manifest } from './check-lockfile';
+import {
+  checkLockfile,
+  describe as describeProblem,
+  resolveEntry,
+  type Lockfile,
+  type Manifest,
+} from './check-lockfile';
 
 const ROOT = join(__dirname, '..');
 
@@ -12,15 +18,29 @@ function fabricated(): { lockfile: Lockfile; manifest: Manifest } {
   const lockfile: Lockfile = {
     lockfileVersion: 3,
     packages: {
-      '': { name: 'demo', version: '1.0.0', dependencies: { tool: '^1.0.0', app: '^2.0.0' }, devDependencies: { types: '^1.0.0' } },
+      '': {
+        name: 'demo',
+        version: '1.0.0',
+        dependencies: { tool: '^1.0.0', app: '^2.0.0' },
+        devDependencies: { types: '^1.0.0' },
+      },
       'node_modules/tool': {
         version: '1.2.0',
-        optionalDependencies: { 'tool-darwin-arm64': '1.2.0', 'tool-linux-x64-gnu': '1.2.0', 'tool-win32-x64-msvc': '1.2.0' },
+        optionalDependencies: {
+          'tool-darwin-arm64': '1.2.0',
+          'tool-linux-x64-gnu': '1.2.0',
+          'tool-win32-x64-msvc': '1.2.0',
+        },
       },
       'node_modules/tool-darwin-arm64': { version: '1.2.0' },
       'node_modules/tool-linux-x64-gnu': { version: '1.2.0' },
       'node_modules/tool-win32-x64-msvc': { version: '1.2.0' },
-      'node_modules/app': { version: '2.0.0', dependencies: { helper: '^3.0.0', shared: '^1.0.0' }, peerDependencies: { tool: '^1.0.0', absent: '*' }, peerDependenciesMeta: { absent: { optional: true } } },
+      'node_modules/app': {
+        version: '2.0.0',
+        dependencies: { helper: '^3.0.0', shared: '^1.0.0' },
+        peerDependencies: { tool: '^1.0.0', absent: '*' },
+        peerDependenciesMeta: { absent: { optional: true } },
+      },
       'node_modules/app/node_modules/helper': { version: '3.1.0', dependencies: { shared: '^1.0.0' } },
       'node_modules/shared': { version: '1.0.0' },
       'node_modules/types': { version: '1.0.0' },
@@ -53,7 +73,14 @@ describe('lockfile check', () => {
     const { lockfile, manifest } = fabricated();
     lockfile.packages!['node_modules/tool-linux-x64-gnu']!.version = '1.1.0';
     expect(checkLockfile(lockfile, manifest)).toEqual([
-      { from: 'node_modules/tool', name: 'tool-linux-x64-gnu', spec: '1.2.0', kind: 'optionalDependencies', issue: 'version', locked: '1.1.0' },
+      {
+        from: 'node_modules/tool',
+        name: 'tool-linux-x64-gnu',
+        spec: '1.2.0',
+        kind: 'optionalDependencies',
+        issue: 'version',
+        locked: '1.1.0',
+      },
     ]);
     expect(checkLockfile(lockfile, { ...manifest, overrides: { 'tool-linux-x64-gnu': '1.1.0' } })).toEqual([]);
   });
@@ -103,7 +130,16 @@ describe('lockfile check', () => {
       const { lockfile, manifest } = fabricated();
       writeFileSync(join(folder, 'package.json'), JSON.stringify(manifest));
       writeFileSync(join(folder, 'package-lock.json'), JSON.stringify(lockfile));
-      const run = () => spawnSync(process.execPath, ['--disable-warning=MODULE_TYPELESS_PACKAGE_JSON', join(__dirname, 'check-lockfile.ts'), join(folder, 'package-lock.json')], { encoding: 'utf8' });
+      const run = () =>
+        spawnSync(
+          process.execPath,
+          [
+            '--disable-warning=MODULE_TYPELESS_PACKAGE_JSON',
+            join(__dirname, 'check-lockfile.ts'),
+            join(folder, 'package-lock.json'),
+          ],
+          { encoding: 'utf8' },
+        );
       const complete = run();
       expect(complete.status).toBe(0);
       expect(complete.stdout).toMatch(/complete \(8 packages, 3 optional dependencies/);
@@ -112,7 +148,9 @@ describe('lockfile check', () => {
       writeFileSync(join(folder, 'package-lock.json'), JSON.stringify(lockfile));
       const incomplete = run();
       expect(incomplete.status).toBe(1);
-      expect(incomplete.stderr).toContain('tool@1.2.0 (node_modules/tool) needs tool-win32-x64-msvc@1.2.0 (optionalDependencies): no entry in the lockfile');
+      expect(incomplete.stderr).toContain(
+        'tool@1.2.0 (node_modules/tool) needs tool-win32-x64-msvc@1.2.0 (optionalDependencies): no entry in the lockfile',
+      );
     } finally {
       rmSync(folder, { recursive: true, force: true });
     }

@@ -69,7 +69,10 @@ export function resolveEntry(packages: Record<string, LockEntry>, from: string, 
 /** Every way the lockfile falls short of what `npm ci` needs; empty when it is complete. */
 export function checkLockfile(lockfile: Lockfile, manifest?: Manifest): Problem[] {
   const packages = lockfile.packages;
-  if (!packages || !packages['']) throw new Error('not a lockfile npm 7+ wrote (no "packages" section): regenerate it with npm install --package-lock-only');
+  if (!packages || !packages[''])
+    throw new Error(
+      'not a lockfile npm 7+ wrote (no "packages" section): regenerate it with npm install --package-lock-only',
+    );
   const problems: Problem[] = [];
   const overridden = new Set(Object.keys(manifest?.overrides ?? {}));
 
@@ -79,7 +82,15 @@ export function checkLockfile(lockfile: Lockfile, manifest?: Manifest): Problem[
       const wanted = manifest[kind] ?? {};
       const locked = packages[''][kind] ?? {};
       for (const name of new Set([...Object.keys(wanted), ...Object.keys(locked)])) {
-        if (wanted[name] !== locked[name]) problems.push({ from: '', name, spec: wanted[name] ?? '(removed)', kind, issue: 'out of sync', locked: locked[name] ?? '(absent)' });
+        if (wanted[name] !== locked[name])
+          problems.push({
+            from: '',
+            name,
+            spec: wanted[name] ?? '(removed)',
+            kind,
+            issue: 'out of sync',
+            locked: locked[name] ?? '(absent)',
+          });
       }
     }
   }
@@ -98,7 +109,12 @@ export function checkLockfile(lockfile: Lockfile, manifest?: Manifest): Problem[
         const key = resolveEntry(packages, from, name);
         if (!key) {
           problems.push({ from, name, spec, kind, issue: 'missing' });
-        } else if (kind === 'optionalDependencies' && EXACT_VERSION.test(spec) && !overridden.has(name) && packages[key]!.version !== spec) {
+        } else if (
+          kind === 'optionalDependencies' &&
+          EXACT_VERSION.test(spec) &&
+          !overridden.has(name) &&
+          packages[key]!.version !== spec
+        ) {
           problems.push({ from, name, spec, kind, issue: 'version', locked: packages[key]!.version });
         }
       }
@@ -110,7 +126,10 @@ export function checkLockfile(lockfile: Lockfile, manifest?: Manifest): Problem[
 /** One line per problem, naming the package that declares the dependency. */
 export function describe(problem: Problem, packages: Record<string, LockEntry>): string {
   const entry = packages[problem.from];
-  const owner = problem.from === '' ? 'package.json' : `${problem.from.replace(/^.*node_modules\//, '')}@${entry?.version ?? '?'} (${problem.from})`;
+  const owner =
+    problem.from === ''
+      ? 'package.json'
+      : `${problem.from.replace(/^.*node_modules\//, '')}@${entry?.version ?? '?'} (${problem.from})`;
   const what = `${problem.name}@${problem.spec} (${problem.kind})`;
   if (problem.issue === 'missing') return `${owner} needs ${what}: no entry in the lockfile`;
   if (problem.issue === 'version') return `${owner} needs ${what}: the lockfile has ${problem.locked}`;
@@ -128,8 +147,13 @@ function main(path: string): number {
   const problems = checkLockfile(lockfile, manifest);
   const packages = lockfile.packages!;
   if (problems.length === 0) {
-    const optional = Object.values(packages).reduce((sum, entry) => sum + Object.keys(entry.optionalDependencies ?? {}).length, 0);
-    console.log(`${path}: complete (${Object.keys(packages).length - 1} packages, ${optional} optional dependencies, all locked)`);
+    const optional = Object.values(packages).reduce(
+      (sum, entry) => sum + Object.keys(entry.optionalDependencies ?? {}).length,
+      0,
+    );
+    console.log(
+      `${path}: complete (${Object.keys(packages).length - 1} packages, ${optional} optional dependencies, all locked)`,
+    );
     return 0;
   }
   console.error(`${path}: npm ci would refuse this lockfile (on this platform or another):`);

@@ -18,7 +18,11 @@ export class CompositionError extends Error {}
 function compose(sdls: SubgraphSdls) {
   // The URLs baked into the supergraph are the default ports; the gateway overrides them from config.
   const result = composeServices(
-    SUBGRAPHS.map(({ name, port }) => ({ name, url: `http://localhost:${port}/graphql`, typeDefs: parse(sdls[name] ?? contractOf(name)) })),
+    SUBGRAPHS.map(({ name, port }) => ({
+      name,
+      url: `http://localhost:${port}/graphql`,
+      typeDefs: parse(sdls[name] ?? contractOf(name)),
+    })),
   );
   if (result.errors) {
     const lines = result.errors.map((error) => {

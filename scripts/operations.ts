@@ -11,15 +11,34 @@ export const STOREFRONT_PAGE = /* GraphQL */ `
         node {
           id
           title
-          price { amountCents currency }
+          price {
+            amountCents
+            currency
+          }
           averageRating
           reviews(first: 5) {
-            edges { node { id rating body author { id displayName } } }
-            pageInfo { hasNextPage endCursor }
+            edges {
+              node {
+                id
+                rating
+                body
+                author {
+                  id
+                  displayName
+                }
+              }
+            }
+            pageInfo {
+              hasNextPage
+              endCursor
+            }
           }
         }
       }
-      pageInfo { hasNextPage endCursor }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
     }
   }
 `;
@@ -32,7 +51,18 @@ export const USERS_PAGE = /* GraphQL */ `
         node {
           id
           displayName
-          reviews(first: 5) { edges { node { id rating product { id title } } } }
+          reviews(first: 5) {
+            edges {
+              node {
+                id
+                rating
+                product {
+                  id
+                  title
+                }
+              }
+            }
+          }
         }
       }
     }
@@ -40,10 +70,37 @@ export const USERS_PAGE = /* GraphQL */ `
 `;
 
 export const PRODUCTS_BY_PRICE = /* GraphQL */ `
-  query ProductsByPrice($status: ProductStatus, $direction: OrderDirection!, $first: Int, $after: String, $last: Int, $before: String) {
-    products(filter: { status: $status }, orderBy: { field: PRICE, direction: $direction }, first: $first, after: $after, last: $last, before: $before) {
-      edges { cursor node { id priceCents: price { amountCents } } }
-      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  query ProductsByPrice(
+    $status: ProductStatus
+    $direction: OrderDirection!
+    $first: Int
+    $after: String
+    $last: Int
+    $before: String
+  ) {
+    products(
+      filter: { status: $status }
+      orderBy: { field: PRICE, direction: $direction }
+      first: $first
+      after: $after
+      last: $last
+      before: $before
+    ) {
+      edges {
+        cursor
+        node {
+          id
+          priceCents: price {
+            amountCents
+          }
+        }
+      }
+      pageInfo {
+        hasNextPage
+        hasPreviousPage
+        startCursor
+        endCursor
+      }
     }
   }
 `;
@@ -51,8 +108,19 @@ export const PRODUCTS_BY_PRICE = /* GraphQL */ `
 export const PRODUCTS_BY_DATE = /* GraphQL */ `
   query ProductsByDate($status: ProductStatus, $first: Int, $after: String, $last: Int, $before: String) {
     products(filter: { status: $status }, first: $first, after: $after, last: $last, before: $before) {
-      edges { cursor node { id createdAt } }
-      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      edges {
+        cursor
+        node {
+          id
+          createdAt
+        }
+      }
+      pageInfo {
+        hasNextPage
+        hasPreviousPage
+        startCursor
+        endCursor
+      }
     }
   }
 `;
@@ -60,8 +128,18 @@ export const PRODUCTS_BY_DATE = /* GraphQL */ `
 export const USERS_LIST = /* GraphQL */ `
   query Users($first: Int, $after: String, $last: Int, $before: String) {
     users(first: $first, after: $after, last: $last, before: $before) {
-      edges { cursor node { id } }
-      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      edges {
+        cursor
+        node {
+          id
+        }
+      }
+      pageInfo {
+        hasNextPage
+        hasPreviousPage
+        startCursor
+        endCursor
+      }
     }
   }
 `;
@@ -72,8 +150,19 @@ export const PRODUCT_REVIEWS = /* GraphQL */ `
       id
       reviewCount
       reviews(first: $first, after: $after, last: $last, before: $before) {
-        edges { cursor node { id createdAt } }
-        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        edges {
+          cursor
+          node {
+            id
+            createdAt
+          }
+        }
+        pageInfo {
+          hasNextPage
+          hasPreviousPage
+          startCursor
+          endCursor
+        }
       }
     }
   }
@@ -85,8 +174,22 @@ export const USER_REVIEWS = /* GraphQL */ `
       id
       email
       reviews(first: $first, after: $after, last: $last, before: $before) {
-        edges { cursor node { id product { id title } } }
-        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        edges {
+          cursor
+          node {
+            id
+            product {
+              id
+              title
+            }
+          }
+        }
+        pageInfo {
+          hasNextPage
+          hasPreviousPage
+          startCursor
+          endCursor
+        }
       }
     }
   }
@@ -94,6 +197,18 @@ export const USER_REVIEWS = /* GraphQL */ `
 
 export const REVIEW_BY_ID = /* GraphQL */ `
   query Review($id: ID!) {
-    review(id: $id) { id rating author { id displayName } product { id title reviewCount } }
+    review(id: $id) {
+      id
+      rating
+      author {
+        id
+        displayName
+      }
+      product {
+        id
+        title
+        reviewCount
+      }
+    }
   }
 `;

@@ -1,6 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { Supergraph } from '@apollo/federation-internals';
-import { BreakingChangeType, findBreakingChanges, findDangerousChanges, isEnumType, isInputObjectType, isObjectType, type GraphQLSchema } from 'graphql';
+import {
+  BreakingChangeType,
+  findBreakingChanges,
+  findDangerousChanges,
+  isEnumType,
+  isInputObjectType,
+  isObjectType,
+  type GraphQLSchema,
+} from 'graphql';
 import { unguardedWrites } from '../gateway/access-control';
 import { DeprecationUsage } from '../gateway/deprecation-usage';
 import { loadDeprecations, type DeprecationFacts } from '../gateway/deprecations';
@@ -24,7 +32,8 @@ export interface SchemaChange {
 
 /** The schema coordinate a removal names, from graphql-js's descriptions. */
 function removedCoordinate(type: string, description: string): string | undefined {
-  if (type === BreakingChangeType.FIELD_REMOVED || type === BreakingChangeType.TYPE_REMOVED) return /^(\S+) was removed\.$/.exec(description)?.[1];
+  if (type === BreakingChangeType.FIELD_REMOVED || type === BreakingChangeType.TYPE_REMOVED)
+    return /^(\S+) was removed\.$/.exec(description)?.[1];
   if (type === BreakingChangeType.VALUE_REMOVED_FROM_ENUM) {
     const match = /^(\S+) was removed from enum type (\S+)\.$/.exec(description);
     return match ? `${match[2]}.${match[1]}` : undefined;
@@ -40,7 +49,10 @@ function isDeprecatedIn(schema: GraphQLSchema, coordinate: string): boolean {
   const argument = /^(\w+)\.(\w+)\((\w+):\)$/.exec(coordinate);
   if (argument) {
     const type = schema.getType(argument[1]!);
-    return isObjectType(type) && Boolean(type.getFields()[argument[2]!]?.args.find((arg) => arg.name === argument[3])?.deprecationReason);
+    return (
+      isObjectType(type) &&
+      Boolean(type.getFields()[argument[2]!]?.args.find((arg) => arg.name === argument[3])?.deprecationReason)
+    );
   }
   const [typeName, member] = coordinate.split('.');
   const type = schema.getType(typeName!);
@@ -60,12 +72,17 @@ function additions(previous: GraphQLSchema, next: GraphQLSchema): string[] {
       added.push(`${type.name} was added.`);
       continue;
     }
-    if (isEnumType(type) && isEnumType(old)) for (const value of type.getValues()) if (!old.getValue(value.name)) added.push(`${type.name}.${value.name} was added.`);
+    if (isEnumType(type) && isEnumType(old))
+      for (const value of type.getValues())
+        if (!old.getValue(value.name)) added.push(`${type.name}.${value.name} was added.`);
     if ((isObjectType(type) && isObjectType(old)) || (isInputObjectType(type) && isInputObjectType(old))) {
       for (const field of Object.values(type.getFields())) {
         const oldField = old.getFields()[field.name];
         if (!oldField) added.push(`${type.name}.${field.name} was added.`);
-        else if ('args' in field && 'args' in oldField) for (const arg of field.args) if (!oldField.args.some((a) => a.name === arg.name)) added.push(`${type.name}.${field.name} arg ${arg.name} was added.`);
+        else if ('args' in field && 'args' in oldField)
+          for (const arg of field.args)
+            if (!oldField.args.some((a) => a.name === arg.name))
+              added.push(`${type.name}.${field.name} arg ${arg.name} was added.`);
       }
     }
   }
@@ -94,7 +111,9 @@ export async function checkSchema(options: CheckOptions): Promise<{ ok: boolean;
   const supergraph = composeSupergraph(options.subgraphSdls);
   const next = Supergraph.build(supergraph, { supportedFeatures: null }).apiSchema().toGraphQLJSSchema();
   // Only the API schema is read: which features a supergraph may use is the gateway's check.
-  const previous = Supergraph.build(options.committedSupergraph, { supportedFeatures: null }).apiSchema().toGraphQLJSSchema();
+  const previous = Supergraph.build(options.committedSupergraph, { supportedFeatures: null })
+    .apiSchema()
+    .toGraphQLJSSchema();
   const today = (options.today ?? new Date()).toISOString().slice(0, 10);
   const changes: SchemaChange[] = [];
   for (const change of findBreakingChanges(previous, next)) {
@@ -115,12 +134,22 @@ export async function checkSchema(options: CheckOptions): Promise<{ ok: boolean;
     }
     changes.push({ kind: 'breaking', description: change.description, coordinate, allowed, why });
   }
-  for (const change of findDangerousChanges(previous, next)) changes.push({ kind: 'dangerous', description: change.description });
+  for (const change of findDangerousChanges(previous, next))
+    changes.push({ kind: 'dangerous', description: change.description });
   for (const description of additions(previous, next)) changes.push({ kind: 'safe', description });
   for (const coordinate of unguardedWrites(supergraph)) {
-    changes.push({ kind: 'unguarded', description: `${coordinate} is a write without @authenticated or @requiresScopes.`, coordinate, allowed: false, why: 'every write must say who may make it' });
+    changes.push({
+      kind: 'unguarded',
+      description: `${coordinate} is a write without @authenticated or @requiresScopes.`,
+      coordinate,
+      allowed: false,
+      why: 'every write must say who may make it',
+    });
   }
-  return { ok: changes.every((change) => (change.kind !== 'breaking' && change.kind !== 'unguarded') || change.allowed), changes };
+  return {
+    ok: changes.every((change) => (change.kind !== 'breaking' && change.kind !== 'unguarded') || change.allowed),
+    changes,
+  };
 }
 
 if (require.main === module) {
@@ -133,15 +162,29 @@ if (require.main === module) {
       const { ok, changes } = await checkSchema({
         committedSupergraph: readFileSync(SUPERGRAPH_PATH, 'utf8'),
         facts: loadDeprecations(),
-        usesOf: async (coordinate) => (usage ? (await usage.report([coordinate])).reduce((sum, record) => sum + record.count, 0) : null),
+        usesOf: async (coordinate) =>
+          usage ? (await usage.report([coordinate])).reduce((sum, record) => sum + record.count, 0) : null,
       });
       if (!changes.length) console.log('No change to the API schema.');
       for (const change of changes) {
-        const verdict = change.kind === 'breaking' ? (change.allowed ? 'breaking, allowed' : 'BREAKING') : change.kind === 'unguarded' ? 'UNGUARDED WRITE' : change.kind;
+        const verdict =
+          change.kind === 'breaking'
+            ? change.allowed
+              ? 'breaking, allowed'
+              : 'BREAKING'
+            : change.kind === 'unguarded'
+              ? 'UNGUARDED WRITE'
+              : change.kind;
         console.log(`${verdict.padEnd(17)} ${change.description}${change.why ? ` (${change.why})` : ''}`);
       }
-      if (changes.some((change) => change.kind === 'unguarded')) throw new Error('Schema check failed: every Mutation field must say who may call it, with @authenticated or @requiresScopes.');
-      if (!ok) throw new Error('Schema check failed: a breaking change would reach clients. Deprecate first, wait for the sunset and for usage to reach zero.');
+      if (changes.some((change) => change.kind === 'unguarded'))
+        throw new Error(
+          'Schema check failed: every Mutation field must say who may call it, with @authenticated or @requiresScopes.',
+        );
+      if (!ok)
+        throw new Error(
+          'Schema check failed: a breaking change would reach clients. Deprecate first, wait for the sunset and for usage to reach zero.',
+        );
       console.log('Schema check passed.');
     } finally {
       await redis?.close();

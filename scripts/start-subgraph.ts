@@ -12,7 +12,10 @@ import { subgraphEntry } from '../subgraphs/registry';
 runServer(async () => {
   const name = subgraphEntry(process.argv[2] ?? '').name;
   const config = loadConfig();
-  if (!config.DATABASE_URL) throw new Error('DATABASE_URL is required to run a subgraph on its own (npm start runs everything with an embedded database).');
+  if (!config.DATABASE_URL)
+    throw new Error(
+      'DATABASE_URL is required to run a subgraph on its own (npm start runs everything with an embedded database).',
+    );
   const running = await runSubgraph(name, config, config.DATABASE_URL);
   return running.stop;
 });

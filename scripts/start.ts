@@ -17,14 +17,20 @@ async function main(): Promise<() => Promise<void>> {
   const started = Date.now();
   const logger = createLogger('start', config.LOG_LEVEL);
   const database = await ensureDatabase(config, (message) => logger.warn(message));
-  logger.info({ embedded: database.embedded }, database.embedded ? 'embedded PostgreSQL running' : 'using DATABASE_URL');
+  logger.info(
+    { embedded: database.embedded },
+    database.embedded ? 'embedded PostgreSQL running' : 'using DATABASE_URL',
+  );
 
   const applied = await migrate(database.url);
   if (applied.length) logger.info({ applied }, 'migrations applied');
   if (config.SEED_SCALE > 0 && (await isEmpty(database.url))) {
     const dataset = generateDataset(config.SEED_SCALE);
     await seed(database.url, dataset);
-    logger.info({ users: dataset.users.length, products: dataset.products.length, reviews: dataset.reviews.length }, 'seeded empty database');
+    logger.info(
+      { users: dataset.users.length, products: dataset.products.length, reviews: dataset.reviews.length },
+      'seeded empty database',
+    );
   }
 
   const stack = await startStack({ config, databaseUrl: database.url }).catch(async (error: unknown) => {

@@ -30,11 +30,13 @@ export type SubgraphName = (typeof SUBGRAPHS)[number]['name'];
 
 export const SUBGRAPH_NAMES: readonly SubgraphName[] = SUBGRAPHS.map((entry) => entry.name);
 
-export const isSubgraphName = (name: string): name is SubgraphName => (SUBGRAPH_NAMES as readonly string[]).includes(name);
+export const isSubgraphName = (name: string): name is SubgraphName =>
+  (SUBGRAPH_NAMES as readonly string[]).includes(name);
 
 /** The registry line of `name`; throws naming the known subgraphs when there is none. */
 export function subgraphEntry(name: string): (typeof SUBGRAPHS)[number] {
   const entry = SUBGRAPHS.find((candidate) => candidate.name === name);
-  if (!entry) throw new Error(`No subgraph named "${name}" in subgraphs/registry.ts (known: ${SUBGRAPH_NAMES.join(', ')})`);
+  if (!entry)
+    throw new Error(`No subgraph named "${name}" in subgraphs/registry.ts (known: ${SUBGRAPH_NAMES.join(', ')})`);
   return entry;
 }

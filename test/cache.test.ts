@@ -15,8 +15,10 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const dataset = generateDataset(FIXTURE_SCALE);
 const suite = useHarness({ env: process.env.TEST_REDIS_AVAILABLE === '0' ? {} : { REDIS_URL } });
 
-const PRODUCT = 'query ($id: ID!) { product(id: $id) { id title price { amountCents currency } status createdAt updatedAt } }';
-const RATINGS = 'query ($id: ID!) { product(id: $id) { id reviewCount averageRating reviews(first: 5) { edges { node { id } } } } }';
+const PRODUCT =
+  'query ($id: ID!) { product(id: $id) { id title price { amountCents currency } status createdAt updatedAt } }';
+const RATINGS =
+  'query ($id: ID!) { product(id: $id) { id reviewCount averageRating reviews(first: 5) { edges { node { id } } } } }';
 
 describeWithRedis('reads', () => {
   it('a second identical storefront page sends no SQL for cached entities (only the product list runs)', async () => {
@@ -49,10 +51,19 @@ describeWithRedis('reads', () => {
 
   it('never caches a user’s email or `me`', async () => {
     // A user who is no author on the storefront page read above, so nothing else cached their row.
-    const newest = <T extends { createdAt: Date; id: string }>(rows: T[]) => [...rows].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
-    const pageProducts = new Set(newest(dataset.products).slice(0, 20).map((p) => p.id));
+    const newest = <T extends { createdAt: Date; id: string }>(rows: T[]) =>
+      [...rows].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
+    const pageProducts = new Set(
+      newest(dataset.products)
+        .slice(0, 20)
+        .map((p) => p.id),
+    );
     const shown = new Set(
-      [...pageProducts].flatMap((productId) => newest(dataset.reviews.filter((r) => r.productId === productId)).slice(0, 5).map((r) => r.authorId)),
+      [...pageProducts].flatMap((productId) =>
+        newest(dataset.reviews.filter((r) => r.productId === productId))
+          .slice(0, 5)
+          .map((r) => r.authorId),
+      ),
     );
     const user = dataset.users.find((u) => !shown.has(u.id))!;
     const { data } = await suite.harness.query('{ me { id displayName email } }', {}, { as: user.id });
@@ -79,15 +90,22 @@ describeWithRedis('writes, with a second replica of each subgraph sharing Redis'
   let viaReplicas: RunningGateway;
 
   beforeAll(async () => {
-    const [accounts, catalog, reviews] = await Promise.all([suite.harness.startReplica('accounts'), suite.harness.startReplica('catalog'), suite.harness.startReplica('reviews')]);
+    const [accounts, catalog, reviews] = await Promise.all([
+      suite.harness.startReplica('accounts'),
+      suite.harness.startReplica('catalog'),
+      suite.harness.startReplica('reviews'),
+    ]);
     replicas = [accounts, catalog, reviews];
-    viaReplicas = await suite.harness.startGateway({ subgraphUrls: { accounts: accounts.url, catalog: catalog.url, reviews: reviews.url } });
+    viaReplicas = await suite.harness.startGateway({
+      subgraphUrls: { accounts: accounts.url, catalog: catalog.url, reviews: reviews.url },
+    });
   });
   afterAll(async () => {
     await viaReplicas?.stop();
     await Promise.all(replicas?.map((replica) => replica.stop()) ?? []);
   });
-  const viaReplica = (query: string, variables: Record<string, unknown>, as?: string) => suite.harness.query(query, variables, { url: viaReplicas.url, as });
+  const viaReplica = (query: string, variables: Record<string, unknown>, as?: string) =>
+    suite.harness.query(query, variables, { url: viaReplicas.url, as });
 
   it('updateProduct on one replica is seen at once through the other', async () => {
     const product = dataset.products[11]!;
@@ -97,10 +115,20 @@ describeWithRedis('writes, with a second replica of each subgraph sharing Redis'
     expect((await viaReplica(PRODUCT, { id: product.id })).data!.product.title).toBe(product.title);
     expect((await suite.harness.query(PRODUCT, { id: product.id })).data!.product.title).toBe(product.title);
     expect(suite.harness.sql.counts().catalog).toBe(0);
-    const updated = await suite.harness.query('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed kettle", price: { amountCents: 1234 } }) { title } }', { id: product.id }, { as: dataset.users[0]!.id, scopes: ['catalog:write'] });
+    const updated = await suite.harness.query(
+      'mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed kettle", price: { amountCents: 1234 } }) { title } }',
+      { id: product.id },
+      { as: dataset.users[0]!.id, scopes: ['catalog:write'] },
+    );
     expect(updated.errors).toBeUndefined();
-    for (const read of [await viaReplica(PRODUCT, { id: product.id }), await suite.harness.query(PRODUCT, { id: product.id })]) {
-      expect(read.data!.product).toMatchObject({ title: 'Renamed kettle', price: { amountCents: 1234, currency: 'USD' } });
+    for (const read of [
+      await viaReplica(PRODUCT, { id: product.id }),
+      await suite.harness.query(PRODUCT, { id: product.id }),
+    ]) {
+      expect(read.data!.product).toMatchObject({
+        title: 'Renamed kettle',
+        price: { amountCents: 1234, currency: 'USD' },
+      });
     }
   });
 
@@ -111,21 +139,39 @@ describeWithRedis('writes, with a second replica of each subgraph sharing Redis'
     await suite.harness.query(RATINGS, { id: product.id });
     const { reviewCount, averageRating } = before.data!.product;
 
-    const created = await suite.harness.query('mutation ($input: CreateReviewInput!) { createReview(input: $input) { id } }', { input: { productId: product.id, rating: 5, body: 'Cached nowhere.' } }, { as: author.id });
+    const created = await suite.harness.query(
+      'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id } }',
+      { input: { productId: product.id, rating: 5, body: 'Cached nowhere.' } },
+      { as: author.id },
+    );
     const reviewId = created.data!.createReview.id;
-    for (const read of [await viaReplica(RATINGS, { id: product.id }), await suite.harness.query(RATINGS, { id: product.id })]) {
+    for (const read of [
+      await viaReplica(RATINGS, { id: product.id }),
+      await suite.harness.query(RATINGS, { id: product.id }),
+    ]) {
       expect(read.data!.product.reviewCount).toBe(reviewCount + 1);
       expect(read.data!.product.averageRating).toBeCloseTo((averageRating * reviewCount + 5) / (reviewCount + 1), 10);
       expect(read.data!.product.reviews.edges[0].node.id).toBe(reviewId);
     }
     // The review itself, once read (and cached), disappears with it.
-    expect((await viaReplica('query ($id: ID!) { review(id: $id) { id } }', { id: reviewId })).data!.review).toEqual({ id: reviewId });
+    expect((await viaReplica('query ($id: ID!) { review(id: $id) { id } }', { id: reviewId })).data!.review).toEqual({
+      id: reviewId,
+    });
 
-    const deleted = await viaReplica('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: reviewId }, author.id);
+    const deleted = await viaReplica(
+      'mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }',
+      { id: reviewId },
+      author.id,
+    );
     expect(deleted.errors).toBeUndefined();
-    for (const read of [await suite.harness.query(RATINGS, { id: product.id }), await viaReplica(RATINGS, { id: product.id })]) {
+    for (const read of [
+      await suite.harness.query(RATINGS, { id: product.id }),
+      await viaReplica(RATINGS, { id: product.id }),
+    ]) {
       expect(read.data!.product).toEqual(before.data!.product);
     }
-    expect((await suite.harness.query('query ($id: ID!) { review(id: $id) { id } }', { id: reviewId })).data!.review).toBeNull();
+    expect(
+      (await suite.harness.query('query ($id: ID!) { review(id: $id) { id } }', { id: reviewId })).data!.review,
+    ).toBeNull();
   });
 });

@@ -13,7 +13,7 @@ import { editedSchema } from './schema-edits';
 const ROOT = join(__dirname, '..');
 const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
 
-describe('the contract (every subgraph\'s schema.graphql, composed into schema/supergraph.graphql)', () => {
+describe("the contract (every subgraph's schema.graphql, composed into schema/supergraph.graphql)", () => {
   it('commits the supergraph that the subgraph SDLs compose to (run `npm run compose` after an SDL change)', () => {
     expect(readFileSync(SUPERGRAPH_PATH, 'utf8').trimEnd()).toBe(composeSupergraph().trimEnd());
   });
@@ -37,10 +37,12 @@ function unboundedLists(schema: GraphQLSchema): string[] {
     if (!isObjectType(type) || type.name.startsWith('__')) continue;
     for (const field of Object.values(type.getFields())) {
       const name = `${type.name}.${field.name}`;
-      if (isListType(getNullableType(field.type)) && !(type.name.endsWith('Connection') && field.name === 'edges')) offenders.push(name);
+      if (isListType(getNullableType(field.type)) && !(type.name.endsWith('Connection') && field.name === 'edges'))
+        offenders.push(name);
       if (getNamedType(field.type).name.endsWith('Connection')) {
         const args = new Set(field.args.map((arg) => arg.name));
-        if (!['first', 'after', 'last', 'before'].every((arg) => args.has(arg))) offenders.push(`${name} (connection without first/after/last/before)`);
+        if (!['first', 'after', 'last', 'before'].every((arg) => args.has(arg)))
+          offenders.push(`${name} (connection without first/after/last/before)`);
       }
     }
   }
@@ -50,13 +52,25 @@ function unboundedLists(schema: GraphQLSchema): string[] {
 describe('the API schema', () => {
   it('has no unbounded list: every list is a Relay connection', () => {
     const schema = composeApiSchema();
-    expect(Object.keys(schema.getTypeMap()).filter((name) => name.endsWith('Connection')).sort()).toEqual(['ProductConnection', 'ReviewConnection', 'UserConnection']);
+    expect(
+      Object.keys(schema.getTypeMap())
+        .filter((name) => name.endsWith('Connection'))
+        .sort(),
+    ).toEqual(['ProductConnection', 'ReviewConnection', 'UserConnection']);
     expect(unboundedLists(schema)).toEqual([]);
   });
 
   it('catches a plain list or a connection missing its arguments in any subgraph', () => {
-    const sdls = editedSchema('catalog', (sdl) => sdl.replace('type Query {', 'type Query {\n  allProducts: [Product!]!\n  someProducts(first: Int): ProductConnection!'));
-    expect(unboundedLists(composeApiSchema(sdls))).toEqual(['Query.allProducts', 'Query.someProducts (connection without first/after/last/before)']);
+    const sdls = editedSchema('catalog', (sdl) =>
+      sdl.replace(
+        'type Query {',
+        'type Query {\n  allProducts: [Product!]!\n  someProducts(first: Int): ProductConnection!',
+      ),
+    );
+    expect(unboundedLists(composeApiSchema(sdls))).toEqual([
+      'Query.allProducts',
+      'Query.someProducts (connection without first/after/last/before)',
+    ]);
   });
 });
 
@@ -71,17 +85,26 @@ describe('migrations', () => {
       await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(empty)}`);
       url.pathname = `/${empty}`;
       // The real command, as `npm run db:migrate` runs it (the engine is an ES module jest cannot load).
-      const run = () => execFileSync(TSX, ['prisma/migrate.ts'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: url.toString() }, encoding: 'utf8' });
+      const run = () =>
+        execFileSync(TSX, ['prisma/migrate.ts'], {
+          cwd: ROOT,
+          env: { ...process.env, DATABASE_URL: url.toString() },
+          encoding: 'utf8',
+        });
       const firstRun = run();
       const first = [firstRun.match(/Applied (\S+)/)?.[1]];
       expect(first[0]).toMatch(/^\d{14}_init$/);
       expect(run()).toMatch(/up to date; nothing applied/);
       const client = new pg.Client({ connectionString: url.toString() });
       await client.connect();
-      const { rows } = await client.query('SELECT migration_name, finished_at IS NOT NULL AS finished, rolled_back_at, applied_steps_count FROM _prisma_migrations');
+      const { rows } = await client.query(
+        'SELECT migration_name, finished_at IS NOT NULL AS finished, rolled_back_at, applied_steps_count FROM _prisma_migrations',
+      );
       const tables = await client.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
       await client.end();
-      expect(rows).toEqual([{ migration_name: first[0], finished: true, rolled_back_at: null, applied_steps_count: 1 }]);
+      expect(rows).toEqual([
+        { migration_name: first[0], finished: true, rolled_back_at: null, applied_steps_count: 1 },
+      ]);
       expect(tables.rows.map((r) => r.tablename)).toEqual(['_prisma_migrations', 'products', 'reviews', 'users']);
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(empty)} WITH (FORCE)`);
@@ -96,7 +119,9 @@ describe('migrations', () => {
     await client.connect();
     try {
       await expect(
-        client.query("INSERT INTO reviews (id, rating, body, author_id, product_id) VALUES (gen_random_uuid(), 6, 'x', gen_random_uuid(), gen_random_uuid())"),
+        client.query(
+          "INSERT INTO reviews (id, rating, body, author_id, product_id) VALUES (gen_random_uuid(), 6, 'x', gen_random_uuid(), gen_random_uuid())",
+        ),
       ).rejects.toThrow(/reviews_rating_range/);
     } finally {
       await client.end();
@@ -128,19 +153,29 @@ describe('configuration', () => {
     });
   });
 
-  it('reads each subgraph\'s settings as SUBGRAPH_<NAME>_PORT, _URL and _TIMEOUT_MS', () => {
-    const config = loadConfig({ HOST: '0.0.0.0', SUBGRAPH_TIMEOUT_MS: '900', SUBGRAPH_CATALOG_PORT: '5002', SUBGRAPH_REVIEWS_URL: 'http://reviews.internal/graphql', SUBGRAPH_ACCOUNTS_TIMEOUT_MS: '250' });
+  it("reads each subgraph's settings as SUBGRAPH_<NAME>_PORT, _URL and _TIMEOUT_MS", () => {
+    const config = loadConfig({
+      HOST: '0.0.0.0',
+      SUBGRAPH_TIMEOUT_MS: '900',
+      SUBGRAPH_CATALOG_PORT: '5002',
+      SUBGRAPH_REVIEWS_URL: 'http://reviews.internal/graphql',
+      SUBGRAPH_ACCOUNTS_TIMEOUT_MS: '250',
+    });
     expect(config.subgraphs).toEqual({
       accounts: { port: 4001, url: 'http://0.0.0.0:4001/graphql', timeoutMs: 250 },
       catalog: { port: 5002, url: 'http://0.0.0.0:5002/graphql', timeoutMs: 900 },
       reviews: { port: 4003, url: 'http://reviews.internal/graphql', timeoutMs: 900 },
     });
-    expect(() => loadConfig({ SUBGRAPH_CATALOG_PORT: 'ninety', SUBGRAPH_REVIEWS_URL: 'nowhere' })).toThrow(/SUBGRAPH_CATALOG_PORT[\s\S]*SUBGRAPH_REVIEWS_URL/);
+    expect(() => loadConfig({ SUBGRAPH_CATALOG_PORT: 'ninety', SUBGRAPH_REVIEWS_URL: 'nowhere' })).toThrow(
+      /SUBGRAPH_CATALOG_PORT[\s\S]*SUBGRAPH_REVIEWS_URL/,
+    );
   });
 
   it('stops start-up with a message naming each bad variable', () => {
     expect(() => loadConfig({ GATEWAY_PORT: 'eighty', DATABASE_URL: 'not a url' })).toThrow(ConfigError);
-    expect(() => loadConfig({ GATEWAY_PORT: 'eighty', DATABASE_URL: 'not a url' })).toThrow(/GATEWAY_PORT[\s\S]*DATABASE_URL|DATABASE_URL[\s\S]*GATEWAY_PORT/);
+    expect(() => loadConfig({ GATEWAY_PORT: 'eighty', DATABASE_URL: 'not a url' })).toThrow(
+      /GATEWAY_PORT[\s\S]*DATABASE_URL|DATABASE_URL[\s\S]*GATEWAY_PORT/,
+    );
     expect(() => loadConfig({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL/);
   });
 });

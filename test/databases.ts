@@ -62,4 +62,3 @@ export function redisAnswers(url: string): Promise<boolean> {
     socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
   });
 }
-

@@ -18,7 +18,16 @@ import { useHarness } from './harness';
 
 const ROOT = join(__dirname, '..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const SCREENSHOT = join(ROOT, 'test-results', 'explorer.png');
 
 /** Why Chromium cannot run here, or null when a headless one starts and renders a page (about 2 s). */
@@ -26,9 +35,13 @@ function chromiumUnavailable(): string | null {
   if (!existsSync(CHROMIUM)) return `no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`;
   const profile = mkdtempSync(join(tmpdir(), 'chromium-check-'));
   try {
-    const run = spawnSync(CHROMIUM, [...CHROMIUM_ARGS, `--user-data-dir=${profile}`, '--dump-dom', 'about:blank'], { encoding: 'utf8', timeout: 30_000 });
+    const run = spawnSync(CHROMIUM, [...CHROMIUM_ARGS, `--user-data-dir=${profile}`, '--dump-dom', 'about:blank'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     if (run.error) return `${CHROMIUM} could not be started: ${run.error.message}`;
-    if (!run.stdout.includes('<body>')) return `${CHROMIUM} did not render a page (exit ${run.status}): ${run.stderr.trim().split('\n').slice(-2).join(' ')}`;
+    if (!run.stdout.includes('<body>'))
+      return `${CHROMIUM} did not render a page (exit ${run.status}): ${run.stderr.trim().split('\n').slice(-2).join(' ')}`;
     return null;
   } finally {
     rmSync(profile, { recursive: true, force: true });
@@ -41,7 +54,9 @@ const describeWithChromium: jest.Describe = unavailable ? describe.skip : descri
 
 const dataset = generateDataset(FIXTURE_SCALE);
 /** The storefront's first product (newest first, as the gateway lists them). */
-const newestProduct = [...dataset.products].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1))[0];
+const newestProduct = [...dataset.products].sort(
+  (a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1),
+)[0];
 
 const suite = useHarness();
 const origin = () => new URL(suite.harness.gatewayUrl).origin;
@@ -57,7 +72,10 @@ describe('GraphiQL at /graphiql', () => {
     const etag = page.headers.get('etag');
     expect(etag).toBeTruthy();
     // (fetch itself would add Cache-Control: no-cache to a conditional request, which forbids a 304.)
-    expect((await fetch(`${origin()}/graphiql`, { headers: { 'if-none-match': etag!, 'cache-control': 'max-age=0' } })).status).toBe(304);
+    expect(
+      (await fetch(`${origin()}/graphiql`, { headers: { 'if-none-match': etag!, 'cache-control': 'max-age=0' } }))
+        .status,
+    ).toBe(304);
 
     const html = await page.text();
     const assets = [...html.matchAll(/\/graphiql\/assets\/[\w.-]+/g)].map(([path]) => path);
@@ -69,7 +87,9 @@ describe('GraphiQL at /graphiql', () => {
       expect(asset.status).toBe(200);
       expect(asset.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
       expect(asset.headers.get('content-encoding')).toBe('gzip');
-      expect(asset.headers.get('content-type')).toMatch(path.endsWith('.css') ? /^text\/css/ : /^(text|application)\/javascript/);
+      expect(asset.headers.get('content-type')).toMatch(
+        path.endsWith('.css') ? /^text\/css/ : /^(text|application)\/javascript/,
+      );
     }
     const plain = await fetch(`${origin()}${assets[0]}`, { headers: { 'accept-encoding': 'identity' } });
     expect(plain.headers.get('content-encoding')).toBeNull();
@@ -93,7 +113,9 @@ describe('GraphiQL at /graphiql', () => {
     try {
       const first = await ensureExplorerBundle(outDir);
       expect(first.built).toBe(true);
-      expect(readdirSync(join(outDir, 'assets'))).toEqual(expect.arrayContaining([first.manifest.script, first.manifest.style, ...Object.values(first.manifest.workers)]));
+      expect(readdirSync(join(outDir, 'assets'))).toEqual(
+        expect.arrayContaining([first.manifest.script, first.manifest.style, ...Object.values(first.manifest.workers)]),
+      );
       const started = Date.now();
       const second = await ensureExplorerBundle(outDir);
       expect(second).toEqual({ manifest: first.manifest, built: false });
@@ -105,7 +127,9 @@ describe('GraphiQL at /graphiql', () => {
 
   it('has browser code that type-checks (gateway/explorer/tsconfig.json: DOM types, JSX)', async () => {
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    await expect(promisify(execFile)(process.execPath, [tsc, '-p', join(ROOT, 'gateway', 'explorer')], { cwd: ROOT })).resolves.toBeDefined();
+    await expect(
+      promisify(execFile)(process.execPath, [tsc, '-p', join(ROOT, 'gateway', 'explorer')], { cwd: ROOT }),
+    ).resolves.toBeDefined();
   }, 60_000);
 });
 
@@ -121,7 +145,12 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
    */
   async function open(options: { elsewhere?: 'offline' | 'hang' } = {}) {
     const profile = mkdtempSync(join(tmpdir(), 'chromium-explorer-'));
-    const context: BrowserContext = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: { width: 1400, height: 900 } });
+    const context: BrowserContext = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_ARGS,
+      headless: true,
+      viewport: { width: 1400, height: 900 },
+    });
     const requests: string[] = [];
     context.on('request', (request) => requests.push(request.url()));
     await context.route(
@@ -132,13 +161,16 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
     await context.addInitScript(() => {
       const seen: string[] = [];
       (globalThis as any).__cspViolations = seen;
-      (globalThis as any).document.addEventListener('securitypolicyviolation', (event: any) => seen.push(`${event.violatedDirective} ${event.blockedURI}`));
+      (globalThis as any).document.addEventListener('securitypolicyviolation', (event: any) =>
+        seen.push(`${event.violatedDirective} ${event.blockedURI}`),
+      );
     });
     const page: Page = context.pages()[0] ?? (await context.newPage());
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
     page.on('console', (message) => {
-      if (message.type() === 'error' || message.type() === 'warning') errors.push(`console.${message.type()}: ${message.text()}`);
+      if (message.type() === 'error' || message.type() === 'warning')
+        errors.push(`console.${message.type()}: ${message.text()}`);
     });
     const close = async () => {
       await context.close();
@@ -149,7 +181,10 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
 
   /** What a Monaco editor shows (its rendered lines, with Monaco's non-breaking spaces as spaces). */
   const editorText = (page: Page, selector: string) =>
-    page.locator(`${selector} .view-lines`).first().evaluate((element: any) => String(element.textContent ?? '').replace(/\u00a0/g, ' '));
+    page
+      .locator(`${selector} .view-lines`)
+      .first()
+      .evaluate((element: any) => String(element.textContent ?? '').replace(/\u00a0/g, ' '));
 
   it('runs the storefront query typed into the editor, shows the result, with the explorer plugin and no other host', async () => {
     const { close, page, requests, errors } = await open();
@@ -163,7 +198,11 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
       await explorerButton.waitFor();
       await explorerButton.click();
       await page.locator('.graphiql-explorer-root').first().waitFor({ timeout: 15_000 });
-      await page.locator('.graphiql-explorer-root').getByText('products', { exact: true }).first().waitFor({ timeout: 15_000 });
+      await page
+        .locator('.graphiql-explorer-root')
+        .getByText('products', { exact: true })
+        .first()
+        .waitFor({ timeout: 15_000 });
 
       // Type the query and the variables. Monaco auto-closes brackets after the cursor as they are
       // typed: whatever is after the cursor once the text is in goes.
@@ -192,7 +231,12 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
       await variablesEditor.click();
       await typeInto('{"first": 5}');
 
-      const posted = page.waitForRequest((request) => request.url() === suite.harness.gatewayUrl && request.method() === 'POST' && (request.postData() ?? '').includes('StorefrontPage'));
+      const posted = page.waitForRequest(
+        (request) =>
+          request.url() === suite.harness.gatewayUrl &&
+          request.method() === 'POST' &&
+          (request.postData() ?? '').includes('StorefrontPage'),
+      );
       await page.locator('.graphiql-execute-button').first().click();
       const request = await posted;
       expect(request.headers()['content-type']).toBe('application/json');
@@ -205,15 +249,20 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
       await page
         .waitForFunction(
           (title) =>
-            Array.from((globalThis as any).document.querySelectorAll('.graphiql-response .view-lines')).some((element: any) =>
-              String(element.textContent ?? '').replace(/\u00a0/g, ' ').includes(`"title": "${title}"`),
+            Array.from((globalThis as any).document.querySelectorAll('.graphiql-response .view-lines')).some(
+              (element: any) =>
+                String(element.textContent ?? '')
+                  .replace(/\u00a0/g, ' ')
+                  .includes(`"title": "${title}"`),
             ),
           newestProduct.title,
           { timeout: 20_000 },
         )
         .catch(async (error: Error) => {
           await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-failed.png') });
-          throw new Error(`${error.message}\nThe result pane shows: ${await editorText(page, '.graphiql-response').catch(() => '(nothing)')}`);
+          throw new Error(
+            `${error.message}\nThe result pane shows: ${await editorText(page, '.graphiql-response').catch(() => '(nothing)')}`,
+          );
         });
       const result = await editorText(page, '.graphiql-response');
       expect(result).toContain('"products"');
@@ -222,8 +271,14 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
       await page.screenshot({ path: SCREENSHOT });
 
       // Monaco's workers were started from this origin's assets.
-      expect(requests.filter((url) => /\/graphiql\/assets\/(editor|graphql|json)\.worker-/.test(url)).length).toBeGreaterThanOrEqual(2);
-      expect(requests.filter((url) => !url.startsWith(`${origin()}/`) && !url.startsWith('data:') && !url.startsWith('blob:'))).toEqual([]);
+      expect(
+        requests.filter((url) => /\/graphiql\/assets\/(editor|graphql|json)\.worker-/.test(url)).length,
+      ).toBeGreaterThanOrEqual(2);
+      expect(
+        requests.filter(
+          (url) => !url.startsWith(`${origin()}/`) && !url.startsWith('data:') && !url.startsWith('blob:'),
+        ),
+      ).toEqual([]);
       expect(await page.evaluate(() => (globalThis as any).__cspViolations)).toEqual([]);
       expect(errors).toEqual([]);
     } finally {
@@ -244,7 +299,7 @@ describeWithChromium('GraphiQL in headless Chromium', () => {
     }
   }, 60_000);
 
-  it('the landing page goes to /graphiql when Sandbox\'s script never arrives (after its timeout), and shows the link meanwhile', async () => {
+  it("the landing page goes to /graphiql when Sandbox's script never arrives (after its timeout), and shows the link meanwhile", async () => {
     const { close, page } = await open({ elsewhere: 'hang' });
     try {
       await page.goto(suite.harness.gatewayUrl, { waitUntil: 'domcontentloaded' });

@@ -19,12 +19,41 @@ const STOREFRONT = /* GraphQL */ `
       edges {
         cursor
         node {
-          id sku title price { amountCents currency } status createdAt
-          reviewCount averageRating
-          reviews(first: 3) { edges { node { id rating body author { id displayName } } } pageInfo { hasNextPage } }
+          id
+          sku
+          title
+          price {
+            amountCents
+            currency
+          }
+          status
+          createdAt
+          reviewCount
+          averageRating
+          reviews(first: 3) {
+            edges {
+              node {
+                id
+                rating
+                body
+                author {
+                  id
+                  displayName
+                }
+              }
+            }
+            pageInfo {
+              hasNextPage
+            }
+          }
         }
       }
-      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      pageInfo {
+        hasNextPage
+        hasPreviousPage
+        startCursor
+        endCursor
+      }
     }
   }
 `;
@@ -35,26 +64,35 @@ describe('a query crossing all three subgraphs', () => {
     expect(status).toBe(200);
     expect(errors).toBeUndefined();
 
-    const expected = newestFirst(dataset.products).slice(0, 5).map((product) => {
-      const reviews = dataset.reviews.filter((r) => r.productId === product.id);
-      const mean = reviews.reduce((sum, r) => sum + r.rating, 0) / reviews.length;
-      return {
-        id: product.id,
-        sku: product.sku,
-        title: product.title,
-        price: { amountCents: product.priceCents, currency: 'USD' },
-        status: product.status,
-        createdAt: product.createdAt.toISOString(),
-        reviewCount: reviews.length,
-        averageRating: reviews.length ? expect.closeTo(mean, 10) : null,
-        reviews: {
-          edges: newestFirst(reviews).slice(0, 3).map((r) => ({
-            node: { id: r.id, rating: r.rating, body: r.body, author: { id: r.authorId, displayName: usersById.get(r.authorId)!.displayName } },
-          })),
-          pageInfo: { hasNextPage: reviews.length > 3 },
-        },
-      };
-    });
+    const expected = newestFirst(dataset.products)
+      .slice(0, 5)
+      .map((product) => {
+        const reviews = dataset.reviews.filter((r) => r.productId === product.id);
+        const mean = reviews.reduce((sum, r) => sum + r.rating, 0) / reviews.length;
+        return {
+          id: product.id,
+          sku: product.sku,
+          title: product.title,
+          price: { amountCents: product.priceCents, currency: 'USD' },
+          status: product.status,
+          createdAt: product.createdAt.toISOString(),
+          reviewCount: reviews.length,
+          averageRating: reviews.length ? expect.closeTo(mean, 10) : null,
+          reviews: {
+            edges: newestFirst(reviews)
+              .slice(0, 3)
+              .map((r) => ({
+                node: {
+                  id: r.id,
+                  rating: r.rating,
+                  body: r.body,
+                  author: { id: r.authorId, displayName: usersById.get(r.authorId)!.displayName },
+                },
+              })),
+            pageInfo: { hasNextPage: reviews.length > 3 },
+          },
+        };
+      });
     expect(data!.products.edges.map((edge: any) => edge.node)).toEqual(expected);
     expect(data!.products.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: false });
   });
@@ -63,7 +101,10 @@ describe('a query crossing all three subgraphs', () => {
     const seen: string[] = [];
     let after: string | null = null;
     for (;;) {
-      const { data, errors }: any = await suite.harness.query('query ($after: String) { products(first: 15, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }', { after });
+      const { data, errors }: any = await suite.harness.query(
+        'query ($after: String) { products(first: 15, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }',
+        { after },
+      );
       expect(errors).toBeUndefined();
       seen.push(...data.products.edges.map((e: any) => e.node.id));
       if (!data.products.pageInfo.hasNextPage) break;
@@ -73,7 +114,9 @@ describe('a query crossing all three subgraphs', () => {
   });
 
   it('orders and filters products by price within a status', async () => {
-    const { data, errors } = await suite.harness.query('{ products(first: 10, filter: { status: ACTIVE }, orderBy: { field: PRICE, direction: ASC }) { edges { node { id } } } }');
+    const { data, errors } = await suite.harness.query(
+      '{ products(first: 10, filter: { status: ACTIVE }, orderBy: { field: PRICE, direction: ASC }) { edges { node { id } } } }',
+    );
     expect(errors).toBeUndefined();
     const expected = dataset.products
       .filter((p) => p.status === 'ACTIVE')
@@ -85,12 +128,18 @@ describe('a query crossing all three subgraphs', () => {
 
   it("resolves a user's reviews and the reviewed products through the gateway", async () => {
     const user = dataset.users[0]!;
-    const { data, errors } = await suite.harness.query('query ($id: ID!) { user(id: $id) { displayName reviews(first: 2) { edges { node { id product { id title } } } } } }', { id: user.id });
+    const { data, errors } = await suite.harness.query(
+      'query ($id: ID!) { user(id: $id) { displayName reviews(first: 2) { edges { node { id product { id title } } } } } }',
+      { id: user.id },
+    );
     expect(errors).toBeUndefined();
     const expected = newestFirst(dataset.reviews.filter((r) => r.authorId === user.id)).slice(0, 2);
     expect(data!.user.displayName).toBe(user.displayName);
     expect(data!.user.reviews.edges.map((e: any) => e.node)).toEqual(
-      expected.map((r) => ({ id: r.id, product: { id: r.productId, title: dataset.products.find((p) => p.id === r.productId)!.title } })),
+      expected.map((r) => ({
+        id: r.id,
+        product: { id: r.productId, title: dataset.products.find((p) => p.id === r.productId)!.title },
+      })),
     );
   });
 });
@@ -99,22 +148,43 @@ describe('writes through the gateway', () => {
   const author = dataset.users[1]!;
   const someoneElse = dataset.users[2]!;
   const product = newestFirst(dataset.products)[0]!;
-  const CREATE = 'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id rating body author { id displayName } product { id title } } }';
+  const CREATE =
+    'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id rating body author { id displayName } product { id title } } }';
 
   it('creates a review as the caller and reads it back as the newest review of the product', async () => {
-    const created = await suite.harness.query(CREATE, { input: { productId: product.id, rating: 4, body: 'Sturdy and light.' } }, { as: author.id });
+    const created = await suite.harness.query(
+      CREATE,
+      { input: { productId: product.id, rating: 4, body: 'Sturdy and light.' } },
+      { as: author.id },
+    );
     expect(created.errors).toBeUndefined();
     const review = created.data!.createReview;
-    expect(review).toMatchObject({ rating: 4, body: 'Sturdy and light.', author: { id: author.id, displayName: author.displayName }, product: { id: product.id, title: product.title } });
+    expect(review).toMatchObject({
+      rating: 4,
+      body: 'Sturdy and light.',
+      author: { id: author.id, displayName: author.displayName },
+      product: { id: product.id, title: product.title },
+    });
 
-    const read = await suite.harness.query('query ($id: ID!) { product(id: $id) { reviewCount reviews(first: 1) { edges { node { id body } } } } }', { id: product.id });
+    const read = await suite.harness.query(
+      'query ($id: ID!) { product(id: $id) { reviewCount reviews(first: 1) { edges { node { id body } } } } }',
+      { id: product.id },
+    );
     expect(read.data!.product.reviews.edges[0].node).toEqual({ id: review.id, body: 'Sturdy and light.' });
     expect(read.data!.product.reviewCount).toBe(dataset.reviews.filter((r) => r.productId === product.id).length + 1);
 
-    const forbidden = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: review.id }, { as: someoneElse.id });
+    const forbidden = await suite.harness.query(
+      'mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }',
+      { id: review.id },
+      { as: someoneElse.id },
+    );
     expect(forbidden.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
 
-    const deleted = await suite.harness.query('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId product { id } } }', { id: review.id }, { as: author.id });
+    const deleted = await suite.harness.query(
+      'mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId product { id } } }',
+      { id: review.id },
+      { as: author.id },
+    );
     expect(deleted.errors).toBeUndefined();
     expect(deleted.data!.deleteReview).toEqual({ deletedReviewId: review.id, product: { id: product.id } });
     const again = await suite.harness.query('query ($id: ID!) { review(id: $id) { id } }', { id: review.id });
@@ -123,13 +193,29 @@ describe('writes through the gateway', () => {
 
   it('creates and updates a product, keeping money exact', async () => {
     const editor = { as: dataset.users[0]!.id, scopes: ['catalog:write'] };
-    const created = await suite.harness.query('mutation { createProduct(input: { sku: "TEST-1", title: "Test kettle", price: { amountCents: 1999, currency: "EUR" }, status: ACTIVE }) { id sku price { amountCents currency } status } }', {}, editor);
+    const created = await suite.harness.query(
+      'mutation { createProduct(input: { sku: "TEST-1", title: "Test kettle", price: { amountCents: 1999, currency: "EUR" }, status: ACTIVE }) { id sku price { amountCents currency } status } }',
+      {},
+      editor,
+    );
     expect(created.errors).toBeUndefined();
     const id = created.data!.createProduct.id;
-    expect(created.data!.createProduct).toMatchObject({ sku: 'TEST-1', price: { amountCents: 1999, currency: 'EUR' }, status: 'ACTIVE' });
-    const updated = await suite.harness.query('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Better kettle" }) { title price { amountCents } } }', { id }, editor);
+    expect(created.data!.createProduct).toMatchObject({
+      sku: 'TEST-1',
+      price: { amountCents: 1999, currency: 'EUR' },
+      status: 'ACTIVE',
+    });
+    const updated = await suite.harness.query(
+      'mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Better kettle" }) { title price { amountCents } } }',
+      { id },
+      editor,
+    );
     expect(updated.data!.updateProduct).toEqual({ title: 'Better kettle', price: { amountCents: 1999 } });
-    const duplicate = await suite.harness.query('mutation { createProduct(input: { sku: "TEST-1", title: "Again", price: { amountCents: 1 } }) { id } }', {}, editor);
+    const duplicate = await suite.harness.query(
+      'mutation { createProduct(input: { sku: "TEST-1", title: "Again", price: { amountCents: 1 } }) { id } }',
+      {},
+      editor,
+    );
     expect(duplicate.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', argumentName: 'input.sku' });
   });
 });
@@ -148,24 +234,38 @@ describe('bad input gets a clear, coded error', () => {
   };
 
   it('rejects a rating of 0', async () => {
-    const response = await suite.harness.query(CREATE, { input: { productId: product.id, rating: 0, body: 'zero' } }, asAuthor);
+    const response = await suite.harness.query(
+      CREATE,
+      { input: { productId: product.id, rating: 0, body: 'zero' } },
+      asAuthor,
+    );
     expectCleanError(response, 'BAD_USER_INPUT');
     expect(response.errors![0].extensions!.argumentName).toBe('input.rating');
   });
 
   it('rejects an unknown product id', async () => {
-    const response = await suite.harness.query(CREATE, { input: { productId: '00000000-0000-4000-8000-000000000000', rating: 3, body: 'ghost' } }, asAuthor);
+    const response = await suite.harness.query(
+      CREATE,
+      { input: { productId: '00000000-0000-4000-8000-000000000000', rating: 3, body: 'ghost' } },
+      asAuthor,
+    );
     expectCleanError(response, 'NOT_FOUND');
     expect(response.errors![0].extensions!.argumentName).toBe('input.productId');
   });
 
   it('rejects a malformed id', async () => {
     expectCleanError(await suite.harness.query('{ product(id: "not-a-uuid") { id } }'), 'BAD_USER_INPUT');
-    expectCleanError(await suite.harness.query(CREATE, { input: { productId: 'nope', rating: 3, body: 'x' } }, asAuthor), 'BAD_USER_INPUT');
+    expectCleanError(
+      await suite.harness.query(CREATE, { input: { productId: 'nope', rating: 3, body: 'x' } }, asAuthor),
+      'BAD_USER_INPUT',
+    );
   });
 
   it('rejects a review without a signed-in user', async () => {
-    expectCleanError(await suite.harness.query(CREATE, { input: { productId: product.id, rating: 3, body: 'anon' } }), 'UNAUTHENTICATED');
+    expectCleanError(
+      await suite.harness.query(CREATE, { input: { productId: product.id, rating: 3, body: 'anon' } }),
+      'UNAUTHENTICATED',
+    );
   });
 
   it('rejects page sizes out of bounds and tampered cursors', async () => {
@@ -176,11 +276,20 @@ describe('bad input gets a clear, coded error', () => {
     expectCleanError(await suite.harness.query('{ users(after: "garbage") { edges { cursor } } }'), 'BAD_USER_INPUT');
     const { data } = await suite.harness.query('{ products(first: 1) { pageInfo { endCursor } } }');
     // A cursor from the products list is refused by the users list.
-    expectCleanError(await suite.harness.query('query ($after: String) { users(after: $after) { edges { cursor } } }', { after: data!.products.pageInfo.endCursor }), 'BAD_USER_INPUT');
+    expectCleanError(
+      await suite.harness.query('query ($after: String) { users(after: $after) { edges { cursor } } }', {
+        after: data!.products.pageInfo.endCursor,
+      }),
+      'BAD_USER_INPUT',
+    );
   });
 
   it('answers a malformed body and an unknown field with codes, and keeps serving', async () => {
-    const malformed = await fetch(suite.harness.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": ' });
+    const malformed = await fetch(suite.harness.gatewayUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query": ',
+    });
     expect(malformed.status).toBe(400);
     const body = await malformed.text();
     expect(JSON.parse(body).errors[0].extensions.code).toBe('BAD_REQUEST');
@@ -194,7 +303,10 @@ describe('bad input gets a clear, coded error', () => {
 describe('HTTP surface', () => {
   it('serves health, readiness and the Sandbox landing page', async () => {
     const gatewayBase = suite.harness.gatewayUrl.replace('/graphql', '');
-    for (const server of [gatewayBase, ...Object.values(suite.harness.subgraphs).map((s) => s.url.replace('/graphql', ''))]) {
+    for (const server of [
+      gatewayBase,
+      ...Object.values(suite.harness.subgraphs).map((s) => s.url.replace('/graphql', '')),
+    ]) {
       expect((await fetch(`${server}/healthz`)).status).toBe(200);
       const ready = await fetch(`${server}/readyz`);
       expect(ready.status).toBe(200);
@@ -207,13 +319,26 @@ describe('HTTP surface', () => {
 
   it('reports a subgraph as not ready when its database is unreachable', async () => {
     const unreachable = createDatabaseClient('postgresql://postgres@127.0.0.1:1/nowhere', { poolSize: 1 });
-    const server = await startSubgraph('accounts', accounts, { port: 0, host: '127.0.0.1', database: unreachable, services: testSubgraphServices(), logger: createLogger('test', 'silent') });
+    const server = await startSubgraph('accounts', accounts, {
+      port: 0,
+      host: '127.0.0.1',
+      database: unreachable,
+      services: testSubgraphServices(),
+      logger: createLogger('test', 'silent'),
+    });
     try {
       const ready = await fetch(server.url.replace('/graphql', '/readyz'));
       expect(ready.status).toBe(503);
-      const masked = await suite.harness.query('{ users(first: 1) { edges { cursor } } }', {}, { url: server.url, subgraph: true });
+      const masked = await suite.harness.query(
+        '{ users(first: 1) { edges { cursor } } }',
+        {},
+        { url: server.url, subgraph: true },
+      );
       expect(masked.errors![0].message).toBe('Internal error');
-      expect(masked.errors![0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', errorId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      expect(masked.errors![0].extensions).toEqual({
+        code: 'INTERNAL_SERVER_ERROR',
+        errorId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      });
     } finally {
       await server.stop();
       await unreachable.close();

@@ -3,7 +3,15 @@ import pg from 'pg';
 import { startEmbeddedPostgres } from '../lib/database';
 import { migrate } from '../prisma/migrate';
 import { generateDataset, seed } from '../prisma/seed';
-import { adminQuery, canConnect, redisAnswers, embeddedDataDir, freePort, LOCAL_ADMIN_URL, withDatabase } from './databases';
+import {
+  adminQuery,
+  canConnect,
+  redisAnswers,
+  embeddedDataDir,
+  freePort,
+  LOCAL_ADMIN_URL,
+  withDatabase,
+} from './databases';
 
 /** Seed scale of the fixture every test database starts from (100 users, 50 products, 2,000 reviews). */
 export const FIXTURE_SCALE = 1;
@@ -29,21 +37,26 @@ export default async function globalSetup(): Promise<void> {
   await migrate(templateUrl);
   // A migrated but empty copy, for tests that seed their own data (the bench-scale ones).
   const emptyTemplate = `${template}_empty`;
-  await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(emptyTemplate)} TEMPLATE ${pg.escapeIdentifier(template)}`);
+  await adminQuery(
+    adminUrl,
+    `CREATE DATABASE ${pg.escapeIdentifier(emptyTemplate)} TEMPLATE ${pg.escapeIdentifier(template)}`,
+  );
   await seed(templateUrl, generateDataset(FIXTURE_SCALE));
   process.env.TEST_ADMIN_URL = adminUrl;
   // Suites that need a real Redis run only when one answers (CI and this machine have one); with none
   // they are skipped, loudly, so the test command still passes on a machine with nothing installed.
-  process.env.TEST_REDIS_AVAILABLE = (await redisAnswers(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379')) ? '1' : '0';
-  if (process.env.TEST_REDIS_AVAILABLE === '0') console.log('\nNo Redis at 127.0.0.1:6379 (TEST_REDIS_URL): the tests that need one are skipped.');
+  process.env.TEST_REDIS_AVAILABLE = (await redisAnswers(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'))
+    ? '1'
+    : '0';
+  if (process.env.TEST_REDIS_AVAILABLE === '0')
+    console.log('\nNo Redis at 127.0.0.1:6379 (TEST_REDIS_URL): the tests that need one are skipped.');
   process.env.TEST_TEMPLATE_DB = template;
   process.env.TEST_EMPTY_TEMPLATE_DB = emptyTemplate;
 }
 
 export async function stopEmbedded(): Promise<void> {
   const embedded = (globalThis as Record<string, unknown>).__embeddedPostgres as
-    | { server: { stop(): Promise<void> }; dataDir: string }
-    | undefined;
+    { server: { stop(): Promise<void> }; dataDir: string } | undefined;
   if (!embedded) return;
   await embedded.server.stop();
   rmSync(embedded.dataDir, { recursive: true, force: true });

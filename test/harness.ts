@@ -10,11 +10,14 @@ export * from '../lib/harness';
  * A private database for one test file: a copy of the seeded fixture, or, given `scale`, a migrated
  * empty copy seeded with `generateDataset(scale)` (e.g. BENCH_SCALE).
  */
-export async function createTestDatabase(options: { scale?: number } = {}): Promise<{ url: string; drop(): Promise<void> }> {
+export async function createTestDatabase(
+  options: { scale?: number } = {},
+): Promise<{ url: string; drop(): Promise<void> }> {
   const adminUrl = process.env.TEST_ADMIN_URL;
   const fixture = process.env.TEST_TEMPLATE_DB;
   const empty = process.env.TEST_EMPTY_TEMPLATE_DB;
-  if (!adminUrl || !fixture || !empty) throw new Error('Run through jest: test/global-setup.ts prepares the template databases.');
+  if (!adminUrl || !fixture || !empty)
+    throw new Error('Run through jest: test/global-setup.ts prepares the template databases.');
   // Named after the fixture template so global teardown drops it with the rest.
   const name = `${fixture}_${randomBytes(4).toString('hex')}`;
   const template = options.scale === undefined ? fixture : empty;
@@ -30,7 +33,10 @@ export async function createTestDatabase(options: { scale?: number } = {}): Prom
  * For a test file: before its tests, a private database (the fixture, or seeded at `scale`) and the
  * servers on it; after them, both gone. Read `suite.harness` inside tests, not at load time.
  */
-export function useHarness(options: { scale?: number } & HarnessOptions = {}): { readonly harness: Harness; readonly databaseUrl: string } {
+export function useHarness(options: { scale?: number } & HarnessOptions = {}): {
+  readonly harness: Harness;
+  readonly databaseUrl: string;
+} {
   let database: { url: string; drop(): Promise<void> } | undefined;
   let harness: Harness | undefined;
   beforeAll(async () => {

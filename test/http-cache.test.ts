@@ -28,7 +28,11 @@ interface Answer {
   headers: Headers;
   /** The raw body ('' for a 304). */
   text: string;
-  body: { data?: any; errors?: Array<{ message: string; extensions?: Record<string, any> }>; extensions?: Record<string, any> } | null;
+  body: {
+    data?: any;
+    errors?: Array<{ message: string; extensions?: Record<string, any> }>;
+    extensions?: Record<string, any>;
+  } | null;
 }
 
 async function answer(response: Response): Promise<Answer> {
@@ -38,12 +42,25 @@ async function answer(response: Response): Promise<Answer> {
   return { status: response.status, headers: response.headers, text, body };
 }
 
-async function post(body: Record<string, unknown>, headers: Record<string, string> = {}, url = suite.harness.gatewayUrl): Promise<Answer> {
-  return answer(await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }));
+async function post(
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+  url = suite.harness.gatewayUrl,
+): Promise<Answer> {
+  return answer(
+    await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    }),
+  );
 }
 
 /** The GET URL of an operation: query, variables and extensions as URL parameters (JSON-encoded). */
-function getUrl(operation: { query?: string; variables?: Record<string, unknown>; extensions?: Record<string, unknown> }, url = suite.harness.gatewayUrl): string {
+function getUrl(
+  operation: { query?: string; variables?: Record<string, unknown>; extensions?: Record<string, unknown> },
+  url = suite.harness.gatewayUrl,
+): string {
   const target = new URL(url);
   if (operation.query !== undefined) target.searchParams.set('query', operation.query);
   if (operation.variables) target.searchParams.set('variables', JSON.stringify(operation.variables));
@@ -55,11 +72,14 @@ async function get(url: string, headers: Record<string, string> = PREFLIGHT): Pr
   return answer(await fetch(url, { method: 'GET', headers }));
 }
 
-const bearer = async (userId: string, scopes?: string[]) => ({ authorization: `Bearer ${await suite.harness.tokenFor(userId, { scopes })}` });
+const bearer = async (userId: string, scopes?: string[]) => ({
+  authorization: `Bearer ${await suite.harness.tokenFor(userId, { scopes })}`,
+});
 const sha256 = (query: string) => createHash('sha256').update(query).digest('hex');
 const persisted = (query: string) => ({ persistedQuery: { version: 1, sha256Hash: sha256(query) } });
 
-const PRODUCTS = '{ products(first: 3) { edges { node { id title price { amountCents currency } } } pageInfo { hasNextPage endCursor } } }';
+const PRODUCTS =
+  '{ products(first: 3) { edges { node { id title price { amountCents currency } } } pageInfo { hasNextPage endCursor } } }';
 const product = dataset.products[0]!;
 const PRODUCT = `query Product($id: ID!) { product(id: $id) { id title } }`;
 
@@ -82,7 +102,10 @@ describe('Cache-Control from the contract', () => {
     expect(page.body!.errors).toBeUndefined();
     expect(page.headers.get('cache-control')).toBe('max-age=30, public');
     // Signed in or not, data that is the same for everyone stays public.
-    const signedIn = await post({ query: `{ user(id: "${alice.id}") { displayName reviews(first: 2) { edges { node { rating } } } } }` }, await bearer(alice.id));
+    const signedIn = await post(
+      { query: `{ user(id: "${alice.id}") { displayName reviews(first: 2) { edges { node { rating } } } } }` },
+      await bearer(alice.id),
+    );
     expect(signedIn.body!.errors).toBeUndefined();
     expect(signedIn.headers.get('cache-control')).toBe('max-age=30, public');
   });
@@ -91,7 +114,10 @@ describe('Cache-Control from the contract', () => {
     ['me', '{ me { id displayName } }'],
     ['User.email', `{ user(id: "${alice.id}") { displayName email } }`],
     ['me next to public data', `{ products(first: 1) { edges { node { id } } } me { id } }`],
-    ['an email reached through reviews', `{ product(id: "${product.id}") { reviews(first: 1) { edges { node { author { email } } } } } }`],
+    [
+      'an email reached through reviews',
+      `{ product(id: "${product.id}") { reviews(first: 1) { edges { node { author { email } } } } } }`,
+    ],
   ])('never makes user-specific data public: %s is no-store', async (_name, query) => {
     const { status, body, headers } = await post({ query }, await bearer(alice.id));
     expect(status).toBe(200);
@@ -101,13 +127,21 @@ describe('Cache-Control from the contract', () => {
 
   it('never caches a mutation, though it returns cacheable types', async () => {
     const updated = await post(
-      { query: 'mutation ($id: ID!) { updateProduct(id: $id, input: { description: "Unchanged in spirit." }) { id title price { amountCents } } }', variables: { id: dataset.products[1]!.id } },
+      {
+        query:
+          'mutation ($id: ID!) { updateProduct(id: $id, input: { description: "Unchanged in spirit." }) { id title price { amountCents } } }',
+        variables: { id: dataset.products[1]!.id },
+      },
       await bearer(bob.id, ['catalog:write']),
     );
     expect(updated.body!.errors).toBeUndefined();
     expect(updated.headers.get('cache-control')).toBe('no-store');
     const review = await post(
-      { query: 'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id rating product { title } author { displayName } } }', variables: { input: { productId: dataset.products[1]!.id, rating: 4, body: 'Cached nowhere.' } } },
+      {
+        query:
+          'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id rating product { title } author { displayName } } }',
+        variables: { input: { productId: dataset.products[1]!.id, rating: 4, body: 'Cached nowhere.' } },
+      },
       await bearer(bob.id),
     );
     expect(review.body!.errors).toBeUndefined();
@@ -127,7 +161,11 @@ describe('Cache-Control from the contract', () => {
 describe('GET', () => {
   it('runs a query sent with a CSRF-safe header (apollo-require-preflight, x-apollo-operation-name or content-type: application/json)', async () => {
     const url = getUrl({ query: PRODUCT, variables: { id: product.id } });
-    const safe: Array<Record<string, string>> = [PREFLIGHT, { 'x-apollo-operation-name': 'Product' }, { 'content-type': 'application/json' }];
+    const safe: Array<Record<string, string>> = [
+      PREFLIGHT,
+      { 'x-apollo-operation-name': 'Product' },
+      { 'content-type': 'application/json' },
+    ];
     for (const headers of safe) {
       const { status, body } = await get(url, headers);
       expect(status).toBe(200);
@@ -137,7 +175,11 @@ describe('GET', () => {
 
   it('refuses a mutation with 405 and Allow: POST, and runs nothing', async () => {
     const before = (await post({ query: PRODUCT, variables: { id: product.id } })).body!.data.product.title as string;
-    const { status, body, headers } = await get(getUrl({ query: `mutation { updateProduct(id: "${product.id}", input: { title: "Changed by GET" }) { title } }` }));
+    const { status, body, headers } = await get(
+      getUrl({
+        query: `mutation { updateProduct(id: "${product.id}", input: { title: "Changed by GET" }) { title } }`,
+      }),
+    );
     expect(status).toBe(405);
     expect(headers.get('allow')).toBe('POST');
     expect(body!.data).toBeUndefined();
@@ -158,7 +200,8 @@ describe('GET', () => {
 
 describe('automatic persisted queries', () => {
   /** A query no earlier run registered (Redis outlives test runs). */
-  const fresh = () => `query Fresh_${randomBytes(6).toString('hex')} { products(first: 2) { edges { node { id title } } } }`;
+  const fresh = () =>
+    `query Fresh_${randomBytes(6).toString('hex')} { products(first: 2) { edges { node { id title } } } }`;
 
   it('asks for an unknown hash, registers it with the query, then answers GET with the hash only', async () => {
     const query = fresh();
@@ -181,7 +224,9 @@ describe('automatic persisted queries', () => {
   it('refuses a hash that does not match the query', async () => {
     const { status, body } = await post({ query: fresh(), extensions: persisted(fresh()) });
     expect(status).toBe(400);
-    expect(body!.errors).toEqual([{ message: 'provided sha does not match query', extensions: { code: 'PERSISTED_QUERY_HASH_MISMATCH' } }]);
+    expect(body!.errors).toEqual([
+      { message: 'provided sha does not match query', extensions: { code: 'PERSISTED_QUERY_HASH_MISMATCH' } },
+    ]);
     const version = await post({ query: fresh(), extensions: { persistedQuery: { version: 2, sha256Hash: 'x' } } });
     expect(version.status).toBe(400);
     expect(version.body!.errors![0]!.extensions).toEqual({ code: 'PERSISTED_QUERY_NOT_SUPPORTED' });
@@ -199,7 +244,8 @@ describe('automatic persisted queries', () => {
       expect(registered.body!.errors).toBeUndefined();
       // Registration is written in the background: wait until Redis has it.
       const key = `${suite.harness.namespace}:apq:${sha256(query)}`;
-      for (let i = 0; i < 50 && !(await redises[0]!.client.exists(key)); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      for (let i = 0; i < 50 && !(await redises[0]!.client.exists(key)); i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 20));
       const ttl = await redises[0]!.client.ttl(key);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(24 * 60 * 60);
@@ -236,7 +282,13 @@ describe('ETag', () => {
     expect(notModified.headers.get('cache-control')).toBe('max-age=60, public');
 
     const title = `Renamed ${randomBytes(4).toString('hex')}`;
-    const updated = await post({ query: 'mutation ($id: ID!, $title: String!) { updateProduct(id: $id, input: { title: $title }) { title } }', variables: { id: target.id, title } }, await bearer(alice.id, ['catalog:write']));
+    const updated = await post(
+      {
+        query: 'mutation ($id: ID!, $title: String!) { updateProduct(id: $id, input: { title: $title }) { title } }',
+        variables: { id: target.id, title },
+      },
+      await bearer(alice.id, ['catalog:write']),
+    );
     expect(updated.body!.data).toEqual({ updateProduct: { title } });
 
     const changed = await get(url, { ...PREFLIGHT, 'if-none-match': etag! });
@@ -271,11 +323,19 @@ describe('private answers', () => {
     }
     // Each user's ETag is their own: Alice's validator never gets Bob a 304 (and so Alice's cached copy).
     expect(asAlice.headers.get('etag')).not.toBe(asBob.headers.get('etag'));
-    const bobWithAlicesEtag = await get(url, { ...PREFLIGHT, ...(await bearer(bob.id)), 'if-none-match': asAlice.headers.get('etag')! });
+    const bobWithAlicesEtag = await get(url, {
+      ...PREFLIGHT,
+      ...(await bearer(bob.id)),
+      'if-none-match': asAlice.headers.get('etag')!,
+    });
     expect(bobWithAlicesEtag.status).toBe(200);
     expect(bobWithAlicesEtag.body!.data).toEqual({ me: { id: bob.id, email: bob.email } });
     // Alice revalidating her own answer does get a 304.
-    const aliceAgain = await get(url, { ...PREFLIGHT, ...(await bearer(alice.id)), 'if-none-match': asAlice.headers.get('etag')! });
+    const aliceAgain = await get(url, {
+      ...PREFLIGHT,
+      ...(await bearer(alice.id)),
+      'if-none-match': asAlice.headers.get('etag')!,
+    });
     expect(aliceAgain.status).toBe(304);
   });
 

@@ -23,22 +23,36 @@ const sign = (claims: { sub?: string; iss?: string; aud?: string; exp?: number }
 
 describe('bearer tokens at the gateway', () => {
   it('signs the caller in: me and their own email, but nobody else’s email', async () => {
-    const { status, data, errors } = await suite.harness.query(`{ me { id email } user(id: "${bob.id}") { id email } }`, {}, { as: alice.id });
+    const { status, data, errors } = await suite.harness.query(
+      `{ me { id email } user(id: "${bob.id}") { id email } }`,
+      {},
+      { as: alice.id },
+    );
     expect(status).toBe(200);
     expect(errors).toBeUndefined();
     expect(data).toEqual({ me: { id: alice.id, email: alice.email }, user: { id: bob.id, email: null } });
   });
 
   it('treats a request without a token as anonymous, and ignores a client-sent identity header', async () => {
-    const { data } = await suite.harness.query('{ me { id } }', {}, { headers: { 'x-user-id': alice.id, [IDENTITY_HEADER]: 'forged' } });
+    const { data } = await suite.harness.query(
+      '{ me { id } }',
+      {},
+      { headers: { 'x-user-id': alice.id, [IDENTITY_HEADER]: 'forged' } },
+    );
     expect(data).toEqual({ me: null });
   });
 
   it.each([
     ['not a bearer token', async () => 'Basic abc'],
     ['a malformed token', async () => 'Bearer not.a.jwt'],
-    ['an expired token', async () => `Bearer ${await sign({ sub: alice.id, exp: Math.floor(Date.now() / 1000) - 60 })}`],
-    ['a token signed with another secret', async () => `Bearer ${await sign({ sub: alice.id }, 'another-secret-of-at-least-32-characters!')}`],
+    [
+      'an expired token',
+      async () => `Bearer ${await sign({ sub: alice.id, exp: Math.floor(Date.now() / 1000) - 60 })}`,
+    ],
+    [
+      'a token signed with another secret',
+      async () => `Bearer ${await sign({ sub: alice.id }, 'another-secret-of-at-least-32-characters!')}`,
+    ],
     ['a token for another audience', async () => `Bearer ${await sign({ sub: alice.id, aud: 'elsewhere' })}`],
     ['a token from another issuer', async () => `Bearer ${await sign({ sub: alice.id, iss: 'elsewhere' })}`],
     ['a token without a user', async () => `Bearer ${await sign({})}`],
@@ -63,10 +77,18 @@ describe('bearer tokens at the gateway', () => {
 
   it('`npm run token` prints a token the gateway accepts', () => {
     const root = join(__dirname, '..');
-    const token = execFileSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'scripts', 'token.ts'), '--user', alice.id], {
-      env: { ...process.env, JWT_SECRET: TEST_JWT_SECRET, IDENTITY_SECRET: 'unused-identity-secret-of-32-characters' },
-      encoding: 'utf8',
-    }).trim();
+    const token = execFileSync(
+      join(root, 'node_modules', '.bin', 'tsx'),
+      [join(root, 'scripts', 'token.ts'), '--user', alice.id],
+      {
+        env: {
+          ...process.env,
+          JWT_SECRET: TEST_JWT_SECRET,
+          IDENTITY_SECRET: 'unused-identity-secret-of-32-characters',
+        },
+        encoding: 'utf8',
+      },
+    ).trim();
     return suite.harness.query(ME, {}, { headers: { authorization: `Bearer ${token}` } }).then(({ data }) => {
       expect(data).toEqual({ me: { id: alice.id, email: alice.email } });
     });
@@ -77,16 +99,27 @@ describe('`npm run token -- --scope`', () => {
   // Run without blocking the event loop, so the test's keep-alive connections stay usable meanwhile.
   const token = async (...args: string[]) =>
     (
-      await promisify(execFile)(join(__dirname, '..', 'node_modules', '.bin', 'tsx'), [join(__dirname, '..', 'scripts', 'token.ts'), '--user', alice.id, ...args], {
-        env: { ...process.env, JWT_SECRET: TEST_JWT_SECRET, IDENTITY_SECRET: 'unused-identity-secret-of-32-characters' },
-        encoding: 'utf8',
-      })
+      await promisify(execFile)(
+        join(__dirname, '..', 'node_modules', '.bin', 'tsx'),
+        [join(__dirname, '..', 'scripts', 'token.ts'), '--user', alice.id, ...args],
+        {
+          env: {
+            ...process.env,
+            JWT_SECRET: TEST_JWT_SECRET,
+            IDENTITY_SECRET: 'unused-identity-secret-of-32-characters',
+          },
+          encoding: 'utf8',
+        },
+      )
     ).stdout.trim();
   const UPDATE = `mutation { updateProduct(id: "${dataset.products[9]!.id}", input: { title: "Retitled by a scoped token" }) { title } }`;
 
   it('prints a token whose scope lets the caller change the catalog; without --scope the same call is FORBIDDEN', async () => {
     const [scoped, plain] = await Promise.all([token('--scope', 'catalog:write'), token()]);
-    expect(JSON.parse(Buffer.from(scoped.split('.')[1]!, 'base64url').toString())).toMatchObject({ sub: alice.id, scope: 'catalog:write' });
+    expect(JSON.parse(Buffer.from(scoped.split('.')[1]!, 'base64url').toString())).toMatchObject({
+      sub: alice.id,
+      scope: 'catalog:write',
+    });
     const refused = await suite.harness.query(UPDATE, {}, { headers: { authorization: `Bearer ${plain}` } });
     expect([refused.status, refused.errors?.[0]?.extensions?.code]).toEqual([403, 'FORBIDDEN']);
     const allowed = await suite.harness.query(UPDATE, {}, { headers: { authorization: `Bearer ${scoped}` } });
@@ -98,31 +131,54 @@ describe('`npm run token -- --scope`', () => {
 describe('signed identity between gateway and subgraphs', () => {
   const forgedSigner = createIdentitySigner('a-secret-the-gateway-does-not-have!!');
 
-  it.each(['accounts', 'catalog', 'reviews'] as const)('%s refuses a request without the identity header (401)', async (name) => {
-    const { status, errors } = await suite.harness.query('{ __typename }', {}, { url: suite.harness.subgraphs[name].url, unsigned: true });
-    expect(status).toBe(401);
-    expect(errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
-  });
+  it.each(['accounts', 'catalog', 'reviews'] as const)(
+    '%s refuses a request without the identity header (401)',
+    async (name) => {
+      const { status, errors } = await suite.harness.query(
+        '{ __typename }',
+        {},
+        { url: suite.harness.subgraphs[name].url, unsigned: true },
+      );
+      expect(status).toBe(401);
+      expect(errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
+    },
+  );
 
   it('refuses an identity signed with the wrong secret, so nobody can act as someone else', async () => {
-    const { status, data, errors } = await suite.harness.query(ME, {}, {
-      url: suite.harness.subgraphs.accounts.url,
-      unsigned: true,
-      headers: { [IDENTITY_HEADER]: await forgedSigner({ callerId: alice.id, scopes: [] }, requestBody(ME)) },
-    });
+    const { status, data, errors } = await suite.harness.query(
+      ME,
+      {},
+      {
+        url: suite.harness.subgraphs.accounts.url,
+        unsigned: true,
+        headers: { [IDENTITY_HEADER]: await forgedSigner({ callerId: alice.id, scopes: [] }, requestBody(ME)) },
+      },
+    );
     expect(status).toBe(401);
     expect(data).toBeUndefined();
     expect(errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
   });
 
   it('refuses a tampered identity (same signature, other user)', async () => {
-    const { status } = await suite.harness.query('{ __typename }', {}, { url: suite.harness.subgraphs.accounts.url, as: alice.id });
+    const { status } = await suite.harness.query(
+      '{ __typename }',
+      {},
+      { url: suite.harness.subgraphs.accounts.url, as: alice.id },
+    );
     expect(status).toBe(200);
     const genuine = await testSubgraphServices().signIdentity({ callerId: alice.id, scopes: [] }, requestBody(ME));
     const [header, payload, signature] = genuine.split('.');
     const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString());
-    const tampered = [header, Buffer.from(JSON.stringify({ ...claims, sub: bob.id })).toString('base64url'), signature].join('.');
-    const response = await suite.harness.query(ME, {}, { url: suite.harness.subgraphs.accounts.url, unsigned: true, headers: { [IDENTITY_HEADER]: tampered } });
+    const tampered = [
+      header,
+      Buffer.from(JSON.stringify({ ...claims, sub: bob.id })).toString('base64url'),
+      signature,
+    ].join('.');
+    const response = await suite.harness.query(
+      ME,
+      {},
+      { url: suite.harness.subgraphs.accounts.url, unsigned: true, headers: { [IDENTITY_HEADER]: tampered } },
+    );
     expect(response.status).toBe(401);
   });
 
@@ -135,12 +191,20 @@ describe('signed identity between gateway and subgraphs', () => {
       .setIssuedAt(Math.floor(Date.now() / 1000) - 120)
       .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
       .sign(new TextEncoder().encode(TEST_IDENTITY_SECRET));
-    const { status } = await suite.harness.query(ME, {}, { url: suite.harness.subgraphs.accounts.url, unsigned: true, headers: { [IDENTITY_HEADER]: expired } });
+    const { status } = await suite.harness.query(
+      ME,
+      {},
+      { url: suite.harness.subgraphs.accounts.url, unsigned: true, headers: { [IDENTITY_HEADER]: expired } },
+    );
     expect(status).toBe(401);
   });
 
   it('accepts the identity the gateway signs', async () => {
-    const { status, data } = await suite.harness.query(ME, {}, { url: suite.harness.subgraphs.accounts.url, as: bob.id });
+    const { status, data } = await suite.harness.query(
+      ME,
+      {},
+      { url: suite.harness.subgraphs.accounts.url, as: bob.id },
+    );
     expect(status).toBe(200);
     expect(data).toEqual({ me: { id: bob.id, email: bob.email } });
   });

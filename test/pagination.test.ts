@@ -26,7 +26,8 @@ async function page(query: string, variables: Record<string, unknown>, pick: (da
   return { ids: connection.edges.map((edge: any) => edge.node.id), pageInfo: connection.pageInfo };
 }
 
-const productsByPrice = (variables: Record<string, unknown>) => page(PRODUCTS_BY_PRICE, { direction: 'ASC', ...variables }, (d) => d.products);
+const productsByPrice = (variables: Record<string, unknown>) =>
+  page(PRODUCTS_BY_PRICE, { direction: 'ASC', ...variables }, (d) => d.products);
 
 describe('walking a connection', () => {
   it('forward with first/after and backward with last/before give the same rows, with pageInfo right at both ends', async () => {
@@ -39,7 +40,12 @@ describe('walking a connection', () => {
     } while (forward.at(-1)!.pageInfo.hasNextPage);
     expect(forward.flatMap((p) => p.ids)).toEqual(expected);
     // 50 products in pages of 15: only the first page has nothing before it, only the last nothing after.
-    expect(forward.map((p) => [p.pageInfo.hasPreviousPage, p.pageInfo.hasNextPage])).toEqual([[false, true], [true, true], [true, true], [true, false]]);
+    expect(forward.map((p) => [p.pageInfo.hasPreviousPage, p.pageInfo.hasNextPage])).toEqual([
+      [false, true],
+      [true, true],
+      [true, true],
+      [true, false],
+    ]);
 
     const backward: Page[] = [];
     let before: string | null = null;
@@ -48,7 +54,12 @@ describe('walking a connection', () => {
       before = backward.at(-1)!.pageInfo.startCursor;
     } while (backward.at(-1)!.pageInfo.hasPreviousPage);
     // Fetched from the end: the first page fetched has nothing after it, the last nothing before it.
-    expect(backward.map((p) => [p.pageInfo.hasPreviousPage, p.pageInfo.hasNextPage])).toEqual([[true, false], [true, true], [true, true], [false, true]]);
+    expect(backward.map((p) => [p.pageInfo.hasPreviousPage, p.pageInfo.hasNextPage])).toEqual([
+      [true, false],
+      [true, true],
+      [true, true],
+      [false, true],
+    ]);
     expect(backward.reverse().flatMap((p) => p.ids)).toEqual(expected);
   });
 
@@ -77,7 +88,10 @@ describe('walking a connection', () => {
 
   it('returns an empty page, not an error, for first: 0', async () => {
     const empty = await page(USERS_LIST, { first: 0 }, (d) => d.users);
-    expect(empty).toEqual({ ids: [], pageInfo: { hasNextPage: true, hasPreviousPage: false, startCursor: null, endCursor: null } });
+    expect(empty).toEqual({
+      ids: [],
+      pageInfo: { hasNextPage: true, hasPreviousPage: false, startCursor: null, endCursor: null },
+    });
   });
 });
 
@@ -114,21 +128,31 @@ describe('bad connection arguments', () => {
     ];
     for (const variables of cases) {
       const { errors } = await suite.harness.query(PRODUCTS_BY_PRICE, variables);
-      expect(errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after' in variables ? 'after' : 'before', serviceName: 'catalog' }]);
+      expect(errors?.map((e) => e.extensions)).toEqual([
+        { code: 'BAD_USER_INPUT', argumentName: 'after' in variables ? 'after' : 'before', serviceName: 'catalog' },
+      ]);
     }
   });
 
   it("rejects one product's review cursor on another product, and a date no encoder writes", async () => {
     const [first, second] = dataset.products;
     const reviews = await page(PRODUCT_REVIEWS, { id: first!.id, first: 2 }, (d) => d.product.reviews);
-    const foreign = await suite.harness.query(PRODUCT_REVIEWS, { id: second!.id, first: 2, after: reviews.pageInfo.endCursor });
+    const foreign = await suite.harness.query(PRODUCT_REVIEWS, {
+      id: second!.id,
+      first: 2,
+      after: reviews.pageInfo.endCursor,
+    });
     expect(foreign.data!.product).toMatchObject({ id: second!.id, reviews: null });
-    expect(foreign.errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after', serviceName: 'reviews' }]);
+    expect(foreign.errors?.map((e) => e.extensions)).toEqual([
+      { code: 'BAD_USER_INPUT', argumentName: 'after', serviceName: 'reviews' },
+    ]);
 
     const users = await page(USERS_LIST, { first: 1 }, (d) => d.users);
     const yearZero = tamper(users.pageInfo.endCursor!, ([key, , id]) => [key, '0000-01-01T00:00:00.000Z', id]);
     const { errors } = await suite.harness.query(USERS_LIST, { first: 1, after: yearZero });
-    expect(errors?.map((e) => e.extensions)).toEqual([{ code: 'BAD_USER_INPUT', argumentName: 'after', serviceName: 'accounts' }]);
+    expect(errors?.map((e) => e.extensions)).toEqual([
+      { code: 'BAD_USER_INPUT', argumentName: 'after', serviceName: 'accounts' },
+    ]);
   });
 
   it('rejects a bad nested page on its own field and still renders the rest', async () => {
@@ -136,7 +160,10 @@ describe('bad connection arguments', () => {
     const { data, errors } = await suite.harness.query(PRODUCT_REVIEWS, { id: product.id, first: 500 });
     expect(data!.product).toMatchObject({ id: product.id, reviews: null });
     expect(errors).toHaveLength(1);
-    expect(errors![0]).toMatchObject({ path: ['product', 'reviews'], extensions: { code: 'BAD_USER_INPUT', argumentName: 'first' } });
+    expect(errors![0]).toMatchObject({
+      path: ['product', 'reviews'],
+      extensions: { code: 'BAD_USER_INPUT', argumentName: 'first' },
+    });
   });
 });
 
@@ -157,7 +184,12 @@ interface WalkOptions<T extends { id: string }> {
  * cursor's own row, one row shown earlier and one not reached yet. Returns what was seen and what
  * was deleted when.
  */
-async function walkWhileWriting<T extends { id: string }>({ initial, fetchPage, insertAround, remove }: WalkOptions<T>) {
+async function walkWhileWriting<T extends { id: string }>({
+  initial,
+  fetchPage,
+  insertAround,
+  remove,
+}: WalkOptions<T>) {
   const seen: string[] = [];
   const deletedUnseen = new Set<string>();
   const deletedSeen = new Set<string>();
@@ -194,7 +226,10 @@ function neighbourId(id: string, offset: -1 | 1): string {
   return `${id.slice(0, 24)}${tail.toString(16).padStart(12, '0')}`;
 }
 
-function expectNoDuplicateAndNoSkip(initial: Array<{ id: string }>, walk: Awaited<ReturnType<typeof walkWhileWriting>>) {
+function expectNoDuplicateAndNoSkip(
+  initial: Array<{ id: string }>,
+  walk: Awaited<ReturnType<typeof walkWhileWriting>>,
+) {
   expect(walk.steps).toBeGreaterThan(3);
   expect(walk.deletedUnseen.size).toBeGreaterThan(2);
   expect(walk.deletedSeen.size).toBeGreaterThan(2);
@@ -223,7 +258,14 @@ describe('walking while rows are inserted and deleted', () => {
           { id: randomUUID(), priceCents: 60_000 },
         ];
         for (const row of rows) {
-          await prisma.product.create({ data: { ...row, sku: `WALK-${step}-${randomUUID().slice(0, 8)}`, title: 'Inserted mid-walk', currency: 'USD' } });
+          await prisma.product.create({
+            data: {
+              ...row,
+              sku: `WALK-${step}-${randomUUID().slice(0, 8)}`,
+              title: 'Inserted mid-walk',
+              currency: 'USD',
+            },
+          });
           priceOf.set(row.id, row.priceCents);
         }
       },
@@ -237,7 +279,9 @@ describe('walking while rows are inserted and deleted', () => {
   it("does the same for a product's reviews, with ties on createdAt", async () => {
     const { prisma } = suite.harness.database;
     const product = dataset.products[1]!;
-    const initial = newestFirst(await prisma.review.findMany({ where: { productId: product.id }, select: { id: true, createdAt: true } }));
+    const initial = newestFirst(
+      await prisma.review.findMany({ where: { productId: product.id }, select: { id: true, createdAt: true } }),
+    );
     const createdAtOf = new Map(initial.map((r) => [r.id, r.createdAt]));
     const walk = await walkWhileWriting({
       initial,
@@ -251,7 +295,9 @@ describe('walking while rows are inserted and deleted', () => {
           { id: randomUUID(), createdAt: new Date(0) },
         ];
         for (const row of rows) {
-          await prisma.review.create({ data: { ...row, productId: product.id, authorId: dataset.users[0]!.id, rating: 3, body: 'Mid-walk.' } });
+          await prisma.review.create({
+            data: { ...row, productId: product.id, authorId: dataset.users[0]!.id, rating: 3, body: 'Mid-walk.' },
+          });
           createdAtOf.set(row.id, row.createdAt);
         }
       },
@@ -264,7 +310,9 @@ describe('walking while rows are inserted and deleted', () => {
 
   it('does the same for active products newest first and for users', async () => {
     const { prisma } = suite.harness.database;
-    const active = newestFirst(await prisma.product.findMany({ where: { status: 'ACTIVE' }, select: { id: true, createdAt: true } }));
+    const active = newestFirst(
+      await prisma.product.findMany({ where: { status: 'ACTIVE' }, select: { id: true, createdAt: true } }),
+    );
     const productCreatedAt = new Map(active.map((p) => [p.id, p.createdAt]));
     const products = await walkWhileWriting({
       initial: active,
@@ -272,7 +320,17 @@ describe('walking while rows are inserted and deleted', () => {
       insertAround: async (cursorRowId, step) => {
         const createdAt = productCreatedAt.get(cursorRowId)!;
         for (const [index, id] of [neighbourId(cursorRowId, -1), neighbourId(cursorRowId, 1)].entries()) {
-          await prisma.product.create({ data: { id, createdAt, status: 'ACTIVE', sku: `DATE-${step}-${index}`, title: 'Tie', priceCents: 900, currency: 'USD' } });
+          await prisma.product.create({
+            data: {
+              id,
+              createdAt,
+              status: 'ACTIVE',
+              sku: `DATE-${step}-${index}`,
+              title: 'Tie',
+              priceCents: 900,
+              currency: 'USD',
+            },
+          });
           productCreatedAt.set(id, createdAt);
         }
       },

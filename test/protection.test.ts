@@ -35,14 +35,27 @@ async function gatewayWith(overrides: Parameters<typeof suite.harness.startGatew
 }
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
-  return { status: response.status, headers: response.headers, body: (await response.json()) as { data?: any; errors?: Array<{ message: string; extensions?: any }>; extensions?: Record<string, any> } };
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (await response.json()) as {
+      data?: any;
+      errors?: Array<{ message: string; extensions?: any }>;
+      extensions?: Record<string, any>;
+    },
+  };
 }
 
 describe('query cost and document limits', () => {
   it('refuses an operation over the maximum cost with QUERY_TOO_COMPLEX and its estimate, before any subgraph runs', async () => {
     suite.harness.sql.reset();
-    const heavy = '{ products(first: 100) { edges { node { reviews(first: 100) { edges { node { author { displayName } } } } } } } }';
+    const heavy =
+      '{ products(first: 100) { edges { node { reviews(first: 100) { edges { node { author { displayName } } } } } } } }';
     const { status, body } = await post(suite.harness.gatewayUrl, { query: heavy });
     expect(status).toBe(400);
     expect(body.errors).toHaveLength(1);
@@ -54,13 +67,18 @@ describe('query cost and document limits', () => {
   /** review { product { reviews { edges { node { product { ... } } } } } }: valid, and as deep as asked. */
   const nested = (hops: number) => {
     let selection = '{ id }';
-    for (let hop = 0; hop < hops; hop += 1) selection = `{ product { reviews(first: 1) { edges { node ${selection} } } } }`;
+    for (let hop = 0; hop < hops; hop += 1)
+      selection = `{ product { reviews(first: 1) { edges { node ${selection} } } } }`;
     return `{ review(id: "${randomUUID()}") ${selection} }`;
   };
   const product = `product(id: "${randomUUID()}") { id }`;
 
   it('accepts the same shapes within the limits', async () => {
-    for (const query of [nested(2), `{ ${Array.from({ length: 30 }, (_, i) => `p${i}: ${product}`).join(' ')} }`, `{ ${Array.from({ length: 50 }, () => '... @include(if: true) { __typename }').join(' ')} }`]) {
+    for (const query of [
+      nested(2),
+      `{ ${Array.from({ length: 30 }, (_, i) => `p${i}: ${product}`).join(' ')} }`,
+      `{ ${Array.from({ length: 50 }, () => '... @include(if: true) { __typename }').join(' ')} }`,
+    ]) {
       const { status, body } = await post(suite.harness.gatewayUrl, { query });
       expect(status).toBe(200);
       expect(body.errors).toBeUndefined();
@@ -69,8 +87,16 @@ describe('query cost and document limits', () => {
 
   it.each([
     ['too deep', nested(4), 'QUERY_TOO_DEEP'],
-    ['with too many aliases', `{ ${Array.from({ length: 31 }, (_, i) => `p${i}: ${product}`).join(' ')} }`, 'TOO_MANY_ALIASES'],
-    ['with too many directives', `{ ${Array.from({ length: 51 }, () => '... @include(if: true) { __typename }').join(' ')} }`, 'TOO_MANY_DIRECTIVES'],
+    [
+      'with too many aliases',
+      `{ ${Array.from({ length: 31 }, (_, i) => `p${i}: ${product}`).join(' ')} }`,
+      'TOO_MANY_ALIASES',
+    ],
+    [
+      'with too many directives',
+      `{ ${Array.from({ length: 51 }, () => '... @include(if: true) { __typename }').join(' ')} }`,
+      'TOO_MANY_DIRECTIVES',
+    ],
     ['with too many tokens', `{ ${Array.from({ length: 6_000 }, () => '__typename').join(' ')} }`, 'TOO_MANY_TOKENS'],
   ])('refuses a document %s with 400 and its own code', async (_name, query, code) => {
     suite.harness.sql.reset();
@@ -82,27 +108,46 @@ describe('query cost and document limits', () => {
 
   it('counts every selection after fragment expansion: a fragment bomb and 1,000 aliased __typename are refused before any subgraph', async () => {
     // Twelve fragments, each spreading the next twice: about 500 bytes that expand to 2 × 2^11 selections.
-    const fragments = Array.from({ length: 12 }, (_, i) => (i === 0 ? 'fragment F0 on Product { id title }' : `fragment F${i} on Product { ...F${i - 1} ...F${i - 1} }`));
+    const fragments = Array.from({ length: 12 }, (_, i) =>
+      i === 0 ? 'fragment F0 on Product { id title }' : `fragment F${i} on Product { ...F${i - 1} ...F${i - 1} }`,
+    );
     const bomb = `{ product(id: "${randomUUID()}") { ...F11 } } ${fragments.join(' ')}`;
     expect(bomb.length).toBeLessThan(600);
     const aliases = `{ ${Array.from({ length: 1_000 }, (_, i) => `t${i}: __typename`).join(' ')} }`;
-    for (const [query, selections] of [[bomb, 1 + 2 * 2 ** 11], [aliases, 1_000]] as const) {
+    for (const [query, selections] of [
+      [bomb, 1 + 2 * 2 ** 11],
+      [aliases, 1_000],
+    ] as const) {
       suite.harness.sql.reset();
       const { status, body } = await post(suite.harness.gatewayUrl, { query });
       expect(status).toBe(400);
-      expect(body.errors?.map((e) => e.extensions)).toEqual([{ code: 'QUERY_TOO_COMPLEX', cost: { selections, maxSelections: 500 } }]);
+      expect(body.errors?.map((e) => e.extensions)).toEqual([
+        { code: 'QUERY_TOO_COMPLEX', cost: { selections, maxSelections: 500 } },
+      ]);
       expect(body.extensions?.cost?.requested).toBe(1);
       expect(suite.harness.sql.counts()).toEqual(noSql);
     }
     // The largest real page and the explorers' full introspection query stay well within it.
-    for (const query of [STOREFRONT_PAGE, getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true })]) {
+    for (const query of [
+      STOREFRONT_PAGE,
+      getIntrospectionQuery({
+        descriptions: true,
+        specifiedByUrl: true,
+        directiveIsRepeatable: true,
+        schemaDescription: true,
+        inputValueDeprecation: true,
+      }),
+    ]) {
       const { status, body } = await post(suite.harness.gatewayUrl, { query, variables: { first: 20 } });
       expect([status, body.errors]).toEqual([200, undefined]);
     }
   });
 
   it('bounds the request body and refuses batched requests', async () => {
-    const big = await post(suite.harness.gatewayUrl, { query: `{ __typename }`, variables: { padding: 'x'.repeat(200_000) } });
+    const big = await post(suite.harness.gatewayUrl, {
+      query: `{ __typename }`,
+      variables: { padding: 'x'.repeat(200_000) },
+    });
     expect(big.status).toBe(413);
     expect(big.body.errors?.[0]?.extensions).toEqual({ code: 'PAYLOAD_TOO_LARGE' });
     const batch = await post(suite.harness.gatewayUrl, [{ query: '{ __typename }' }, { query: '{ __typename }' }]);
@@ -113,7 +158,10 @@ describe('query cost and document limits', () => {
 
 describeWithRedis('per-client budgets', () => {
   it('are shared through Redis: a client that spends its budget on one gateway is refused by the other too', async () => {
-    const redis = [connectRedis(REDIS_URL, createLogger('test', 'silent')), connectRedis(REDIS_URL, createLogger('test', 'silent'))];
+    const redis = [
+      connectRedis(REDIS_URL, createLogger('test', 'silent')),
+      connectRedis(REDIS_URL, createLogger('test', 'silent')),
+    ];
     started.push(...redis.map((r) => ({ stop: r.close })));
     expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
     const budget = { points: 1_000, windowSeconds: 60 };
@@ -143,25 +191,37 @@ describeWithRedis('per-client budgets', () => {
       expect(refused.status).toBe(429);
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect(refused.body.data).toBeUndefined();
-      expect(refused.body.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', cost: { requested: cost, remaining: 1_000 - 2 * cost } });
+      expect(refused.body.errors?.[0]?.extensions).toMatchObject({
+        code: 'RATE_LIMITED',
+        cost: { requested: cost, remaining: 1_000 - 2 * cost },
+      });
       expect(suite.harness.sql.counts()).toEqual(noSql);
     }
     // Another client still has its whole budget.
-    const other = await post(second!.url, page, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
+    const other = await post(second!.url, page, {
+      authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}`,
+    });
     expect(other.headers.get('x-ratelimit-remaining')).toBe(String(1_000 - cost));
   });
 
   it('are kept apart for deployments sharing one Redis under different namespaces', async () => {
-    const redis = [connectRedis(REDIS_URL, createLogger('test', 'silent')), connectRedis(REDIS_URL, createLogger('test', 'silent'))];
+    const redis = [
+      connectRedis(REDIS_URL, createLogger('test', 'silent')),
+      connectRedis(REDIS_URL, createLogger('test', 'silent')),
+    ];
     started.push(...redis.map((r) => ({ stop: r.close })));
     expect(await Promise.all(redis.map((r) => r.ready()))).toEqual([true, true]);
     const [shopA, shopB] = [`shop-a-${randomUUID()}`, `shop-b-${randomUUID()}`];
     const budget = { points: 3, windowSeconds: 60 };
-    const [a, b] = await Promise.all([gatewayWith({ redis: redis[0]!, redisNamespace: shopA, budget }), gatewayWith({ redis: redis[1]!, redisNamespace: shopB, budget })]);
+    const [a, b] = await Promise.all([
+      gatewayWith({ redis: redis[0]!, redisNamespace: shopA, budget }),
+      gatewayWith({ redis: redis[1]!, redisNamespace: shopB, budget }),
+    ]);
     const user = randomUUID();
     const authorization = `Bearer ${await suite.harness.tokenFor(user)}`;
     const statuses = [];
-    for (let i = 0; i < 4; i += 1) statuses.push((await post(a!.url, { query: '{ __typename }' }, { authorization })).status);
+    for (let i = 0; i < 4; i += 1)
+      statuses.push((await post(a!.url, { query: '{ __typename }' }, { authorization })).status);
     expect(statuses).toEqual([200, 200, 200, 429]);
     // The same client in the other deployment still has its whole budget.
     const elsewhere = await post(b!.url, { query: '{ __typename }' }, { authorization });
@@ -169,14 +229,17 @@ describeWithRedis('per-client budgets', () => {
     // An anonymous request (the IP rate) and a persisted query, on A.
     const query = `{ __typename }\n# ${randomUUID()}`;
     const sha256Hash = createHash('sha256').update(query).digest('hex');
-    expect((await post(a!.url, { query, extensions: { persistedQuery: { version: 1, sha256Hash } } })).status).toBe(200);
+    expect((await post(a!.url, { query, extensions: { persistedQuery: { version: 1, sha256Hash } } })).status).toBe(
+      200,
+    );
     // Every key either gateway wrote carries its namespace.
     expect(await redis[0]!.client.exists(`${shopA}:budget:user:${user}`)).toBe(1);
     expect(await redis[0]!.client.exists(`${shopB}:budget:user:${user}`)).toBe(1);
     expect(await redis[0]!.client.keys(`*${user}*`)).toHaveLength(2);
     expect(await redis[0]!.client.exists(`${shopA}:ip:127.0.0.1`)).toBe(1);
     // The persisted query is written in the background.
-    for (let i = 0; i < 50 && !(await redis[0]!.client.exists(`${shopA}:apq:${sha256Hash}`)); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let i = 0; i < 50 && !(await redis[0]!.client.exists(`${shopA}:apq:${sha256Hash}`)); i += 1)
+      await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await redis[0]!.client.keys(`*${sha256Hash}*`)).toEqual([`${shopA}:apq:${sha256Hash}`]);
     // B never sees A's persisted query.
     const onB = await post(b!.url, { extensions: { persistedQuery: { version: 1, sha256Hash } } });
@@ -185,7 +248,10 @@ describeWithRedis('per-client budgets', () => {
 
   it('keep working on local counters when Redis is unreachable', async () => {
     const lines: string[] = [];
-    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _encoding, done) => done(void lines.push(String(chunk))) }));
+    const logger = pino(
+      { level: 'warn' },
+      new Writable({ write: (chunk, _encoding, done) => done(void lines.push(String(chunk))) }),
+    );
     // The connection logs the outage, once: it gets the logger the test reads.
     const dead = connectRedis('redis://127.0.0.1:1', logger);
     started.push({ stop: dead.close });
@@ -210,7 +276,11 @@ describeWithRedis('a hung Redis', () => {
         probe.close(() => resolve(free));
       });
     });
-    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const server = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: 'ignore' },
+    );
     started.push({ stop: async () => void server.kill('SIGKILL') });
     const redis = connectRedis(`redis://127.0.0.1:${port}`, createLogger('test', 'silent'));
     started.push({ stop: redis.close });
@@ -241,24 +311,47 @@ describe('request limits', () => {
     const refused = await post(gateway.url, { query: '{ __typename }' });
     expect(refused.body.errors?.[0]?.extensions).toEqual({ code: 'RATE_LIMITED' });
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect([refused.headers.get('x-ratelimit-limit'), refused.headers.get('x-ratelimit-remaining')]).toEqual(['3', '0']);
-    const signedIn = await post(gateway.url, { query: '{ __typename }' }, { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` });
+    expect([refused.headers.get('x-ratelimit-limit'), refused.headers.get('x-ratelimit-remaining')]).toEqual([
+      '3',
+      '0',
+    ]);
+    const signedIn = await post(
+      gateway.url,
+      { query: '{ __typename }' },
+      { authorization: `Bearer ${await suite.harness.tokenFor(randomUUID())}` },
+    );
     expect(signedIn.status).toBe(200);
   });
 
   it('count IPv6 callers without credentials per /64, not per address', async () => {
     // Behind a trusted proxy on loopback, the client address comes from X-Forwarded-For.
-    const gateway = await gatewayWith({ trustProxy: 'loopback', requestLimits: { ipRequests: 2, ipWindowSeconds: 60 } });
-    const from = async (address: string) => (await post(gateway.url, { query: '{ __typename }' }, { 'x-forwarded-for': address })).status;
-    expect([await from('2001:db8:1:2::a'), await from('2001:db8:1:2:ffff:ffff:ffff:b'), await from('2001:db8:1:2::c')]).toEqual([200, 200, 429]);
+    const gateway = await gatewayWith({
+      trustProxy: 'loopback',
+      requestLimits: { ipRequests: 2, ipWindowSeconds: 60 },
+    });
+    const from = async (address: string) =>
+      (await post(gateway.url, { query: '{ __typename }' }, { 'x-forwarded-for': address })).status;
+    expect([
+      await from('2001:db8:1:2::a'),
+      await from('2001:db8:1:2:ffff:ffff:ffff:b'),
+      await from('2001:db8:1:2::c'),
+    ]).toEqual([200, 200, 429]);
     // Another /64, and an IPv4 address, have their own counts.
     expect([await from('2001:db8:1:3::a'), await from('203.0.113.7')]).toEqual([200, 200]);
   });
 
   it('still throttle requests whose credentials are forged, which are then refused', async () => {
-    const gateway = await gatewayWith({ requestLimits: { ipRequests: 3, ipWindowSeconds: 60 }, apiKeys: 'shop=s3cr3t==' });
+    const gateway = await gatewayWith({
+      requestLimits: { ipRequests: 3, ipWindowSeconds: 60 },
+      apiKeys: 'shop=s3cr3t==',
+    });
     const statuses = [];
-    const forged: Array<Record<string, string>> = [{ authorization: 'Bearer a.b.c' }, { 'x-api-key': 'guess' }, { authorization: 'Bearer a.b.c' }, { 'x-api-key': 's3cr3t' }];
+    const forged: Array<Record<string, string>> = [
+      { authorization: 'Bearer a.b.c' },
+      { 'x-api-key': 'guess' },
+      { authorization: 'Bearer a.b.c' },
+      { 'x-api-key': 's3cr3t' },
+    ];
     for (const headers of forged) {
       statuses.push((await post(gateway.url, { query: '{ __typename }' }, headers)).status);
     }
@@ -267,7 +360,9 @@ describe('request limits', () => {
     const first = await post(gateway.url, { query: '{ __typename }' }, { 'x-api-key': 's3cr3t==' });
     const second = await post(gateway.url, { query: '{ __typename }' }, { 'x-api-key': 's3cr3t==' });
     expect([first.status, second.status]).toEqual([200, 200]);
-    expect(Number(first.headers.get('x-ratelimit-remaining')) - Number(second.headers.get('x-ratelimit-remaining'))).toBe(1);
+    expect(
+      Number(first.headers.get('x-ratelimit-remaining')) - Number(second.headers.get('x-ratelimit-remaining')),
+    ).toBe(1);
   });
 
   it('charge every request at least one point, free and invalid documents included', async () => {
@@ -298,7 +393,9 @@ describe('request limits', () => {
     // A request whose body never finishes arriving holds the only slot.
     const held = net.connect(Number(port), '127.0.0.1');
     await new Promise((resolve) => held.once('connect', resolve));
-    held.write('POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+    held.write(
+      'POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{',
+    );
     await new Promise((resolve) => setTimeout(resolve, 100));
     const shed = await post(gateway.url, { query: '{ __typename }' });
     expect(shed.status).toBe(503);
@@ -321,20 +418,29 @@ describe('failing subgraphs', () => {
         const { status, body } = await post(gateway.url, { query: SHOWCASE });
         expect(status).toBe(200);
         expect(body.data.products.edges).toHaveLength(3);
-        expect(body.data.products.edges.every((edge: any) => edge.node.title && edge.node.averageRating === null)).toBe(true);
-        expect(body.errors?.map((e) => e.extensions)).toEqual([{ code: 'SUBGRAPH_UNAVAILABLE', subgraph: 'reviews', reason: 'unreachable' }]);
+        expect(body.data.products.edges.every((edge: any) => edge.node.title && edge.node.averageRating === null)).toBe(
+          true,
+        );
+        expect(body.errors?.map((e) => e.extensions)).toEqual([
+          { code: 'SUBGRAPH_UNAVAILABLE', subgraph: 'reviews', reason: 'unreachable' },
+        ]);
         expect(JSON.stringify(body)).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|stack/);
       }
       expect(gateway.breakerStates().reviews).toBe('open');
       const failFast = await post(gateway.url, { query: SHOWCASE });
-      expect(failFast.body.errors?.[0]?.extensions).toMatchObject({ code: 'SUBGRAPH_UNAVAILABLE', reason: 'circuit_open' });
+      expect(failFast.body.errors?.[0]?.extensions).toMatchObject({
+        code: 'SUBGRAPH_UNAVAILABLE',
+        reason: 'circuit_open',
+      });
     } finally {
       await suite.harness.restartSubgraph('reviews');
     }
     await new Promise((resolve) => setTimeout(resolve, 400));
     const recovered = await post(gateway.url, { query: SHOWCASE });
     expect(recovered.body.errors).toBeUndefined();
-    expect(recovered.body.data.products.edges.every((edge: any) => typeof edge.node.averageRating === 'number')).toBe(true);
+    expect(recovered.body.data.products.edges.every((edge: any) => typeof edge.node.averageRating === 'number')).toBe(
+      true,
+    );
     expect(gateway.breakerStates().reviews).toBe('closed');
   });
 
@@ -342,17 +448,25 @@ describe('failing subgraphs', () => {
     // A proxy in front of the reviews subgraph that answers after 1 s.
     const target = suite.harness.subgraphs.reviews.url;
     const timers = new Set<NodeJS.Timeout>();
-    const slow = http.createServer(asyncHandler(async (req, res) => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => resolve(void timers.delete(timer)), 1_000);
-        timers.add(timer);
-      });
-      if (res.destroyed) return;
-      const upstream = await fetch(target, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).catch(() => null);
-      res.writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' }).end(upstream ? await upstream.text() : '{}');
-    }));
+    const slow = http.createServer(
+      asyncHandler(async (req, res) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of req) chunks.push(chunk as Buffer);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => resolve(void timers.delete(timer)), 1_000);
+          timers.add(timer);
+        });
+        if (res.destroyed) return;
+        const upstream = await fetch(target, {
+          method: 'POST',
+          headers: req.headers as Record<string, string>,
+          body: Buffer.concat(chunks),
+        }).catch(() => null);
+        res
+          .writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' })
+          .end(upstream ? await upstream.text() : '{}');
+      }),
+    );
     await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
     started.push({
       stop: () =>
@@ -363,13 +477,18 @@ describe('failing subgraphs', () => {
         }),
     });
     const { port } = slow.address() as AddressInfo;
-    const viaProxy = await gatewayWith({ subgraphTimeoutsMs: { reviews: 200 }, subgraphUrls: { ...urls(), reviews: `http://127.0.0.1:${port}/graphql` } });
+    const viaProxy = await gatewayWith({
+      subgraphTimeoutsMs: { reviews: 200 },
+      subgraphUrls: { ...urls(), reviews: `http://127.0.0.1:${port}/graphql` },
+    });
     const startedAt = Date.now();
     const { status, body } = await post(viaProxy.url, { query: SHOWCASE });
     expect(Date.now() - startedAt).toBeLessThan(900);
     expect(status).toBe(200);
     expect(body.data.products.edges).toHaveLength(3);
-    expect(body.errors?.map((e) => e.extensions)).toEqual([{ code: 'SUBGRAPH_UNAVAILABLE', subgraph: 'reviews', reason: 'timeout' }]);
+    expect(body.errors?.map((e) => e.extensions)).toEqual([
+      { code: 'SUBGRAPH_UNAVAILABLE', subgraph: 'reviews', reason: 'timeout' },
+    ]);
   });
 
   const urls = () => ({

@@ -39,7 +39,9 @@ function snippets(markdown: string): Snippet[] {
 const all = snippets(readFileSync(join(ROOT, 'README.md'), 'utf8'));
 
 test('the README renders: every code fence is closed', () => {
-  const fences = readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n').filter((line) => line.startsWith('```'));
+  const fences = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('```'));
   expect(fences.length % 2).toBe(0);
   // Openings carry a language or nothing, closings nothing: pairs read opening, closing.
   for (let i = 1; i < fences.length; i += 2) expect(fences[i]).toBe('```');
@@ -77,20 +79,29 @@ describe('the README, pasted into a shell', () => {
   });
 
   const runnable = all.filter((snippet) => !snippet.skip);
-  it.each(runnable.map((snippet) => [snippet.line, snippet] as const))('README line %i runs and shows what it says', async (_line, snippet) => {
-    if (!REDIS_AVAILABLE && snippet.code.includes('REDIS_URL=')) {
-      console.warn(`README line ${snippet.line} skipped: it needs Redis, and none answers at TEST_REDIS_URL.`);
-      return;
-    }
-    const code = snippet.code.replaceAll('localhost:4000', `localhost:${url.port}`);
-    const { stdout, stderr } = await promisify(execFile)('bash', ['-e', '-o', 'pipefail', '-c', code], {
-      cwd: ROOT,
-      // What the reader's shell has: their environment, with the service's settings a deployment would export.
-      env: { ...process.env, NODE_ENV: 'production', ...env, REDIS_URL: snippet.code.includes('REDIS_URL=') ? env.REDIS_URL : '' },
-      timeout: 60_000,
-    });
-    const output = stdout + stderr;
-    for (const text of snippet.expect) expect(output).toContain(text);
-    expect(output).not.toMatch(/INTERNAL_SERVER_ERROR|command not found|undefined/);
-  }, 90_000);
+  it.each(runnable.map((snippet) => [snippet.line, snippet] as const))(
+    'README line %i runs and shows what it says',
+    async (_line, snippet) => {
+      if (!REDIS_AVAILABLE && snippet.code.includes('REDIS_URL=')) {
+        console.warn(`README line ${snippet.line} skipped: it needs Redis, and none answers at TEST_REDIS_URL.`);
+        return;
+      }
+      const code = snippet.code.replaceAll('localhost:4000', `localhost:${url.port}`);
+      const { stdout, stderr } = await promisify(execFile)('bash', ['-e', '-o', 'pipefail', '-c', code], {
+        cwd: ROOT,
+        // What the reader's shell has: their environment, with the service's settings a deployment would export.
+        env: {
+          ...process.env,
+          NODE_ENV: 'production',
+          ...env,
+          REDIS_URL: snippet.code.includes('REDIS_URL=') ? env.REDIS_URL : '',
+        },
+        timeout: 60_000,
+      });
+      const output = stdout + stderr;
+      for (const text of snippet.expect) expect(output).toContain(text);
+      expect(output).not.toMatch(/INTERNAL_SERVER_ERROR|command not found|undefined/);
+    },
+    90_000,
+  );
 });

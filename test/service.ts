@@ -29,7 +29,9 @@ export async function npmStart(env: NodeJS.ProcessEnv, script = 'start', cwd = R
       LOG_LEVEL: 'info',
       SEED_SCALE: '1',
       GATEWAY_PORT: String(gateway),
-      ...Object.fromEntries(SUBGRAPH_NAMES.map((name, index) => [`SUBGRAPH_${name.toUpperCase()}_PORT`, String(subgraphs[index])])),
+      ...Object.fromEntries(
+        SUBGRAPH_NAMES.map((name, index) => [`SUBGRAPH_${name.toUpperCase()}_PORT`, String(subgraphs[index])]),
+      ),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -73,8 +75,8 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs =
   }
 }
 
-
 /** An async node:http request handler whose failure ends its response (destroyed) instead of going unhandled. */
 export const asyncHandler =
-  (handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>) => (req: IncomingMessage, res: ServerResponse) =>
+  (handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>) =>
+  (req: IncomingMessage, res: ServerResponse) =>
     void handle(req, res).catch((error: Error) => res.destroy(error));

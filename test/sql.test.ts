@@ -30,7 +30,8 @@ const reviewsByProduct = groupBy(dataset.reviews, (r) => r.productId);
 const reviewsByAuthor = groupBy(dataset.reviews, (r) => r.authorId);
 const usersById = new Map(dataset.users.map((u) => [u.id, u]));
 const productsById = new Map(dataset.products.map((p) => [p.id, p]));
-const mean = (reviews: SeedReview[]) => (reviews.length ? reviews.reduce((sum, r) => sum + r.rating, 0) / reviews.length : null);
+const mean = (reviews: SeedReview[]) =>
+  reviews.length ? reviews.reduce((sum, r) => sum + r.rating, 0) / reviews.length : null;
 
 // The entity cache is off here: these tests count what batching alone sends to PostgreSQL.
 const suite = useHarness({ scale: BENCH_SCALE, env: { ENTITY_CACHE: 'off' } });
@@ -49,15 +50,22 @@ describe('statements per operation', () => {
     // Query plan: catalog (products) -> reviews (_entities: pages + ratings) -> accounts (_entities: authors).
     expect(counts).toEqual({ catalog: 1, reviews: 1, accounts: 1 });
 
-    const expected = newestFirst(dataset.products).slice(0, first).map((product) => {
-      const reviews = reviewsByProduct.get(product.id) ?? [];
-      return {
-        id: product.id,
-        averageRating: reviews.length ? expect.closeTo(mean(reviews)!, 10) : null,
-        reviews: newestFirst(reviews).slice(0, 5).map((r) => ({ id: r.id, author: { id: r.authorId, displayName: usersById.get(r.authorId)!.displayName } })),
-        hasNextPage: reviews.length > 5,
-      };
-    });
+    const expected = newestFirst(dataset.products)
+      .slice(0, first)
+      .map((product) => {
+        const reviews = reviewsByProduct.get(product.id) ?? [];
+        return {
+          id: product.id,
+          averageRating: reviews.length ? expect.closeTo(mean(reviews)!, 10) : null,
+          reviews: newestFirst(reviews)
+            .slice(0, 5)
+            .map((r) => ({
+              id: r.id,
+              author: { id: r.authorId, displayName: usersById.get(r.authorId)!.displayName },
+            })),
+          hasNextPage: reviews.length > 5,
+        };
+      });
     const received = data.products.edges.map(({ node }: any) => ({
       id: node.id,
       averageRating: node.averageRating,
@@ -67,25 +75,52 @@ describe('statements per operation', () => {
     expect(received).toEqual(expected);
   });
 
-  it.each([5, 20, 100])("a page of %i users with their reviews' products costs one statement per subgraph fetch", async (first) => {
-    const { data, counts } = await counted(USERS_PAGE, { first });
-    expect(counts).toEqual({ accounts: 1, reviews: 1, catalog: 1 });
-    const expected = newestFirst(dataset.users).slice(0, first).map((user) => ({
-      id: user.id,
-      reviews: newestFirst(reviewsByAuthor.get(user.id) ?? []).slice(0, 5).map((r) => ({ id: r.id, product: { id: r.productId, title: productsById.get(r.productId)!.title } })),
-    }));
-    const received = data.users.edges.map(({ node }: any) => ({
-      id: node.id,
-      reviews: node.reviews.edges.map(({ node: review }: any) => ({ id: review.id, product: review.product })),
-    }));
-    expect(received).toEqual(expected);
-  });
+  it.each([5, 20, 100])(
+    "a page of %i users with their reviews' products costs one statement per subgraph fetch",
+    async (first) => {
+      const { data, counts } = await counted(USERS_PAGE, { first });
+      expect(counts).toEqual({ accounts: 1, reviews: 1, catalog: 1 });
+      const expected = newestFirst(dataset.users)
+        .slice(0, first)
+        .map((user) => ({
+          id: user.id,
+          reviews: newestFirst(reviewsByAuthor.get(user.id) ?? [])
+            .slice(0, 5)
+            .map((r) => ({ id: r.id, product: { id: r.productId, title: productsById.get(r.productId)!.title } })),
+        }));
+      const received = data.users.edges.map(({ node }: any) => ({
+        id: node.id,
+        reviews: node.reviews.edges.map(({ node: review }: any) => ({ id: review.id, product: review.product })),
+      }));
+      expect(received).toEqual(expected);
+    },
+  );
 
   it('batches differently-shaped pages and rating stats of many products into one statement', async () => {
     const { data, counts } = await counted(/* GraphQL */ `
       {
         products(first: 30) {
-          edges { node { id reviewCount averageRating newest: reviews(first: 3) { edges { node { id } } } oldest: reviews(last: 2) { edges { node { id } } } } }
+          edges {
+            node {
+              id
+              reviewCount
+              averageRating
+              newest: reviews(first: 3) {
+                edges {
+                  node {
+                    id
+                  }
+                }
+              }
+              oldest: reviews(last: 2) {
+                edges {
+                  node {
+                    id
+                  }
+                }
+              }
+            }
+          }
         }
       }
     `);
@@ -101,20 +136,29 @@ describe('statements per operation', () => {
   it.each([
     ['catalog', 'Product', 'title', dataset.products],
     ['accounts', 'User', 'displayName', dataset.users],
-  ] as const)('resolves 100 %s representations in one statement, in order, null for each miss', async (subgraph, typename, field, rows) => {
-    const known = rows.slice(0, 97).map((row) => row.id);
-    const ids = [...known.slice(0, 50), '00000000-0000-4000-8000-000000000000', 'not-a-uuid', ...known.slice(50), crypto.randomUUID()];
-    suite.harness.sql.reset();
-    const { data, errors } = await suite.harness.query(
-      `query ($representations: [_Any!]!) { _entities(representations: $representations) { ... on ${typename} { id ${field} } } }`,
-      { representations: ids.map((id) => ({ __typename: typename, id })) },
-      { url: suite.harness.subgraphs[subgraph].url },
-    );
-    expect(errors).toBeUndefined();
-    expect(suite.harness.sql.counts()[subgraph]).toBe(1);
-    const byId = new Map<string, any>(rows.map((row) => [row.id, row]));
-    expect(data!._entities).toEqual(ids.map((id) => (byId.has(id) ? { id, [field]: byId.get(id)[field] } : null)));
-  });
+  ] as const)(
+    'resolves 100 %s representations in one statement, in order, null for each miss',
+    async (subgraph, typename, field, rows) => {
+      const known = rows.slice(0, 97).map((row) => row.id);
+      const ids = [
+        ...known.slice(0, 50),
+        '00000000-0000-4000-8000-000000000000',
+        'not-a-uuid',
+        ...known.slice(50),
+        crypto.randomUUID(),
+      ];
+      suite.harness.sql.reset();
+      const { data, errors } = await suite.harness.query(
+        `query ($representations: [_Any!]!) { _entities(representations: $representations) { ... on ${typename} { id ${field} } } }`,
+        { representations: ids.map((id) => ({ __typename: typename, id })) },
+        { url: suite.harness.subgraphs[subgraph].url },
+      );
+      expect(errors).toBeUndefined();
+      expect(suite.harness.sql.counts()[subgraph]).toBe(1);
+      const byId = new Map<string, any>(rows.map((row) => [row.id, row]));
+      expect(data!._entities).toEqual(ids.map((id) => (byId.has(id) ? { id, [field]: byId.get(id)[field] } : null)));
+    },
+  );
 
   it('resolves 100 review representations in one statement, null for each miss', async () => {
     const ids = [...dataset.reviews.slice(0, 98).map((r) => r.id), crypto.randomUUID(), 'not-a-uuid'];
@@ -126,7 +170,11 @@ describe('statements per operation', () => {
     );
     expect(errors).toBeUndefined();
     expect(suite.harness.sql.counts().reviews).toBe(1);
-    expect(data!._entities).toEqual([...dataset.reviews.slice(0, 98).map((r) => ({ id: r.id, rating: r.rating })), null, null]);
+    expect(data!._entities).toEqual([
+      ...dataset.reviews.slice(0, 98).map((r) => ({ id: r.id, rating: r.rating })),
+      null,
+      null,
+    ]);
   });
 
   it("answers a product's review fields the same whatever the case of its id in the representation", async () => {
@@ -147,8 +195,14 @@ describe('statements per operation', () => {
     const query = 'query ($id: ID!) { product(id: $id) { title } again: product(id: $id) { title } }';
     const before = await counted(query, { id: product.id });
     // Within a request the two lookups of one key are one statement.
-    expect(before).toEqual({ data: { product: { title: product.title }, again: { title: product.title } }, counts: { catalog: 1, reviews: 0, accounts: 0 } });
-    await suite.harness.database.prisma.product.update({ where: { id: product.id }, data: { title: 'Changed between requests' } });
+    expect(before).toEqual({
+      data: { product: { title: product.title }, again: { title: product.title } },
+      counts: { catalog: 1, reviews: 0, accounts: 0 },
+    });
+    await suite.harness.database.prisma.product.update({
+      where: { id: product.id },
+      data: { title: 'Changed between requests' },
+    });
     try {
       const after = await counted(query, { id: product.id });
       expect(after.data.product.title).toBe('Changed between requests');
@@ -193,7 +247,9 @@ async function sequentialScans(statements: CapturedStatement[], options: { enabl
     const offenders: Array<{ statement: string; scans: string[] }> = [];
     for (const statement of statements) {
       const { rows } = await client.query(`EXPLAIN (FORMAT JSON) ${statement.text}`, statement.values as unknown[]);
-      const scans = seqScans(rows[0]['QUERY PLAN'][0].Plan).filter((relation) => ['users', 'products', 'reviews'].includes(relation));
+      const scans = seqScans(rows[0]['QUERY PLAN'][0].Plan).filter((relation) =>
+        ['users', 'products', 'reviews'].includes(relation),
+      );
       if (scans.length) offenders.push({ statement: statement.text.slice(0, 300), scans });
     }
     return offenders;
@@ -206,12 +262,20 @@ describe('every statement is served by an index', () => {
   const captured: CapturedStatement[] = [];
   /** Distinct statements that read or change rows (BEGIN, COMMIT and plain INSERTs scan nothing). */
   const planned = (from: CapturedStatement[]) =>
-    [...new Map(from.map((s) => [s.text, s])).values()].filter((s) => /^\s*\(?\s*(SELECT|UPDATE|DELETE|WITH)\b/i.test(s.text));
-  const run = async (query: string, variables: Record<string, unknown> = {}, as: QueryOptions = {}, into = captured) => {
+    [...new Map(from.map((s) => [s.text, s])).values()].filter((s) =>
+      /^\s*\(?\s*(SELECT|UPDATE|DELETE|WITH)\b/i.test(s.text),
+    );
+  const run = async (
+    query: string,
+    variables: Record<string, unknown> = {},
+    as: QueryOptions = {},
+    into = captured,
+  ) => {
     suite.harness.sql.reset();
     const response = await suite.harness.query(query, variables, as);
     expect(response.errors).toBeUndefined();
-    for (const [subgraph, list] of Object.entries(suite.harness.sql.statements)) into.push(...list.map((s) => ({ ...s, subgraph })));
+    for (const [subgraph, list] of Object.entries(suite.harness.sql.statements))
+      into.push(...list.map((s) => ({ ...s, subgraph })));
     return response.data!;
   };
 
@@ -243,13 +307,21 @@ describe('every statement is served by an index', () => {
     await run(USER_REVIEWS, { id: user.id, after: userReviews.user.reviews.pageInfo.endCursor }, { as: user.id });
     await run(REVIEW_BY_ID, { id: review.id });
     // Writes: their statements are planned too (EXPLAIN without ANALYZE runs nothing).
-    await run('mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed" }) { id title } }', { id: product.id }, { as: user.id, scopes: ['catalog:write'] });
+    await run(
+      'mutation ($id: ID!) { updateProduct(id: $id, input: { title: "Renamed" }) { id title } }',
+      { id: product.id },
+      { as: user.id, scopes: ['catalog:write'] },
+    );
     const created = await run(
       'mutation ($input: CreateReviewInput!) { createReview(input: $input) { id } }',
       { input: { productId: product.id, rating: 4, body: 'Indexed.' } },
       { as: user.id },
     );
-    await run('mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }', { id: created.createReview.id }, { as: user.id });
+    await run(
+      'mutation ($id: ID!) { deleteReview(id: $id) { deletedReviewId } }',
+      { id: created.createReview.id },
+      { as: user.id },
+    );
   }, 60_000);
 
   it('plans no sequential scan of users, products or reviews for any statement the resolvers issue', async () => {

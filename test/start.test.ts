@@ -13,7 +13,9 @@ import { loadSecrets } from '../lib/secrets';
 import { adminQuery, freePort, withDatabase } from './databases';
 import { npmStart, until, type Started } from './service';
 
-const PRODUCTS = JSON.stringify({ query: '{ products(first: 20) { edges { node { title price { amountCents } } } } }' });
+const PRODUCTS = JSON.stringify({
+  query: '{ products(first: 20) { edges { node { title price { amountCents } } } } }',
+});
 
 /**
  * A request whose body is half sent, so it is in flight until `finish()` sends the rest; `reached`
@@ -21,7 +23,10 @@ const PRODUCTS = JSON.stringify({ query: '{ products(first: 20) { edges { node {
  */
 function inFlight(url: string) {
   const body = Buffer.from(PRODUCTS);
-  const request = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length, expect: '100-continue' } });
+  const request = http.request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-length': body.length, expect: '100-continue' },
+  });
   const reached = new Promise<void>((resolve) => request.once('continue', () => resolve()));
   request.flushHeaders();
   const response = new Promise<{ status: number; body: any }>((resolve, reject) => {
@@ -53,7 +58,9 @@ async function drainsOn(service: Started, signal: NodeJS.Signals) {
   expect(status).toBe(200);
   expect(body.errors).toBeUndefined();
   expect(body.data.products.edges).toHaveLength(20);
-  expect(body.data.products.edges.every((edge: any) => edge.node.title && Number.isInteger(edge.node.price.amountCents))).toBe(true);
+  expect(
+    body.data.products.edges.every((edge: any) => edge.node.title && Number.isInteger(edge.node.price.amountCents)),
+  ).toBe(true);
   expect(await service.exited).toBe(0);
 }
 
@@ -74,7 +81,8 @@ describe('npm start', () => {
   };
   afterAll(async () => {
     for (const service of running) service.killAll();
-    for (const name of databases) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+    for (const name of databases)
+      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
   });
 
   it('with DATABASE_URL: migrates and seeds, serves, and on SIGTERM finishes the request in flight and exits 0', async () => {
@@ -98,7 +106,10 @@ describe('npm start', () => {
     expect(await second.exited).toBe(1);
     expect(second.output()).toMatch(/data folder .*postgres is in use by pid \d+ .*probably another `npm start`/);
     // A script on the same data while the service runs says the same, not `undefined`.
-    const migrate = await start({ DATABASE_URL: '', DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort) }, 'db:migrate');
+    const migrate = await start(
+      { DATABASE_URL: '', DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(pgPort) },
+      'db:migrate',
+    );
     expect(await migrate.exited).toBe(1);
     expect(migrate.output()).toMatch(/is in use by pid \d+/);
     expect(migrate.output()).not.toMatch(/undefined/);
@@ -109,7 +120,10 @@ describe('npm start', () => {
     // A lock left behind by a killed server, whose pid now belongs to another program (this test's):
     // not a reason to refuse.
     const port = await freePort();
-    writeFileSync(join(dataDir, 'postgres', 'postmaster.pid'), `${process.pid}\n${join(dataDir, 'postgres')}\n0\n${port}\n`);
+    writeFileSync(
+      join(dataDir, 'postgres', 'postmaster.pid'),
+      `${process.pid}\n${join(dataDir, 'postgres')}\n0\n${port}\n`,
+    );
     const again = await start({ DATABASE_URL: '', DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(port) });
     // SIGTERM while it is still starting (PostgreSQL up, the servers not yet): it finishes starting,
     // drains, stops PostgreSQL and exits 0, leaving nothing running.
@@ -131,39 +145,60 @@ describe('npm start', () => {
       return;
     }
     expect(await service.exited).toBe(1);
-    expect(service.output()).toMatch(/PostgreSQL runs as the "postgres" user, which cannot enter \S+start-closed-\S+ \(mode 700\).*Run chmod o\+x/);
+    expect(service.output()).toMatch(
+      /PostgreSQL runs as the "postgres" user, which cannot enter \S+start-closed-\S+ \(mode 700\).*Run chmod o\+x/,
+    );
   }, 60_000);
 
   it.each([
-    ['its gateway port is taken', 'GATEWAY_PORT', /Port (\d+) on 127\.0\.0\.1 \(GATEWAY_PORT\) is already in use by pid (\d+) .*Stop that process, or set GATEWAY_PORT/],
-    ['a subgraph port is taken', 'SUBGRAPH_CATALOG_PORT', /Port (\d+) on 127\.0\.0\.1 \(SUBGRAPH_CATALOG_PORT\) is already in use by pid (\d+) .*set SUBGRAPH_CATALOG_PORT/],
-  ])('exits 1 naming the process when %s', async (_name, setting, message) => {
-    const blocker = net.createServer().listen(0, '127.0.0.1');
-    await new Promise((resolve) => blocker.once('listening', resolve));
-    const { port } = blocker.address() as AddressInfo;
-    try {
-      const service = await start({ DATABASE_URL: await database(`port_${setting.toLowerCase()}`), [setting]: String(port) });
-      expect(await service.exited).toBe(1);
-      const [, named, pid] = message.exec(service.output()) ?? [];
-      expect(named).toBe(String(port));
-      // The holder is this test process.
-      expect(pid).toBe(String(process.pid));
-    } finally {
-      blocker.close();
-    }
-  }, 60_000);
+    [
+      'its gateway port is taken',
+      'GATEWAY_PORT',
+      /Port (\d+) on 127\.0\.0\.1 \(GATEWAY_PORT\) is already in use by pid (\d+) .*Stop that process, or set GATEWAY_PORT/,
+    ],
+    [
+      'a subgraph port is taken',
+      'SUBGRAPH_CATALOG_PORT',
+      /Port (\d+) on 127\.0\.0\.1 \(SUBGRAPH_CATALOG_PORT\) is already in use by pid (\d+) .*set SUBGRAPH_CATALOG_PORT/,
+    ],
+  ])(
+    'exits 1 naming the process when %s',
+    async (_name, setting, message) => {
+      const blocker = net.createServer().listen(0, '127.0.0.1');
+      await new Promise((resolve) => blocker.once('listening', resolve));
+      const { port } = blocker.address() as AddressInfo;
+      try {
+        const service = await start({
+          DATABASE_URL: await database(`port_${setting.toLowerCase()}`),
+          [setting]: String(port),
+        });
+        expect(await service.exited).toBe(1);
+        const [, named, pid] = message.exec(service.output()) ?? [];
+        expect(named).toBe(String(port));
+        // The holder is this test process.
+        expect(pid).toBe(String(process.pid));
+      } finally {
+        blocker.close();
+      }
+    },
+    60_000,
+  );
 
   it('exits 1 saying what to do when DATABASE_URL names a missing database or an unreachable server', async () => {
     const missing = await start({ DATABASE_URL: withDatabase(adminUrl, 'no_such_database_here') });
     expect(await missing.exited).toBe(1);
-    expect(missing.output()).toMatch(/The database "no_such_database_here" named in DATABASE_URL does not exist on .*createdb no_such_database_here/);
+    expect(missing.output()).toMatch(
+      /The database "no_such_database_here" named in DATABASE_URL does not exist on .*createdb no_such_database_here/,
+    );
     const unreachable = await start({ DATABASE_URL: `postgresql://postgres@127.0.0.1:${await freePort()}/postgres` });
     expect(await unreachable.exited).toBe(1);
     expect(unreachable.output()).toMatch(/Cannot reach PostgreSQL at 127\.0\.0\.1:\d+ \(DATABASE_URL\): ECONNREFUSED/);
     // The local server trusts local connections: an unknown role is how it refuses credentials here.
     const stranger = await start({ DATABASE_URL: `postgresql://no_such_role_here@${new URL(adminUrl).host}/postgres` });
     expect(await stranger.exited).toBe(1);
-    expect(stranger.output()).toMatch(/PostgreSQL at \S+ refused the credentials of DATABASE_URL \(user "no_such_role_here"\)\. Fix the user or password/);
+    expect(stranger.output()).toMatch(
+      /PostgreSQL at \S+ refused the credentials of DATABASE_URL \(user "no_such_role_here"\)\. Fix the user or password/,
+    );
     for (const service of [missing, unreachable, stranger]) expect(service.output()).not.toMatch(/undefined|\n\s+at /);
   }, 60_000);
 });

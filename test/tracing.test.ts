@@ -31,16 +31,31 @@ async function startCollector() {
     let body = '';
     req.on('data', (chunk) => (body += chunk));
     req.on('end', () => {
-      const payload = JSON.parse(body) as { resourceSpans: Array<{ resource: { attributes: ExportedSpan['attributes'] }; scopeSpans: Array<{ spans: ExportedSpan[] }> }> };
+      const payload = JSON.parse(body) as {
+        resourceSpans: Array<{
+          resource: { attributes: ExportedSpan['attributes'] };
+          scopeSpans: Array<{ spans: ExportedSpan[] }>;
+        }>;
+      };
       for (const resourceSpan of payload.resourceSpans ?? []) {
-        const service = String(resourceSpan.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue);
+        const service = String(
+          resourceSpan.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue,
+        );
         for (const scope of resourceSpan.scopeSpans) for (const span of scope.spans) spans.push({ ...span, service });
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 const attribute = (span: ExportedSpan, key: string) => {
@@ -53,7 +68,10 @@ describeWithRedis('tracing', () => {
     const collector = await startCollector();
     const adminUrl = process.env.TEST_ADMIN_URL!;
     const name = `${process.env.TEST_TEMPLATE_DB}_trace`;
-    await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(process.env.TEST_TEMPLATE_DB!)}`);
+    await adminQuery(
+      adminUrl,
+      `CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(process.env.TEST_TEMPLATE_DB!)}`,
+    );
     const child = spawn(join(ROOT, 'node_modules', '.bin', 'tsx'), ['scripts/start.ts'], {
       cwd: ROOT,
       env: {
@@ -94,14 +112,19 @@ describeWithRedis('tracing', () => {
         }, 50);
       });
       const subgraphPorts = Object.fromEntries(
-        [...output.matchAll(/"url":"http:\/\/[^:]+:(\d+)\/graphql"[^\n]*"msg":"(\w+) subgraph ready"/g)].map(([, port, subgraph]) => [port!, subgraph!]),
+        [...output.matchAll(/"url":"http:\/\/[^:]+:(\d+)\/graphql"[^\n]*"msg":"(\w+) subgraph ready"/g)].map(
+          ([, port, subgraph]) => [port!, subgraph!],
+        ),
       );
       expect(Object.values(subgraphPorts).sort()).toEqual([...SUBGRAPH_NAMES].sort());
 
       const response = await fetch(gatewayUrl, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query: 'query Storefront { products(first: 2) { edges { node { title reviews(first: 2) { edges { node { author { displayName } } } } } } } }' }),
+        body: JSON.stringify({
+          query:
+            'query Storefront { products(first: 2) { edges { node { title reviews(first: 2) { edges { node { author { displayName } } } } } } } }',
+        }),
       });
       const body = (await response.json()) as { errors?: unknown };
       expect(body.errors).toBeUndefined();
@@ -110,12 +133,14 @@ describeWithRedis('tracing', () => {
       // and a statement from each subgraph.
       const sqlSpans = () => collector.spans.filter((span) => span.name.startsWith('pg.query'));
       const incomingPosts = () => collector.spans.filter((span) => span.kind === 2 && span.name.startsWith('POST'));
-      for (let i = 0; i < 100 && (sqlSpans().length < 3 || incomingPosts().length < 4); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let i = 0; i < 100 && (sqlSpans().length < 3 || incomingPosts().length < 4); i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 100));
 
       const byId = new Map(collector.spans.map((span) => [span.spanId, span]));
       const chainOf = (span: ExportedSpan) => {
         const chain = [span];
-        while (chain.at(-1)!.parentSpanId && byId.has(chain.at(-1)!.parentSpanId!)) chain.push(byId.get(chain.at(-1)!.parentSpanId!)!);
+        while (chain.at(-1)!.parentSpanId && byId.has(chain.at(-1)!.parentSpanId!))
+          chain.push(byId.get(chain.at(-1)!.parentSpanId!)!);
         return chain.reverse(); // root first
       };
       const gatewayRequest = incomingPosts().find((span) => !span.parentSpanId);
@@ -137,13 +162,22 @@ describeWithRedis('tracing', () => {
         expect(kinds.slice(fetchAt + 3).some((kind) => kind.startsWith('1:graphql.resolve'))).toBe(true);
         expect(kinds.at(-1)).toMatch(/^3:pg\.query/);
         const subgraphServer = chain[fetchAt + 2]!;
-        reached.add(subgraphPorts[String(attribute(subgraphServer, 'server.port'))] ?? `unknown port ${attribute(subgraphServer, 'server.port')}`);
+        reached.add(
+          subgraphPorts[String(attribute(subgraphServer, 'server.port'))] ??
+            `unknown port ${attribute(subgraphServer, 'server.port')}`,
+        );
       }
       expect([...reached].sort()).toEqual(['accounts', 'catalog', 'reviews']);
       // Prisma's own spans and the Redis calls (entity cache, budget) are in the same trace, and so is the query plan.
-      expect(collector.spans.some((span) => span.name.startsWith('redis-') && span.traceId === gatewayRequest!.traceId)).toBe(true);
-      expect(collector.spans.some((span) => span.name.startsWith('prisma:') && span.traceId === gatewayRequest!.traceId)).toBe(true);
-      expect(collector.spans.some((span) => span.name === 'gateway.plan' && span.traceId === gatewayRequest!.traceId)).toBe(true);
+      expect(
+        collector.spans.some((span) => span.name.startsWith('redis-') && span.traceId === gatewayRequest!.traceId),
+      ).toBe(true);
+      expect(
+        collector.spans.some((span) => span.name.startsWith('prisma:') && span.traceId === gatewayRequest!.traceId),
+      ).toBe(true);
+      expect(
+        collector.spans.some((span) => span.name === 'gateway.plan' && span.traceId === gatewayRequest!.traceId),
+      ).toBe(true);
       expect(collector.spans.every((span) => span.service === 'storefront')).toBe(true);
     } finally {
       child.kill('SIGTERM');

@@ -25,7 +25,8 @@ const config = JSON.parse(document.getElementById('graphiql-config')?.textConten
 /** @type {any} */ (globalThis).MonacoEnvironment = {
   /** @param {string} _workerId @param {string} label */
   getWorker(_workerId, label) {
-    const url = label === 'json' ? config.workers.json : label === 'graphql' ? config.workers.graphql : config.workers.editor;
+    const url =
+      label === 'json' ? config.workers.json : label === 'graphql' ? config.workers.graphql : config.workers.editor;
     return new Worker(url, { name: label });
   },
 };
@@ -38,7 +39,11 @@ const config = JSON.parse(document.getElementById('graphiql-config')?.textConten
 const fetcher = async (params, options) => {
   const response = await fetch(config.endpoint, {
     method: 'POST',
-    headers: { accept: 'application/graphql-response+json, application/json', ...options?.headers, 'content-type': 'application/json' },
+    headers: {
+      accept: 'application/graphql-response+json, application/json',
+      ...options?.headers,
+      'content-type': 'application/json',
+    },
     body: JSON.stringify(params),
     credentials: 'same-origin',
   });

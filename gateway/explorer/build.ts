@@ -29,14 +29,29 @@ export interface ExplorerManifest {
 }
 
 /** The npm packages whose code ends up in the bundle: a new version of any of them means a rebuild. */
-const BUNDLED_PACKAGES = ['graphiql', '@graphiql/react', '@graphiql/plugin-explorer', 'react', 'react-dom', 'monaco-editor', 'monaco-graphql', 'graphql', 'prettier', 'esbuild'];
+const BUNDLED_PACKAGES = [
+  'graphiql',
+  '@graphiql/react',
+  '@graphiql/plugin-explorer',
+  'react',
+  'react-dom',
+  'monaco-editor',
+  'monaco-graphql',
+  'graphql',
+  'prettier',
+  'esbuild',
+];
 const SOURCES = ['app.jsx', 'app.css', 'build.ts'];
 
 function packageVersion(name: string): string {
   // Resolved from the explorer's folder as esbuild resolves it; @graphiql/react may sit under graphiql.
   for (const from of [EXPLORER_DIR, dirname(require.resolve('graphiql/package.json'))]) {
     try {
-      return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`, { paths: [from] }), 'utf8')) as { version: string }).version;
+      return (
+        JSON.parse(readFileSync(require.resolve(`${name}/package.json`, { paths: [from] }), 'utf8')) as {
+          version: string;
+        }
+      ).version;
     } catch {
       // Try the next place.
     }
@@ -57,7 +72,8 @@ export function readManifest(outDir = DEFAULT_OUT_DIR): ExplorerManifest | null 
   try {
     const manifest = JSON.parse(readFileSync(join(outDir, 'manifest.json'), 'utf8')) as ExplorerManifest;
     const assets = [manifest.script, manifest.style, ...Object.values(manifest.workers)];
-    if (manifest.fingerprint !== fingerprint() || !assets.every((asset) => existsSync(join(outDir, 'assets', asset)))) return null;
+    if (manifest.fingerprint !== fingerprint() || !assets.every((asset) => existsSync(join(outDir, 'assets', asset))))
+      return null;
     return manifest;
   } catch {
     return null;
@@ -130,7 +146,10 @@ export async function buildExplorer(options: BuildOptions = {}): Promise<Explore
     metafile: true,
   });
   const outputName = (metafile: Metafile, entry: string, extension: string) => {
-    const found = Object.entries(metafile.outputs).find(([file, output]) => output.entryPoint !== undefined && basename(file).startsWith(`${entry}-`) && file.endsWith(extension));
+    const found = Object.entries(metafile.outputs).find(
+      ([file, output]) =>
+        output.entryPoint !== undefined && basename(file).startsWith(`${entry}-`) && file.endsWith(extension),
+    );
     if (!found) throw new Error(`esbuild produced no ${entry}${extension}`);
     return basename(found[0]);
   };
@@ -144,24 +163,33 @@ export async function buildExplorer(options: BuildOptions = {}): Promise<Explore
     const missing = Object.keys(outputs[chunk].inputs).filter((input) => !(input in outputs[style].inputs));
     if (missing.length > 0) throw new Error(`CSS of a lazy chunk is not in the page's CSS: ${missing.join(', ')}`);
   }
-  const dropped = new Set(chunkStyles.flatMap((file) => [file, `${file}.LEGAL.txt`]).map((file) => join(EXPLORER_DIR, file)));
+  const dropped = new Set(
+    chunkStyles.flatMap((file) => [file, `${file}.LEGAL.txt`]).map((file) => join(EXPLORER_DIR, file)),
+  );
   const files = [...workers.outputFiles, ...page.outputFiles.filter((file) => !dropped.has(file.path))];
   const manifest: ExplorerManifest = {
     fingerprint: fingerprint(),
     script: outputName(page.metafile, 'graphiql', '.js'),
     style: basename(style),
-    workers: { editor: outputName(workers.metafile, 'editor.worker', '.js'), graphql: outputName(workers.metafile, 'graphql.worker', '.js'), json: outputName(workers.metafile, 'json.worker', '.js') },
+    workers: {
+      editor: outputName(workers.metafile, 'editor.worker', '.js'),
+      graphql: outputName(workers.metafile, 'graphql.worker', '.js'),
+      json: outputName(workers.metafile, 'json.worker', '.js'),
+    },
     bytes: files.reduce((sum, file) => sum + file.contents.byteLength, 0),
   };
   for (const file of files) {
     const name = relative(assetsDir, file.path);
     await writeAtomically(join(assetsDir, name), file.contents);
     // A gzip copy of each script and stylesheet, sent to browsers that accept it (about a quarter of the size).
-    if (/\.(js|css)$/.test(name)) await writeAtomically(join(assetsDir, `${name}.gz`), gzipSync(file.contents, { level: 9 }));
+    if (/\.(js|css)$/.test(name))
+      await writeAtomically(join(assetsDir, `${name}.gz`), gzipSync(file.contents, { level: 9 }));
   }
   await writeAtomically(join(outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   if (options.prune) {
-    const keep = new Set(files.flatMap((file) => [relative(assetsDir, file.path), `${relative(assetsDir, file.path)}.gz`]));
+    const keep = new Set(
+      files.flatMap((file) => [relative(assetsDir, file.path), `${relative(assetsDir, file.path)}.gz`]),
+    );
     for (const name of await readdir(assetsDir)) if (!keep.has(name)) await rm(join(assetsDir, name), { force: true });
   }
   return manifest;
@@ -170,7 +198,9 @@ export async function buildExplorer(options: BuildOptions = {}): Promise<Explore
 let building: Promise<ExplorerManifest> | undefined;
 
 /** The current bundle's manifest, building it first when it is missing or stale (once per process at a time). */
-export async function ensureExplorerBundle(outDir = DEFAULT_OUT_DIR): Promise<{ manifest: ExplorerManifest; built: boolean }> {
+export async function ensureExplorerBundle(
+  outDir = DEFAULT_OUT_DIR,
+): Promise<{ manifest: ExplorerManifest; built: boolean }> {
   const manifest = readManifest(outDir);
   if (manifest) return { manifest, built: false };
   building ??= buildExplorer({ outDir }).finally(() => {

@@ -19,7 +19,8 @@ export interface LandingPageOptions {
 }
 
 /** Script-safe JSON (no </script> or HTML-significant characters). */
-const scriptJson = (value: unknown) => JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const scriptJson = (value: unknown) =>
+  JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 /**
  * The page: a slim bar linking to GraphiQL, and Sandbox below it. Sandbox's script is added from a
@@ -110,7 +111,9 @@ export function landingPageHtml(nonce: string, options: LandingPageOptions = {})
  * Replaces ApolloServerPluginLandingPageLocalDefault: the same embedded Sandbox (with telemetry off),
  * falling back to GraphiQL (see landingPageHtml). A fresh nonce per page.
  */
-export function landingPageWithGraphiQLFallback<TContext extends BaseContext>(options: LandingPageOptions = {}): ApolloServerPlugin<TContext> {
+export function landingPageWithGraphiQLFallback<TContext extends BaseContext>(
+  options: LandingPageOptions = {},
+): ApolloServerPlugin<TContext> {
   return {
     async serverWillStart() {
       return {

@@ -37,7 +37,14 @@ const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.char
 /** The HTML page around the bundle (config as JSON data, which the CSP lets through: it is not run). */
 export function graphiqlPage(manifest: ExplorerManifest, endpoint: string): string {
   const asset = (name: string) => `${ASSETS_PATH}/${encodeURIComponent(name)}`;
-  const config = { endpoint, workers: { editor: asset(manifest.workers.editor), graphql: asset(manifest.workers.graphql), json: asset(manifest.workers.json) } };
+  const config = {
+    endpoint,
+    workers: {
+      editor: asset(manifest.workers.editor),
+      graphql: asset(manifest.workers.graphql),
+      json: asset(manifest.workers.json),
+    },
+  };
   return `<!doctype html>
 <html lang="en">
   <head>
@@ -69,14 +76,20 @@ const SECURITY_HEADERS = {
  * no-cache with an ETag), its hashed assets under /graphiql/assets (cached for a year, immutable; the
  * gzip copy when the browser accepts it). Without a bundle, /graphiql answers 503 and says how to build it.
  */
-export function explorerRoutes(manifest: ExplorerManifest | null, options: { outDir?: string; endpoint?: string } = {}): (app: Express) => void {
+export function explorerRoutes(
+  manifest: ExplorerManifest | null,
+  options: { outDir?: string; endpoint?: string } = {},
+): (app: Express) => void {
   const assetsDir = join(options.outDir ?? DEFAULT_OUT_DIR, 'assets');
   const html = manifest ? graphiqlPage(manifest, options.endpoint ?? '/graphql') : null;
   return (app) => {
     app.get(GRAPHIQL_PATH, (_req: Request, res: Response) => {
       res.set(SECURITY_HEADERS);
       if (!html) {
-        res.status(503).type('text/plain').send('GraphiQL is not built: run `npm run build:explorer`, then restart the gateway.\n');
+        res
+          .status(503)
+          .type('text/plain')
+          .send('GraphiQL is not built: run `npm run build:explorer`, then restart the gateway.\n');
         return;
       }
       // Express adds the ETag and answers a matching If-None-Match with 304.
@@ -94,13 +107,17 @@ export function explorerRoutes(manifest: ExplorerManifest | null, options: { out
       if (/\.(js|css)$/.test(name)) res.vary('accept-encoding');
       if (gzip) res.set('content-encoding', 'gzip');
       res.type(name.replace(/\.LEGAL\.txt$/, '.txt'));
-      res.sendFile(gzip ? `${name}.gz` : name, { root: assetsDir, dotfiles: 'deny', lastModified: false }, (error?: Error & { status?: number; statusCode?: number }) => {
-        if (!error || res.headersSent) return;
-        res.removeHeader('content-encoding');
-        res.removeHeader('cache-control');
-        // A name no build produced: the service's JSON 404.
-        next((error.status ?? error.statusCode) === 404 ? undefined : error);
-      });
+      res.sendFile(
+        gzip ? `${name}.gz` : name,
+        { root: assetsDir, dotfiles: 'deny', lastModified: false },
+        (error?: Error & { status?: number; statusCode?: number }) => {
+          if (!error || res.headersSent) return;
+          res.removeHeader('content-encoding');
+          res.removeHeader('cache-control');
+          // A name no build produced: the service's JSON 404.
+          next((error.status ?? error.statusCode) === 404 ? undefined : error);
+        },
+      );
     });
   };
 }
@@ -109,14 +126,20 @@ export function explorerRoutes(manifest: ExplorerManifest | null, options: { out
  * The routes for the gateway: the bundle's manifest, built first when missing or stale (a few
  * seconds, once). A failed build does not stop the gateway; /graphiql then answers 503.
  */
-export async function loadExplorerRoutes(logger: Logger, options: { outDir?: string; endpoint?: string } = {}): Promise<(app: Express) => void> {
+export async function loadExplorerRoutes(
+  logger: Logger,
+  options: { outDir?: string; endpoint?: string } = {},
+): Promise<(app: Express) => void> {
   const started = Date.now();
   try {
     const { manifest, built } = await ensureExplorerBundle(options.outDir);
     if (built) logger.info({ ms: Date.now() - started, bytes: manifest.bytes }, 'built the GraphiQL bundle');
     return explorerRoutes(manifest, options);
   } catch (error) {
-    logger.error({ err: error }, 'could not build the GraphiQL bundle; /graphiql answers 503 (run npm run build:explorer)');
+    logger.error(
+      { err: error },
+      'could not build the GraphiQL bundle; /graphiql answers 503 (run npm run build:explorer)',
+    );
     return explorerRoutes(null, options);
   }
 }

@@ -11,23 +11,39 @@ export type AccountsDb = Pick<PrismaClient, 'user'>;
  * read (batched) only when the user asks for their own.
  */
 export type PublicUser = Omit<User, 'email'>;
-export const PUBLIC_USER_COLUMNS = { id: true, displayName: true, createdAt: true } as const satisfies Record<keyof PublicUser, true>;
+export const PUBLIC_USER_COLUMNS = { id: true, displayName: true, createdAt: true } as const satisfies Record<
+  keyof PublicUser,
+  true
+>;
 
 /** Cached PublicUser rows; bump the version whenever the cached shape changes. */
 export const USER_CACHE = { subgraph: 'accounts', name: 'User', version: 1 } as const;
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
-export function createLoaders(db: AccountsDb, { loaderOptions: options, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>) {
+export function createLoaders(
+  db: AccountsDb,
+  { loaderOptions: options, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>,
+) {
   return {
     userById: keyedLoader(
-      (ids: string[]): Promise<PublicUser[]> => db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }),
+      (ids: string[]): Promise<PublicUser[]> =>
+        db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }),
       (user) => user.id,
       options,
       cache?.type<PublicUser>(USER_CACHE),
     ),
     /** The same rows read straight from the database: `me` is never answered from a cache. */
-    userByIdUncached: keyedLoader((ids: string[]): Promise<PublicUser[]> => db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }), (user) => user.id, options),
-    emailById: keyedLoader((ids: string[]) => db.user.findMany({ where: { id: { in: ids } }, select: { id: true, email: true } }), (user) => user.id, options),
+    userByIdUncached: keyedLoader(
+      (ids: string[]): Promise<PublicUser[]> =>
+        db.user.findMany({ where: { id: { in: ids } }, select: PUBLIC_USER_COLUMNS }),
+      (user) => user.id,
+      options,
+    ),
+    emailById: keyedLoader(
+      (ids: string[]) => db.user.findMany({ where: { id: { in: ids } }, select: { id: true, email: true } }),
+      (user) => user.id,
+      options,
+    ),
   };
 }
 

@@ -10,10 +10,18 @@ export type CatalogDb = Pick<PrismaClient, 'product'>;
 export const PRODUCT_CACHE = { subgraph: 'catalog', name: 'Product', version: 1 } as const;
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
-export function createLoaders(db: CatalogDb, { loaderOptions, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>) {
+export function createLoaders(
+  db: CatalogDb,
+  { loaderOptions, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>,
+) {
   return {
     /** Products by id; `productById.invalidate([id])` after a write of one. */
-    productById: keyedLoader((ids: string[]) => db.product.findMany({ where: { id: { in: ids } } }), (product) => product.id, loaderOptions, cache?.type<Product>(PRODUCT_CACHE)),
+    productById: keyedLoader(
+      (ids: string[]) => db.product.findMany({ where: { id: { in: ids } } }),
+      (product) => product.id,
+      loaderOptions,
+      cache?.type<Product>(PRODUCT_CACHE),
+    ),
   };
 }
 

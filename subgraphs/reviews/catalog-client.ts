@@ -7,7 +7,8 @@ export interface CatalogClient {
   productExists(id: string): Promise<boolean>;
 }
 
-const PRODUCT_BY_KEY = 'query ProductExists($representations: [_Any!]!) { _entities(representations: $representations) { ... on Product { id } } }';
+const PRODUCT_BY_KEY =
+  'query ProductExists($representations: [_Any!]!) { _entities(representations: $representations) { ... on Product { id } } }';
 
 /**
  * Asks the catalog subgraph, through its federation `_entities` field, whether a product exists:
@@ -18,7 +19,10 @@ export function createCatalogClient(url: string, signIdentity: IdentitySigner, t
     async productExists(id) {
       let body: { data?: { _entities?: Array<{ id: string } | null> }; errors?: unknown[] };
       try {
-        const request = JSON.stringify({ query: PRODUCT_BY_KEY, variables: { representations: [{ __typename: 'Product', id }] } });
+        const request = JSON.stringify({
+          query: PRODUCT_BY_KEY,
+          variables: { representations: [{ __typename: 'Product', id }] },
+        });
         const response = await fetch(url, {
           method: 'POST',
           // Whether a product exists does not depend on who asks: the call is signed as anonymous.
@@ -32,7 +36,9 @@ export function createCatalogClient(url: string, signIdentity: IdentitySigner, t
       }
       const entities = body.data?._entities;
       if (!Array.isArray(entities)) {
-        throw clientError(ErrorCode.DEPENDENCY_UNAVAILABLE, 'The catalog is unavailable; try again shortly.', { service: 'catalog' });
+        throw clientError(ErrorCode.DEPENDENCY_UNAVAILABLE, 'The catalog is unavailable; try again shortly.', {
+          service: 'catalog',
+        });
       }
       return entities[0] != null;
     },

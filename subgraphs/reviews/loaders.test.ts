@@ -45,7 +45,7 @@ beforeEach(() => {
 const firstPage = pageRequest({ first: 5 }, NEWEST_FIRST);
 
 describe('reviews loaders', () => {
-  it('answer concurrent cold requests for one product\'s first page and stats with ONE statement, then from the cache', async () => {
+  it("answer concurrent cold requests for one product's first page and stats with ONE statement, then from the cache", async () => {
     const [one, two] = [request(), request()];
     const [pageOne, statsOne, pageTwo, statsTwo] = await Promise.all([
       one.reviewPage('product', product.id, firstPage),
@@ -65,22 +65,28 @@ describe('reviews loaders', () => {
     expect(statements).toHaveLength(0);
   });
 
-  it('put uncacheable slices (an author\'s page) in the same statement as the cache misses', async () => {
+  it("put uncacheable slices (an author's page) in the same statement as the cache misses", async () => {
     const loaders = request();
     const author = newest[0]!.authorId;
     const authorPage = pageRequest({ first: 2 }, NEWEST_FIRST);
-    await Promise.all([loaders.reviewPage('product', product.id, firstPage), loaders.reviewPage('author', author, authorPage)]);
+    await Promise.all([
+      loaders.reviewPage('product', product.id, firstPage),
+      loaders.reviewPage('author', author, authorPage),
+    ]);
     expect(statements).toHaveLength(1);
     expect(statements[0]!.text).toMatch(/UNION ALL/);
     // Cached now: the product's first page is a hit, the author's page is read again, alone.
     statements.length = 0;
     const next = request();
-    await Promise.all([next.reviewPage('product', product.id, firstPage), next.reviewPage('author', author, authorPage)]);
+    await Promise.all([
+      next.reviewPage('product', product.id, firstPage),
+      next.reviewPage('author', author, authorPage),
+    ]);
     expect(statements).toHaveLength(1);
     expect(statements[0]!.text).not.toMatch(/UNION ALL/);
   });
 
-  it('forget a product\'s stats and first pages after a write (invalidateReviews), here and for later requests', async () => {
+  it("forget a product's stats and first pages after a write (invalidateReviews), here and for later requests", async () => {
     const loaders = request();
     await loaders.ratingStats(product.id);
     await loaders.invalidateReviews({ productId: product.id });

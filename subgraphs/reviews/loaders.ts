@@ -11,7 +11,12 @@ import type { ReviewParent } from './sql';
 export type { ReviewsDb } from './slices';
 
 /** The one order reviews are listed in; sql.ts spells it out (created_at, id). */
-export const NEWEST_FIRST: Ordering<'createdAt'> = { key: 'reviews:createdAt:desc', field: 'createdAt', direction: 'desc', kind: 'date' };
+export const NEWEST_FIRST: Ordering<'createdAt'> = {
+  key: 'reviews:createdAt:desc',
+  field: 'createdAt',
+  direction: 'desc',
+  kind: 'date',
+};
 
 /** Cached Review rows, and a product's rating stats and first pages; bump a version when its shape changes. */
 export const REVIEW_CACHE = { subgraph: 'reviews', name: 'Review', version: 1 } as const;
@@ -25,12 +30,17 @@ export const PRODUCT_REVIEWS_CACHE = { subgraph: 'reviews', name: 'ProductReview
 function cacheIdOf(slice: ReviewSlice): string | null {
   if (slice.kind === 'ratingStats') return `${slice.productId}:stats`;
   const { page } = slice;
-  return slice.parent === 'product' && !page.backward && !page.after && !page.before ? `${slice.parentId}:first:${page.size}` : null;
+  return slice.parent === 'product' && !page.backward && !page.after && !page.before
+    ? `${slice.parentId}:first:${page.size}`
+    : null;
 }
 
 /** Everything cacheIdOf may have cached for a product: what a write of one of its reviews makes stale. */
 export function productReviewIds(productId: string): string[] {
-  return [`${productId}:stats`, ...Array.from({ length: MAX_PAGE_SIZE + 1 }, (_, size) => `${productId}:first:${size}`)];
+  return [
+    `${productId}:stats`,
+    ...Array.from({ length: MAX_PAGE_SIZE + 1 }, (_, size) => `${productId}:first:${size}`),
+  ];
 }
 
 /**
@@ -38,10 +48,16 @@ export function productReviewIds(productId: string): string[] {
  * from the cache, slices another request is already loading joined, and the rest (cache misses and
  * uncacheable slices together) in ONE statement, written back unless a write changed them meanwhile.
  */
-async function loadSlicesCached(db: ReviewsDb, slices: readonly ReviewSlice[], cache: EntityTypeCache<SliceResult>): Promise<SliceResult[]> {
+async function loadSlicesCached(
+  db: ReviewsDb,
+  slices: readonly ReviewSlice[],
+  cache: EntityTypeCache<SliceResult>,
+): Promise<SliceResult[]> {
   const cacheIds = slices.map(cacheIdOf);
   const uncacheable = slices.filter((_slice, index) => cacheIds[index] === null);
-  const sliceById = new Map(slices.flatMap((slice, index) => (cacheIds[index] === null ? [] : [[cacheIds[index]!, slice] as const])));
+  const sliceById = new Map(
+    slices.flatMap((slice, index) => (cacheIds[index] === null ? [] : [[cacheIds[index]!, slice] as const])),
+  );
   let uncacheableResults: SliceResult[] | undefined;
   const cached = sliceById.size
     ? await cache.load([...sliceById.keys()], async (missing) => {
@@ -53,7 +69,9 @@ async function loadSlicesCached(db: ReviewsDb, slices: readonly ReviewSlice[], c
   uncacheableResults ??= uncacheable.length ? await loadSlices(db, uncacheable) : [];
   const byId = new Map([...sliceById.keys()].map((id, index) => [id, cached[index]!]));
   let next = 0;
-  return slices.map((_slice, index) => (cacheIds[index] === null ? uncacheableResults![next++]! : byId.get(cacheIds[index]!)!));
+  return slices.map((_slice, index) =>
+    cacheIds[index] === null ? uncacheableResults![next++]! : byId.get(cacheIds[index]!)!,
+  );
 }
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
@@ -63,14 +81,20 @@ export function createLoaders(db: ReviewsDb, { loaderOptions, cache, signIdentit
     (keys) => (sliceCache ? loadSlicesCached(db, keys, sliceCache) : loadSlices(db, keys)),
     dataLoaderOptions(loaderOptions, sliceKey),
   );
-  const reviewById = keyedLoader((ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }), (review) => review.id, loaderOptions, cache?.type<Review>(REVIEW_CACHE));
+  const reviewById = keyedLoader(
+    (ids: string[]) => db.review.findMany({ where: { id: { in: ids } } }),
+    (review) => review.id,
+    loaderOptions,
+    cache?.type<Review>(REVIEW_CACHE),
+  );
   const catalog = createCatalogClient(subgraphUrl('catalog'), signIdentity);
   return {
     reviewById,
     /** Count and mean rating of a product's reviews. */
     ratingStats: (productId: string) => slices.load({ kind: 'ratingStats', productId }) as Promise<RatingStats>,
     /** One page of a product's or an author's reviews, in fetch order (see toConnection). */
-    reviewPage: (parent: ReviewParent, parentId: string, page: PageRequest) => slices.load({ kind: 'page', parent, parentId, page }) as Promise<Review[]>,
+    reviewPage: (parent: ReviewParent, parentId: string, page: PageRequest) =>
+      slices.load({ kind: 'page', parent, parentId, page }) as Promise<Review[]>,
     /** Whether the catalog knows a product (asked through its _entities field: reviews never reads its tables). */
     productExists: (productId: string) => catalog.productExists(productId),
     /**
@@ -79,7 +103,10 @@ export function createLoaders(db: ReviewsDb, { loaderOptions, cache, signIdentit
      */
     async invalidateReviews(change: { productId: string; reviewId?: string }) {
       slices.clearAll();
-      await Promise.all([sliceCache?.invalidate(productReviewIds(change.productId)), change.reviewId ? reviewById.invalidate([change.reviewId]) : undefined]);
+      await Promise.all([
+        sliceCache?.invalidate(productReviewIds(change.productId)),
+        change.reviewId ? reviewById.invalidate([change.reviewId]) : undefined,
+      ]);
     },
   };
 }

@@ -12,13 +12,17 @@ export interface RatingStats {
 }
 
 /** One thing a resolver wants from the reviews table about one parent entity. */
-export type ReviewSlice = { kind: 'ratingStats'; productId: string } | { kind: 'page'; parent: ReviewParent; parentId: string; page: PageRequest };
+export type ReviewSlice =
+  | { kind: 'ratingStats'; productId: string }
+  | { kind: 'page'; parent: ReviewParent; parentId: string; page: PageRequest };
 
 export type SliceResult = RatingStats | Review[];
 
 /** Identifies a slice within a request (DataLoader's cache key). */
 export const sliceKey = (slice: ReviewSlice) =>
-  slice.kind === 'ratingStats' ? `stats:${slice.productId}` : `page:${slice.parent}:${slice.parentId}:${pageKey(slice.page)}`;
+  slice.kind === 'ratingStats'
+    ? `stats:${slice.productId}`
+    : `page:${slice.parent}:${slice.parentId}:${pageKey(slice.page)}`;
 
 /**
  * Everything the resolvers of one subgraph fetch asked about reviews by parent (rating stats,
@@ -28,7 +32,10 @@ export const sliceKey = (slice: ReviewSlice) =>
  */
 export async function loadSlices(db: ReviewsDb, slices: readonly ReviewSlice[]): Promise<SliceResult[]> {
   const statsIds = new Set<string>();
-  const pageGroups = new Map<string, { branch: number; parent: ReviewParent; page: PageRequest; parentIds: Set<string> }>();
+  const pageGroups = new Map<
+    string,
+    { branch: number; parent: ReviewParent; page: PageRequest; parentIds: Set<string> }
+  >();
   for (const slice of slices) {
     if (slice.kind === 'ratingStats') {
       statsIds.add(slice.productId);
@@ -56,7 +63,14 @@ export async function loadSlices(db: ReviewsDb, slices: readonly ReviewSlice[]):
       continue;
     }
     const key = `${row.branch}:${row.parent_id}`;
-    const review: Review = { id: row.id!, rating: row.rating!, body: row.body!, authorId: row.author_id!, productId: row.product_id!, createdAt: row.created_at! };
+    const review: Review = {
+      id: row.id!,
+      rating: row.rating!,
+      body: row.body!,
+      authorId: row.author_id!,
+      productId: row.product_id!,
+      createdAt: row.created_at!,
+    };
     const page = pages.get(key);
     if (page) page.push(review);
     else pages.set(key, [review]);
@@ -69,5 +83,6 @@ export async function loadSlices(db: ReviewsDb, slices: readonly ReviewSlice[]):
   });
 }
 
-const newestFirst = (a: Review, b: Review) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+const newestFirst = (a: Review, b: Review) =>
+  b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 const oldestFirst = (a: Review, b: Review) => -newestFirst(a, b);

@@ -10,7 +10,9 @@ const at: Seek = { value: '2026-01-31T12:00:00.000Z', id: '0190a6d8-0000-7000-80
 describe('reviews SQL', () => {
   it('rating stats: one grouped branch over every product asked for', () => {
     const sql = ratingStatsSql(ids);
-    expect(oneLine(sql.text)).toMatch(/^\(SELECT \$1::int AS branch, product_id AS parent_id, count\(\*\)::int AS review_count, avg\(rating\)::float8 AS average_rating,/);
+    expect(oneLine(sql.text)).toMatch(
+      /^\(SELECT \$1::int AS branch, product_id AS parent_id, count\(\*\)::int AS review_count, avg\(rating\)::float8 AS average_rating,/,
+    );
     expect(oneLine(sql.text)).toMatch(/FROM reviews WHERE product_id = ANY\(\$2::uuid\[\]\) GROUP BY product_id\)$/);
     expect(sql.values).toEqual([STATS_BRANCH, ids]);
   });
@@ -25,10 +27,14 @@ describe('reviews SQL', () => {
 
   it('cursors: after reads older rows, before newer ones; `last` reads from the far end', () => {
     const forward = pageSql(2, 'author', ids, { size: 3, backward: false, after: at, before: null });
-    expect(oneLine(forward.text)).toMatch(/WHERE author_id = p\.parent_id AND \(created_at, id\) < \(\$3::timestamptz, \$4::uuid\) ORDER BY created_at DESC, id DESC LIMIT \$5/);
+    expect(oneLine(forward.text)).toMatch(
+      /WHERE author_id = p\.parent_id AND \(created_at, id\) < \(\$3::timestamptz, \$4::uuid\) ORDER BY created_at DESC, id DESC LIMIT \$5/,
+    );
     expect(forward.values).toEqual([2, ids, at.value, at.id, 4]);
     const backward = pageSql(3, 'product', ids, { size: 2, backward: true, after: null, before: at });
-    expect(oneLine(backward.text)).toMatch(/AND \(created_at, id\) > \(\$3::timestamptz, \$4::uuid\) ORDER BY created_at ASC, id ASC LIMIT \$5/);
+    expect(oneLine(backward.text)).toMatch(
+      /AND \(created_at, id\) > \(\$3::timestamptz, \$4::uuid\) ORDER BY created_at ASC, id ASC LIMIT \$5/,
+    );
     expect(backward.values).toEqual([3, ids, at.value, at.id, 3]);
   });
 });

@@ -21,7 +21,10 @@ export interface SliceRow {
   created_at: Date | null;
 }
 
-const PARENT_COLUMN: Record<ReviewParent, Prisma.Sql> = { product: Prisma.raw('product_id'), author: Prisma.raw('author_id') };
+const PARENT_COLUMN: Record<ReviewParent, Prisma.Sql> = {
+  product: Prisma.raw('product_id'),
+  author: Prisma.raw('author_id'),
+};
 
 /** The branch number of the rating-stats rows; page branches are numbered from 1. */
 export const STATS_BRANCH = 0;

@@ -4,7 +4,12 @@ import { pageRequest, seekQuery, toConnection, type Ordering } from '../../../li
 import type { Resolvers } from '../__generated__/resolvers-types';
 import { PUBLIC_USER_COLUMNS } from '../loaders';
 
-const NEWEST_FIRST: Ordering<'createdAt'> = { key: 'users:createdAt:desc', field: 'createdAt', direction: 'desc', kind: 'date' };
+const NEWEST_FIRST: Ordering<'createdAt'> = {
+  key: 'users:createdAt:desc',
+  field: 'createdAt',
+  direction: 'desc',
+  kind: 'date',
+};
 
 export const resolvers: Resolvers = {
   DateTime: DateTimeResolver,
@@ -21,6 +26,7 @@ export const resolvers: Resolvers = {
     // A representation with a malformed id cannot match a row; answer null rather than fail the batch.
     __resolveReference: (ref, { loaders }) => (isUuid(ref.id) ? loaders.userById.load(ref.id.toLowerCase()) : null),
     // Personal data: only the user themself sees it, read for them alone and never cached.
-    email: async (user, _args, { callerId, loaders }) => (callerId === user.id ? ((await loaders.emailById.load(user.id))?.email ?? null) : null),
+    email: async (user, _args, { callerId, loaders }) =>
+      callerId === user.id ? ((await loaders.emailById.load(user.id))?.email ?? null) : null,
   },
 };

@@ -23,11 +23,16 @@ const money = z.object({
 const title = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 const description = z.string().max(10_000, 'must be at most 10000 characters');
 const createInput = z.object({
-  sku: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores'),
+  sku: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores'),
   title,
   description: description.nullish().transform((value) => value ?? ''),
   price: money,
-  status: z.enum(['ACTIVE', 'DRAFT', 'ARCHIVED']).nullish().transform((value) => value ?? 'DRAFT'),
+  status: z
+    .enum(['ACTIVE', 'DRAFT', 'ARCHIVED'])
+    .nullish()
+    .transform((value) => value ?? 'DRAFT'),
 });
 const updateInput = z
   .object({
@@ -51,7 +56,10 @@ export const resolvers: Resolvers = {
       const ordering = forList(productOrdering(orderBy), filter?.status);
       const page = pageRequest(pageArgs, ordering);
       const seek = seekQuery(ordering, page);
-      const rows = await db.product.findMany({ ...seek, where: { ...seek.where, ...(filter?.status ? { status: filter.status } : {}) } });
+      const rows = await db.product.findMany({
+        ...seek,
+        where: { ...seek.where, ...(filter?.status ? { status: filter.status } : {}) },
+      });
       return toConnection(rows, page, ordering);
     },
   },
@@ -60,11 +68,20 @@ export const resolvers: Resolvers = {
       const data = validate(createInput, input, 'input');
       try {
         return await db.product.create({
-          data: { sku: data.sku, title: data.title, description: data.description, priceCents: data.price.amountCents, currency: data.price.currency, status: data.status },
+          data: {
+            sku: data.sku,
+            title: data.title,
+            description: data.description,
+            priceCents: data.price.amountCents,
+            currency: data.price.currency,
+            status: data.status,
+          },
         });
       } catch (error) {
         if (isPrismaError(error, 'P2002')) {
-          throw clientError(ErrorCode.CONFLICT, `A product with sku ${data.sku} already exists.`, { argumentName: 'input.sku' });
+          throw clientError(ErrorCode.CONFLICT, `A product with sku ${data.sku} already exists.`, {
+            argumentName: 'input.sku',
+          });
         }
         throw error;
       }

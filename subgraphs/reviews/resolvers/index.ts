@@ -33,8 +33,11 @@ export const resolvers: Resolvers = {
       if (!callerId) throw unauthenticated('Sign in to write a review.');
       const data = validate(createInput, input, 'input');
       const productId = data.productId.toLowerCase();
-      if (!(await loaders.productExists(productId))) throw notFound('input.productId', `No product with id ${productId}.`);
-      const review = await db.review.create({ data: { productId, authorId: callerId, rating: data.rating, body: data.body } });
+      if (!(await loaders.productExists(productId)))
+        throw notFound('input.productId', `No product with id ${productId}.`);
+      const review = await db.review.create({
+        data: { productId, authorId: callerId, rating: data.rating, body: data.body },
+      });
       // Before answering, so the next read of the product's rating and reviews sees this one.
       await loaders.invalidateReviews({ productId });
       return review;
@@ -44,7 +47,10 @@ export const resolvers: Resolvers = {
       const reviewId = parseId(id, 'id');
       try {
         // Deletes only the caller's own review, in one statement: no check-then-act race.
-        const deleted = await db.review.delete({ where: { id: reviewId, authorId: callerId }, select: { productId: true } });
+        const deleted = await db.review.delete({
+          where: { id: reviewId, authorId: callerId },
+          select: { productId: true },
+        });
         await loaders.invalidateReviews({ productId: deleted.productId, reviewId });
         return { deletedReviewId: reviewId, productId: deleted.productId };
       } catch (error) {
