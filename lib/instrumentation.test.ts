@@ -12,6 +12,7 @@ describe('service names', () => {
     expect(serviceName('/srv/app/gateway/index.ts')).toBe('storefront-gateway');
     expect(serviceName('/srv/app/scripts/start-subgraph.ts', 'reviews')).toBe('storefront-reviews');
     expect(serviceName('/srv/app/scripts/start-subgraph.ts', undefined)).toBe('storefront');
+    expect(serviceName('/srv/app/scripts/start-subgraph.ts', 'nosuch')).toBe('storefront');
     expect(serviceName('/srv/app/scripts/start.ts', undefined)).toBe('storefront');
     expect(serviceName('')).toBe('storefront');
   });

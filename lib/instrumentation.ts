@@ -40,17 +40,19 @@ import {
   type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 import { PrismaInstrumentation } from '@prisma/instrumentation';
+import { isSubgraphName } from '../subgraphs/registry';
 
 /**
- * storefront-gateway, storefront-<subgraph> (`npm run start:subgraph -- <subgraph>`), or storefront for
- * `npm start` (all in one process). Read from the command line: this module loads before anything else.
+ * storefront-gateway, storefront-<subgraph> (`npm run start:subgraph -- <subgraph>`, a name in the
+ * registry), or storefront for `npm start` (all in one process). Read from the command line: this module
+ * loads before anything else (the registry is plain data).
  */
 export function serviceName(
   entry: string = process.argv[1] ?? '',
   subgraph: string | undefined = process.argv[2],
 ): string {
   if (basename(entry).startsWith('index') && basename(dirname(entry)) === 'gateway') return 'storefront-gateway';
-  if (basename(entry).startsWith('start-subgraph') && subgraph && /^[a-z][a-z0-9-]*$/.test(subgraph))
+  if (basename(entry).startsWith('start-subgraph') && subgraph && isSubgraphName(subgraph))
     return `storefront-${subgraph}`;
   return 'storefront';
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
@@ -107,6 +108,18 @@ export function buildSchemaFor(name: string, resolvers: SubgraphDefinition['reso
   ]);
 }
 
+/**
+ * Every subgraph's request context, built the same way: the caller from the gateway's signed identity
+ * (401 without a valid one), the subgraph's tables, and a fresh set of its loaders for this request.
+ */
+export function createContext(definition: SubgraphDefinition, database: DatabaseClient, services: SubgraphServices) {
+  return async ({ req }: { req: IncomingMessage }): Promise<SubgraphContext<unknown, unknown>> => ({
+    ...(await services.verifyCaller(req)),
+    db: database.prisma,
+    loaders: definition.createLoaders(database.prisma, services),
+  });
+}
+
 /** Serves one subgraph over HTTP: its contract and resolvers, a context of caller, tables and fresh loaders per request. */
 export function startSubgraph(
   name: string,
@@ -134,11 +147,7 @@ export function startSubgraph(
         useAccessRules(subgraphAccessRules(name, contractOf(name))),
       ],
     },
-    context: async ({ req }) => ({
-      ...(await services.verifyCaller(req)),
-      db: database.prisma,
-      loaders: definition.createLoaders(database.prisma, services),
-    }),
+    context: createContext(definition, database, services),
     ready: () => database.ping(),
     host: options.host,
     port: options.port,

@@ -1,12 +1,9 @@
 /** reviews' loaders against a real database: what each read costs in statements, with the entity cache in memory. */
-import { createDatabaseClient, type DatabaseClient, type SqlStatement } from '../../lib/db';
-import { EntityCache } from '../../lib/entity-cache';
 import { createIdentitySigner } from '../../lib/identity';
-import { createLogger } from '../../lib/logger';
 import { pageRequest } from '../../lib/pagination';
 import { generateDataset } from '../../prisma/seed';
+import { useCountedDatabase } from '../../test/counted-database';
 import { FIXTURE_SCALE } from '../../test/global-setup';
-import { createTestDatabase } from '../../test/harness';
 import { createLoaders, NEWEST_FIRST } from './loaders';
 
 const dataset = generateDataset(FIXTURE_SCALE);
@@ -15,32 +12,17 @@ const newest = dataset.reviews
   .filter((review) => review.productId === product.id)
   .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
 
-let database: { url: string; drop(): Promise<void> };
-let client: DatabaseClient;
-const statements: SqlStatement[] = [];
-let cache: EntityCache;
+const counted = useCountedDatabase();
+const statements = counted.statements;
 
 /** The loaders of one request (each request gets its own, as lib/subgraph.ts builds them). */
 const request = () =>
-  createLoaders(client.prisma, {
+  createLoaders(counted.client.prisma, {
     loaderOptions: {},
-    cache,
+    cache: counted.cache,
     signIdentity: createIdentitySigner('loaders-test-identity-secret-of-32-chars'),
     subgraphUrl: () => 'http://127.0.0.1:1/graphql',
   });
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  client = createDatabaseClient(database.url, { poolSize: 4, onStatement: (statement) => statements.push(statement) });
-});
-afterAll(async () => {
-  await client.close();
-  await database.drop();
-});
-beforeEach(() => {
-  cache = new EntityCache({ namespace: `loaders-${Date.now()}`, logger: createLogger('test', 'silent') });
-  statements.length = 0;
-});
 
 const firstPage = pageRequest({ first: 5 }, NEWEST_FIRST);
 
