@@ -118,7 +118,7 @@ async function checkEmbeddedPrerequisites(
       );
     }
   }
-  if (await isListening(port)) throw portInUse(port, '127.0.0.1', 'EMBEDDED_PG_PORT');
+  if (await isListening(port)) throw portInUse(port, '127.0.0.1', 'EMBEDDED_PG_PORT', { zeroPicksOne: false });
   if (process.getuid?.() === 0) allowPostgresUser(dirname(databaseDir));
 }
 

@@ -67,11 +67,11 @@ export function isAlive(pid: number): boolean {
 }
 
 /** The message for a port another process holds, naming that process and the setting that moves the port. */
-export function portInUse(port: number, host: string, setting: string): StartupError {
+export function portInUse(port: number, host: string, setting: string, { zeroPicksOne = true } = {}): StartupError {
   const holder = listenerOf(port);
   return new StartupError(
     `Port ${port} on ${host} (${setting}) is already in use${holder ? ` by ${holder}` : ' by another process'}. ` +
-      `Stop that process, or set ${setting} to a free port (0 picks one).`,
+      `Stop that process, or set ${setting} to a free port${zeroPicksOne ? ' (0 picks one)' : ''}.`,
   );
 }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import net, { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,15 +34,33 @@ export async function adminQuery(adminUrl: string, sql: string): Promise<void> {
   }
 }
 
+/** The first port of the kernel's ephemeral range (Linux; 32768, its default, elsewhere). */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/**
+ * A port free now, for a process a test starts. Chosen below the kernel's ephemeral range, where the
+ * servers other test workers bind with port 0 (and outgoing connections) get theirs, so one of those
+ * cannot take it between this check and the child's bind.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+  const high = Math.min(ephemeralLow(), 32_768) - 1;
+  const low = 20_000;
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
+  throw new Error(`No free port between ${low} and ${high}`);
 }
 
 export const embeddedDataDir = () => mkdtempSync(join(tmpdir(), 'storefront-test-pg-'));
