@@ -13,7 +13,12 @@ export interface BreakerStates {
  * The gateway's metric families on top of the common GraphQL ones (lib/metrics.ts): subgraph calls,
  * breakers, operation cost, refusals, deprecated uses and the Redis fallback.
  */
-export function createGatewayMetrics(options: { breakers: BreakerStates; redisDegraded: () => boolean }) {
+export function createGatewayMetrics(options: {
+  breakers: BreakerStates;
+  redisDegraded: () => boolean;
+  admission: () => { limit: number; inFlight: number; queued: number; eventLoopDelayMs: number };
+  readiness: () => Record<string, string>;
+}) {
   const metrics = createMetrics('gateway');
   const registers = [metrics.registry];
   const fetchDuration = new Histogram({
@@ -41,7 +46,7 @@ export function createGatewayMetrics(options: { breakers: BreakerStates; redisDe
   });
   const refusals = new Counter({
     name: 'gateway_refusals_total',
-    help: 'Requests refused before GraphQL ran: overloaded (in-flight cap) or ip_rate. Budget and cost refusals are in graphql_errors_total by code.',
+    help: 'Requests refused before GraphQL ran: overloaded (no admission slot in time), event_loop (the gateway lags) or ip_rate. Budget and cost refusals are in graphql_errors_total by code.',
     labelNames: ['reason'],
     registers,
   });
@@ -57,6 +62,28 @@ export function createGatewayMetrics(options: { breakers: BreakerStates; redisDe
     registers,
     collect() {
       this.set(options.redisDegraded() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'gateway_admission',
+    help: 'Admission control: the adaptive in-flight limit, requests running (in_flight) and waiting for a slot (queued).',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const { limit, inFlight, queued } = options.admission();
+      this.set({ state: 'limit' }, limit);
+      this.set({ state: 'in_flight' }, inFlight);
+      this.set({ state: 'queued' }, queued);
+    },
+  });
+  new Gauge({
+    name: 'subgraph_ready',
+    help: "Each subgraph's /readyz as the gateway last saw it: 1 ready, 0 not (not ready or unreachable).",
+    labelNames: ['subgraph'],
+    registers,
+    collect() {
+      for (const [subgraph, readiness] of Object.entries(options.readiness()))
+        this.set({ subgraph }, readiness === 'ready' ? 1 : 0);
     },
   });
   const clients = new Set<string>();

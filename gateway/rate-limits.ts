@@ -8,7 +8,6 @@ import { ErrorCode } from '../lib/errors';
 import type { RedisConnection } from '../lib/redis';
 
 export const RATE_LIMITED = ErrorCode.RATE_LIMITED;
-export const OVERLOADED = ErrorCode.OVERLOADED;
 
 /** The longest a limiter waits for Redis before deciding on this gateway's local counters. */
 const REDIS_TIMEOUT_MS = 100;
@@ -238,14 +237,12 @@ export interface RequestLimitsOptions {
   ipRequests?: number;
   /** That window, in seconds. Defaults to 60. */
   ipWindowSeconds?: number;
-  /** Requests handled at once; more are refused with 503 rather than queued. Defaults to 512. */
-  maxInFlight?: number;
   /** As for useClientBudget: shared counters, with local ones while it is down or hung. Defaults to none. */
   redis?: RedisConnection;
   /** Prefix of the IP-rate keys in Redis (`<namespace>:ip:<address block>`). Defaults to storefront. */
   namespace?: string;
   /** Told of every refusal (metrics). Defaults to none. */
-  onRefuse?: (reason: 'overloaded' | 'ip_rate') => void;
+  onRefuse?: (reason: 'ip_rate') => void;
 }
 
 const refuse = (res: Response, status: number, code: string, message: string, retryAfterSeconds: number) => {
@@ -256,17 +253,15 @@ const refuse = (res: Response, status: number, code: string, message: string, re
 };
 
 /**
- * Express middleware in front of /graphql: a global in-flight cap that sheds load with 503 OVERLOADED
- * (instead of queueing until everything times out) and a per-IP request rate, 429 RATE_LIMITED, for
- * every request without valid credentials (forged ones included). Requests with a verified bearer
+ * Express middleware in front of /graphql, before its body is read: a per-IP request rate, 429
+ * RATE_LIMITED, for every request without valid credentials (forged ones included). Requests with a verified bearer
  * token or API key skip the IP rate (many users share an IP behind NAT; a storefront backend is one
  * IP): their cost budget bounds them. `verified` checks the credentials before any body is parsed.
  */
 export function requestLimits(
   verified: (req: Request, res: Response) => Promise<boolean>,
   options: RequestLimitsOptions = {},
-): { middleware: RequestHandler; inFlight(): number } {
-  const maxInFlight = options.maxInFlight ?? 512;
+): { middleware: RequestHandler } {
   const points = options.ipRequests ?? 1_200;
   const duration = options.ipWindowSeconds ?? 60;
   const perIp = sharedLimiter(options.redis, {
@@ -275,17 +270,7 @@ export function requestLimits(
     points,
     duration,
   });
-  let inFlight = 0;
   const middleware: RequestHandler = async (req, res, next) => {
-    if (inFlight >= maxInFlight) {
-      options.onRefuse?.('overloaded');
-      refuse(res, 503, OVERLOADED, 'The service is at capacity; retry shortly.', 1);
-      return;
-    }
-    inFlight += 1;
-    res.once('close', () => {
-      inFlight -= 1;
-    });
     try {
       if (await verified(req, res)) return next();
       await perIp.consume(addressBlock(req.ip));
@@ -309,5 +294,5 @@ export function requestLimits(
     }
     next();
   };
-  return { middleware, inFlight: () => inFlight };
+  return { middleware };
 }

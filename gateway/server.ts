@@ -4,6 +4,7 @@ import {
   ApolloServerPluginSchemaReportingDisabled,
   ApolloServerPluginUsageReportingDisabled,
 } from '@apollo/server/plugin/disabled';
+import type { RequestHandler } from 'express';
 import type { Caller } from '../lib/authorization';
 import { maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
@@ -12,6 +13,7 @@ import type { Logger } from '../lib/logger';
 import { useMetrics, useRequestLog } from '../lib/metrics';
 import type { RedisConnection } from '../lib/redis';
 import { supergraphForGateway, useAccessControl } from './access-control';
+import { useAdmission, type Admission, type AdmissionOptions } from './admission';
 import type { BearerAuthenticator } from './auth';
 import { credentialsChecker, isIdentified } from './credentials';
 import { DeprecationUsage } from './deprecation-usage';
@@ -20,6 +22,7 @@ import { landingPageWithGraphiQLFallback } from './explorer/landing-page';
 import { loadExplorerRoutes } from './explorer/routes';
 import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
 import { createGatewayMetrics } from './metrics';
+import { useOutageStatus } from './outage-status';
 import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
 import {
   identifyClient,
@@ -30,13 +33,17 @@ import {
   type RequestLimitsOptions,
 } from './rate-limits';
 import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
+import { SubgraphHealth } from './subgraph-health';
 import { SUPERGRAPH_PATH, SupergraphFile } from './supergraph-file';
 
 // Nothing in this service may call out to the internet.
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
 /** Per request: the caller (verified user id and token scopes, or ANONYMOUS), their budget and the operation's cost. */
-export interface GatewayContext extends BaseContext, Caller, BudgetContext, QueryCostContext {}
+export interface GatewayContext extends BaseContext, Caller, BudgetContext, QueryCostContext {
+  /** When the answer is due (epoch ms): REQUEST_DEADLINE_MS after the request's headers arrived. */
+  deadline: number;
+}
 
 export interface GatewayOptions {
   /** A fixed supergraph SDL. Defaults to none: the gateway reads `supergraphPath` and follows it (SupergraphFile). */
@@ -65,8 +72,14 @@ export interface GatewayOptions {
   signIdentity: IdentitySigner;
   /** Per-client query-cost budget. Defaults to 100000 points per 60 s, in memory. */
   budget?: Omit<ClientBudgetOptions, 'redis' | 'logger'>;
-  /** Per-IP request rate and in-flight cap. Defaults to requestLimits' defaults. */
+  /** Per-IP request rate. Defaults to requestLimits' defaults. */
   requestLimits?: Omit<RequestLimitsOptions, 'redis'>;
+  /** The adaptive in-flight limit, its queue and the event-loop check (admission.ts). Defaults to useAdmission's defaults. */
+  admission?: Omit<AdmissionOptions, 'onRefuse'>;
+  /** How long a request may take from its headers to its answer; subgraph calls get what is left. Defaults to 5000 ms. */
+  deadlineMs?: number;
+  /** Subgraphs the gateway's /readyz requires ready (subgraph-health.ts). Defaults to none: 503 only while none is ready. */
+  readinessSubgraphs?: readonly string[];
   /** Per-operation cost and document limits. Defaults to useQueryLimits' defaults. */
   queryLimits?: Omit<QueryLimitsOptions<GatewayContext>, 'supergraphSdl' | 'onEstimated' | 'authorize'>;
   /** Shares rate-limit counters between gateways. Defaults to none (in memory). */
@@ -90,6 +103,8 @@ export interface GatewayOptions {
 export interface RunningGateway extends RunningServer {
   /** Each subgraph's circuit breaker state. */
   breakerStates(): Record<string, 'closed' | 'open' | 'halfOpen'>;
+  /** The admission limit, requests running and waiting (admission.ts). */
+  admission: Admission['state'];
 }
 
 /**
@@ -112,7 +127,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // Subgraph calls: one data source per subgraph, with its timeout, breaker and the caller's signed identity.
   const dataSources: SubgraphDataSource<GatewayContext>[] = [];
   const breakerStates = () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()]));
+  // Every subgraph's /readyz, for the gateway's own and to close a breaker as soon as its subgraph is back.
+  const health = new SubgraphHealth(() => dataSources, { required: options.readinessSubgraphs, logger });
+  const deadlineMs = options.deadlineMs ?? 5_000;
+  const admission = useAdmission({ ...options.admission, onRefuse: (reason) => metrics.countRefusal(reason) });
   const metrics = createGatewayMetrics({
+    admission: admission.state,
+    readiness: () => health.readiness(),
     breakers: { breakerStates },
     redisDegraded: () => options.redis?.degraded ?? false,
   });
@@ -126,6 +147,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         breaker: options.breaker,
         logger,
         observe: ({ subgraph, outcome, seconds }) => metrics.observeFetch(subgraph, outcome, seconds),
+        deadlineOf: (context) => context.deadline,
         // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
         signRequest: {
           describe: (context) =>
@@ -154,6 +176,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     namespace,
     onRefuse: metrics.countRefusal,
   });
+  // The deadline counts from the request's headers: time spent receiving its body is part of it.
+  const stampArrival: RequestHandler = (_req, res, next) => {
+    res.locals.receivedAt = Date.now();
+    next();
+  };
 
   // Who may run it, then how large it is, then whether the client can afford it: all before any
   // subgraph is called. A refusal by access control or a limit costs the client the minimum point.
@@ -190,6 +217,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       // Automatic persisted queries: in Redis when the gateway has a client, else in memory.
       persistedQueries: persistedQueries(options.redis, namespace),
       plugins: [
+        // First, so metrics and the request log record the 503 of an answer left with nothing but outages.
+        useOutageStatus(),
         useMetrics(metrics),
         useRequestLog(logger),
         useDeprecationNotices({
@@ -211,27 +240,35 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     context: async ({ req, res }) => {
       const { caller, apiClient, error } = await credentialsOf(req, res);
       if (error) throw error;
-      return { ...caller, client: identifyClient(caller.callerId, apiClient, req.ip) };
+      const deadline = ((res.locals.receivedAt as number | undefined) ?? Date.now()) + deadlineMs;
+      return { ...caller, client: identifyClient(caller.callerId, apiClient, req.ip), deadline };
     },
-    middleware: [limits.middleware],
+    // Before the body is read: the IP rate (cheap, refuses floods of anonymous requests unread). After it:
+    // admission, so a client trickling its body never holds a slot.
+    middleware: [stampArrival, limits.middleware],
+    afterBody: [admission.middleware],
     // GraphiQL 5 with the explorer plugin at /graphiql, bundled from npm and served from here (gateway/explorer).
     routes: await explorerRoutes,
     metrics: metrics.registry,
     metricsToken: options.metricsToken,
     trustProxy: options.trustProxy,
-    ready: async () => true,
+    ready: async () => ({ ready: health.ready(), subgraphs: health.readiness() }),
     host: options.host,
     port: options.port,
     shutdownGraceMs: options.shutdownGraceMs,
     portSetting: 'GATEWAY_PORT',
     logger,
   });
+  health.start();
   return {
     ...server,
     breakerStates,
+    admission: admission.state,
     stop: async () => {
       await server.stop();
       budget.close();
+      health.stop();
+      admission.close();
       await Promise.all(dataSources.map((source) => source.dispose()));
     },
   };

@@ -22,11 +22,17 @@ export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<G
     deprecationDocsUrl: config.DEPRECATION_DOCS_URL,
     redisNamespace: config.REDIS_NAMESPACE,
     budget: { points: config.BUDGET_POINTS, windowSeconds: config.BUDGET_WINDOW_SECONDS },
-    requestLimits: {
-      ipRequests: config.IP_RATE_LIMIT,
-      ipWindowSeconds: config.IP_RATE_WINDOW_SECONDS,
+    requestLimits: { ipRequests: config.IP_RATE_LIMIT, ipWindowSeconds: config.IP_RATE_WINDOW_SECONDS },
+    admission: {
       maxInFlight: config.MAX_IN_FLIGHT,
+      maxQueueMs: config.ADMISSION_QUEUE_MS,
+      targetLatencyMs: config.ADMISSION_TARGET_MS,
+      maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS,
     },
+    deadlineMs: config.REQUEST_DEADLINE_MS,
+    readinessSubgraphs: config.READINESS_SUBGRAPHS.split(',')
+      .map((name) => name.trim())
+      .filter(Boolean),
     breaker: { resetTimeoutMs: config.BREAKER_RESET_MS },
     queryLimits: {
       maxCost: config.MAX_QUERY_COST,

@@ -15,7 +15,9 @@ export const SUBGRAPH_UNAVAILABLE = ErrorCode.SUBGRAPH_UNAVAILABLE;
  * - `bad_status`: the subgraph answered with a non-2xx HTTP status;
  * - `bad_response`: it answered 2xx but the body was not a JSON object.
  */
-export type SubgraphFailureReason = 'timeout' | 'unreachable' | 'circuit_open' | 'bad_status' | 'bad_response';
+/** Why a call failed; `deadline`: the request's deadline left no time for it (not the subgraph's fault: the breaker ignores it). */
+export type SubgraphFailureReason =
+  'timeout' | 'deadline' | 'unreachable' | 'circuit_open' | 'bad_status' | 'bad_response';
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
 
@@ -24,6 +26,8 @@ export type BreakerState = 'closed' | 'open' | 'halfOpen';
  * alone sees the exact body; it is removed before the request leaves the gateway.
  */
 const TO_SIGN_HEADER = 'x-storefront-to-sign';
+/** Internal header from willSendRequest to the fetcher: the request's deadline (epoch ms); never sent. */
+const DEADLINE_HEADER = 'x-storefront-deadline';
 
 /** The subset of a pino Logger this class uses. */
 export interface SubgraphDataSourceLogger {
@@ -64,6 +68,11 @@ export interface SubgraphDataSourceOptions<TContext extends AnyContext> {
   timeoutMs?: number;
   /** When the circuit breaker opens and how soon it probes again. Defaults to the defaults of each field. */
   breaker?: SubgraphBreakerOptions;
+  /**
+   * The request's deadline (epoch ms) from its context: each call's timeout is what is left of it when
+   * shorter than `timeoutMs`, and a call with no time left is not made. Defaults to none (timeoutMs only).
+   */
+  deadlineOf?(context: Partial<TContext>): number | undefined;
   /**
    * Signs each subgraph request for the exact body sent (the gateway signs the caller's identity here).
    * `describe` reads what the signature needs from the request's context (empty for the gateway's own
@@ -123,10 +132,11 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
   readonly subgraph: string;
   private readonly timeoutMs: number;
   private readonly signRequest: SubgraphDataSourceOptions<TContext>['signRequest'];
+  private readonly deadlineOf: SubgraphDataSourceOptions<TContext>['deadlineOf'];
   private readonly logger: SubgraphDataSourceLogger;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
-  private readonly breaker: CircuitBreaker<[string, FetcherInit | undefined], FetcherResponse>;
+  private readonly breaker: CircuitBreaker<[string, FetcherInit | undefined, number | undefined], FetcherResponse>;
   private disposed: Promise<void> | undefined;
 
   constructor(options: SubgraphDataSourceOptions<TContext>) {
@@ -135,6 +145,7 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
     this.subgraph = options.name;
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.signRequest = options.signRequest;
+    this.deadlineOf = options.deadlineOf;
     this.logger = options.logger;
     this.ownsDispatcher = !options.dispatcher;
     // undici keeps connections alive by default; 4 s idle stays under Node's 5 s server keep-alive, so the
@@ -142,16 +153,21 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
     this.dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 4_000 });
 
     const breaker = options.breaker ?? {};
-    this.breaker = new CircuitBreaker((url: string, init: FetcherInit | undefined) => this.call(url, init), {
-      name: options.name,
-      // The call enforces timeoutMs itself with an AbortSignal, which also frees the socket; opossum's own
-      // timeout would only stop waiting and leave the request running.
-      timeout: false,
-      errorThresholdPercentage: breaker.errorThresholdPercentage ?? 50,
-      volumeThreshold: breaker.volumeThreshold ?? 5,
-      rollingCountTimeout: breaker.rollingWindowMs ?? 10_000,
-      resetTimeout: breaker.resetTimeoutMs ?? 10_000,
-    });
+    this.breaker = new CircuitBreaker(
+      (url: string, init: FetcherInit | undefined, deadline: number | undefined) => this.call(url, init, deadline),
+      {
+        name: options.name,
+        // The call enforces timeoutMs itself with an AbortSignal, which also frees the socket; opossum's own
+        // timeout would only stop waiting and leave the request running.
+        timeout: false,
+        errorThresholdPercentage: breaker.errorThresholdPercentage ?? 50,
+        volumeThreshold: breaker.volumeThreshold ?? 5,
+        rollingCountTimeout: breaker.rollingWindowMs ?? 10_000,
+        resetTimeout: breaker.resetTimeoutMs ?? 10_000,
+        // A call cut short by the request's deadline says nothing about the subgraph's health.
+        errorFilter: (error: unknown) => error instanceof SubgraphCallError && error.reason === 'deadline',
+      },
+    );
     const log = { subgraph: this.subgraph };
     this.breaker.on('open', () => this.logger.warn(log, 'subgraph circuit breaker opened: failing fast'));
     this.breaker.on('halfOpen', () => this.logger.info(log, 'subgraph circuit breaker half-open: probing'));
@@ -160,11 +176,10 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
     const observe = options.observe;
     this.fetcher = observe
       ? async (url, given) => {
-          const init = await this.signed(given);
           const started = process.hrtime.bigint();
           const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
           try {
-            const response = await this.breaker.fire(url, init);
+            const response = await this.send(url, given);
             // A 4xx reaches the client as bad_status (errorFromResponse) without opening the breaker.
             observe({ subgraph: this.subgraph, outcome: response.ok ? 'ok' : 'bad_status', seconds: seconds() });
             return response;
@@ -175,12 +190,24 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
             throw error;
           }
         }
-      : async (url, init) => this.breaker.fire(url, await this.signed(init));
+      : (url, init) => this.send(url, init);
+  }
+
+  /** Signs the request, and sends it under the breaker with what is left of its deadline (none left: not sent). */
+  private async send(url: string, given: FetcherInit | undefined): Promise<FetcherResponse> {
+    const { [DEADLINE_HEADER]: deadline, ...headers } = (given?.headers ?? {}) as Record<string, string>;
+    const init = await this.signed(given && { ...given, headers });
+    const deadlineAt = deadline === undefined ? undefined : Number(deadline);
+    if (deadlineAt !== undefined && deadlineAt - Date.now() <= 0) throw new SubgraphCallError('deadline');
+    return this.breaker.fire(url, init, deadlineAt);
   }
 
   override willSendRequest(options: GraphQLDataSourceProcessOptions<TContext>): void {
+    const context = options.context as Partial<TContext>;
+    const deadline = this.deadlineOf?.(context);
+    if (deadline !== undefined) options.request.http!.headers.set(DEADLINE_HEADER, String(deadline));
     if (!this.signRequest) return;
-    options.request.http!.headers.set(TO_SIGN_HEADER, this.signRequest.describe(options.context as Partial<TContext>));
+    options.request.http!.headers.set(TO_SIGN_HEADER, this.signRequest.describe(context));
   }
 
   /** The request with signRequest's headers for its exact body (each send its own), without the internal header. */
@@ -197,6 +224,16 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
     if (this.breaker.opened) return 'open';
     if (this.breaker.halfOpen) return 'halfOpen';
     return 'closed';
+  }
+
+  /**
+   * Closes an open breaker at once: the subgraph's readiness check says it is back (subgraph-health.ts),
+   * so pages need not wait out `resetTimeoutMs`. Calls that still fail open it again.
+   */
+  closeBreaker(): void {
+    if (!this.breaker.opened && !this.breaker.halfOpen) return;
+    this.logger.info({ subgraph: this.subgraph }, 'subgraph ready again: closing its circuit breaker');
+    this.breaker.close();
   }
 
   /** Stops the breaker's timers and closes the connection pool if this data source owns it. Idempotent. */
@@ -221,8 +258,9 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
         : CircuitBreaker.isOurError(error)
           ? 'circuit_open'
           : 'bad_response';
-    // Rejections while open are not logged one by one: the 'open' event already said so.
-    if (reason !== 'circuit_open') {
+    // Rejections while open are not logged one by one (the 'open' event already said so), nor calls the
+    // request's own deadline cut short (the answer says so; under overload they would flood the log).
+    if (reason !== 'circuit_open' && reason !== 'deadline') {
       const status = error instanceof SubgraphCallError ? error.status : undefined;
       this.logger.warn({ subgraph: this.subgraph, reason, status, err: error.cause ?? error }, 'subgraph call failed');
     }
@@ -246,8 +284,14 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
    * Reading the body here puts a slow body under the timeout and the breaker too, and lets the socket go
    * back to the pool at once.
    */
-  private async call(url: string, init: FetcherInit | undefined): Promise<FetcherResponse> {
-    const timeout = AbortSignal.timeout(this.timeoutMs);
+  private async call(
+    url: string,
+    init: FetcherInit | undefined,
+    deadline: number | undefined,
+  ): Promise<FetcherResponse> {
+    const left = deadline === undefined ? Infinity : deadline - Date.now();
+    const cutByDeadline = left < this.timeoutMs;
+    const timeout = AbortSignal.timeout(Math.max(1, Math.min(this.timeoutMs, left)));
     const signal = init?.signal ? AbortSignal.any([init.signal as AbortSignal, timeout]) : timeout;
     try {
       const response = await undiciFetch(url, {
@@ -265,7 +309,8 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
       return new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, statusText, headers });
     } catch (error) {
       if (error instanceof SubgraphCallError) throw error;
-      throw new SubgraphCallError(timeout.aborted ? 'timeout' : 'unreachable', undefined, { cause: error });
+      const reason = timeout.aborted ? (cutByDeadline ? 'deadline' : 'timeout') : 'unreachable';
+      throw new SubgraphCallError(reason, undefined, { cause: error });
     }
   }
 }

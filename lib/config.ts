@@ -52,8 +52,24 @@ const schema = z.object({
   IP_RATE_LIMIT: z.coerce.number().int().min(1).default(1_200),
   /** Window of IP_RATE_LIMIT in seconds. Defaults to 60. */
   IP_RATE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
-  /** Requests the gateway handles at once; beyond it answers 503 OVERLOADED. Defaults to 512. */
+  /** The most requests the gateway runs at once: the ceiling of its adaptive admission limit. Defaults to 512. */
   MAX_IN_FLIGHT: z.coerce.number().int().min(1).default(512),
+  /** How long a request may take, from its headers to its answer; subgraph calls get what is left of it. Defaults to 5000 ms. */
+  REQUEST_DEADLINE_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
+  /** The longest a request waits for an admission slot before 503 OVERLOADED. Defaults to 100 ms. */
+  ADMISSION_QUEUE_MS: z.coerce.number().int().min(0).max(10_000).default(100),
+  /** Answers slower than this (from admission) shrink the admission limit; faster ones let it grow. Defaults to 500 ms. */
+  ADMISSION_TARGET_MS: z.coerce.number().int().min(10).max(60_000).default(500),
+  /** How late the gateway's event loop may run, summed over the last second, before it refuses new requests at once. Defaults to 500 ms. */
+  MAX_EVENT_LOOP_DELAY_MS: z.coerce.number().int().min(10).max(10_000).default(500),
+  /**
+   * Subgraphs the gateway's /readyz requires ready (comma-separated); with none, it is 503 only while no
+   * subgraph is ready. Defaults to catalog, where every storefront page starts (the product list).
+   */
+  READINESS_SUBGRAPHS: z
+    .string()
+    .regex(/^\s*([a-z][a-z0-9-]*\s*(,\s*[a-z][a-z0-9-]*\s*)*)?$/, 'must be subgraph names, comma-separated')
+    .default('catalog'),
   /** Highest estimated cost of one operation. Defaults to 5000. */
   MAX_QUERY_COST: z.coerce.number().int().min(1).default(5_000),
   /** Deepest selection nesting a document may have. Defaults to 12. */

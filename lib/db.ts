@@ -18,6 +18,21 @@ export interface DatabaseClientOptions {
    * before it is sent. Tests and `bench:n1` count with it. Defaults to none.
    */
   onStatement?: (statement: SqlStatement) => void;
+  /**
+   * Longest wait for a connection: opening one, or a free one when the pool is full. Past it the
+   * statement fails as the database being unavailable (isConnectionFailure) instead of hanging on a
+   * server that accepts connections but never answers. Under the gateway's 5 s subgraph timeout, so the
+   * subgraph's coded answer arrives before the gateway gives up. Defaults to 3000 ms.
+   */
+  connectTimeoutMs?: number;
+}
+
+/** Told how the database answers: what lib/dependency-outage.ts logs outages from. */
+export interface ConnectionWatcher {
+  /** A connection could not be opened, or one in use or idle was lost (never a statement's own error). */
+  unreachable(error: unknown): void;
+  /** A statement was answered: the database is reachable. */
+  answered(): void;
 }
 
 export interface DatabaseClient {
@@ -25,6 +40,8 @@ export interface DatabaseClient {
   pool: pg.Pool;
   /** True when PostgreSQL answers a trivial query. Used by /readyz. */
   ping(): Promise<boolean>;
+  /** Tells `watcher` of every connection failure and every answered statement; returns how to stop. */
+  watch(watcher: ConnectionWatcher): () => void;
   close(): Promise<void>;
 }
 
@@ -46,6 +63,73 @@ function describeStatement(args: unknown[]): SqlStatement {
   return { text: config.text ?? '', values: config.values ?? (Array.isArray(second) ? second : []) };
 }
 
+/** The statement /readyz sends; the statement log leaves it out. */
+const READINESS_PING = 'SELECT 1 AS ready';
+
+/** Node's socket errors that mean the server cannot be reached or the connection broke. */
+const SOCKET_FAILURES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+]);
+
+/**
+ * SQLSTATEs of a server that is going away or refusing sessions (PostgreSQL Appendix A): class 08
+ * (connection exception), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting
+ * up, recovering), 53300 too many connections.
+ */
+const CONNECTION_SQLSTATES = /^(08...|57P0[123]|53300)$/;
+
+/** Whether a SQLSTATE means the server is going away or refusing sessions (see CONNECTION_SQLSTATES). */
+export const isConnectionSqlState = (sqlState: string): boolean => CONNECTION_SQLSTATES.test(sqlState);
+
+/** A PostgreSQL error's SQLSTATE (pg's DatabaseError carries it as `code`, next to a `severity`). */
+function sqlStateOf(error: { code?: unknown; severity?: unknown }): string | undefined {
+  return typeof error.code === 'string' && typeof error.severity === 'string' ? error.code : undefined;
+}
+
+/** Set on errors pg raised while opening a connection or for a connection it lost (see markFailure). */
+const CONNECTION_FAILURE = Symbol('database connection failure');
+
+/**
+ * Whether a pg error (as pg raises it, before Prisma wraps it) means the database could not be reached,
+ * judged by type and code, never by message: a socket error code, a connection SQLSTATE, or an error
+ * this module saw pg raise for a connection it could not open or lost (a connect timeout, "terminated
+ * unexpectedly": pg gives those no code). A statement's own failure (a constraint, a syntax error) is not one.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  if (CONNECTION_FAILURE in error) return true;
+  const { code } = error as { code?: unknown };
+  const sqlState = sqlStateOf(error);
+  if (sqlState !== undefined) return isConnectionSqlState(sqlState);
+  return typeof code === 'string' && SOCKET_FAILURES.has(code);
+}
+
+/**
+ * Marks what pg raised for a connection as a connection failure: anything without a SQLSTATE (socket
+ * errors, timeouts, a connection closed under it), or a connection SQLSTATE. A refused login (28P01)
+ * or a missing database (3D000) is a configuration error, not an outage, and stays unmarked.
+ */
+function markFailure(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  if (sqlStateOf(error) !== undefined && !isConnectionFailure(error)) return false;
+  if (!(CONNECTION_FAILURE in error)) Object.defineProperty(error, CONNECTION_FAILURE, { value: true });
+  return true;
+}
+
+type ConnectCallback = (
+  error: Error | undefined,
+  client: pg.PoolClient | undefined,
+  done: (release?: unknown) => void,
+) => void;
+
 /**
  * A Prisma client over our own pg pool (driver adapter, no Rust engine). Owning the pool lets
  * readiness checks and shutdown use it directly, and lets us see every statement that reaches PostgreSQL.
@@ -55,32 +139,75 @@ export function createDatabaseClient(url: string, options: DatabaseClientOptions
     connectionString: url,
     max: options.poolSize ?? 10,
     idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 3_000,
     options: SESSION_OPTIONS,
   });
+  const watchers = new Set<ConnectionWatcher>();
+  const unreachable = (error: unknown) => {
+    // Errors while the pool is being closed are this process shutting down, not the database.
+    if (pool.ending || !markFailure(error)) return;
+    for (const watcher of watchers) watcher.unreachable(error);
+  };
+  const answered = () => {
+    for (const watcher of watchers) watcher.answered();
+  };
   // An idle client that dies (server restart) must not crash the process; the pool replaces it.
-  pool.on('error', () => {});
+  pool.on('error', unreachable);
+  // Every connection Prisma, raw queries and transactions use is checked out here (pool.query too).
+  const connect = pool.connect.bind(pool) as (callback: ConnectCallback) => void;
+  pool.connect = ((callback?: ConnectCallback) => {
+    const checkout = (done: ConnectCallback) =>
+      connect((error, client, release) => {
+        if (error) unreachable(error);
+        done(error, client, release);
+      });
+    if (callback) return checkout(callback);
+    return new Promise<pg.PoolClient>((resolve, reject) =>
+      checkout((error, client) => (error ? reject(error) : resolve(client!))),
+    );
+  }) as typeof pool.connect;
   const { onStatement } = options;
-  if (onStatement) {
-    // Every pool.query() and every checked-out client's query() goes through the client's query().
-    pool.on('connect', (client) => {
-      const send = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as { query: unknown }).query = (...args: unknown[]) => {
-        onStatement(describeStatement(args));
+  // Every pool.query() and every checked-out client's query() goes through the client's query().
+  pool.on('connect', (client) => {
+    // What pg emits on a client is its connection failing; the queries it was running get the same error.
+    client.on('error', unreachable);
+    const send = client.query.bind(client) as (...args: unknown[]) => unknown;
+    const outcome = (error: unknown) => {
+      if (!error) answered();
+      else if (isConnectionFailure(error)) unreachable(error);
+    };
+    (client as { query: unknown }).query = (...args: unknown[]) => {
+      const statement = describeStatement(args);
+      // Readiness checks (asked every second by every gateway) are not the work being counted.
+      if (statement.text !== READINESS_PING) onStatement?.(statement);
+      const callback = args.at(-1);
+      if (typeof callback === 'function') {
+        args[args.length - 1] = (error: unknown, result: unknown) => {
+          outcome(error);
+          callback(error, result);
+        };
         return send(...args);
-      };
-    });
-  }
+      }
+      const result = send(...args);
+      if (result instanceof Promise) void result.then(() => outcome(null), outcome);
+      return result;
+    };
+  });
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,
     pool,
     ping: async () => {
       try {
-        await pool.query('SELECT 1');
+        await pool.query(READINESS_PING);
         return true;
       } catch {
         return false;
       }
+    },
+    watch: (watcher) => {
+      watchers.add(watcher);
+      return () => void watchers.delete(watcher);
     },
     close: async () => {
       await prisma.$disconnect();

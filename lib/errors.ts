@@ -23,6 +23,7 @@ export const ErrorCode = {
   TOO_MANY_TOKENS: 'TOO_MANY_TOKENS',
   BAD_REQUEST: 'BAD_REQUEST',
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -49,6 +50,9 @@ export const notFound = (argumentName: string, message: string) =>
 export const unauthenticated = (message = 'You must be signed in to do this.') =>
   clientError(ErrorCode.UNAUTHENTICATED, message);
 export const forbidden = (message: string) => clientError(ErrorCode.FORBIDDEN, message);
+/** Something this service needs (its database, another subgraph) cannot be reached: retrying later may work. */
+export const dependencyUnavailable = (dependency: string, message: string) =>
+  clientError(ErrorCode.DEPENDENCY_UNAVAILABLE, message, { dependency, retryable: true });
 
 /** A Prisma known-request error with this code (P2002 unique violation, P2025 record not found...). */
 export function isPrismaError(error: unknown, code: string): boolean {
@@ -63,17 +67,36 @@ function isDeliberate(error: unknown): error is GraphQLError {
   return Object.values(ErrorCode).includes(code as ErrorCode) || APOLLO_REQUEST_CODES.has(code);
 }
 
+export interface MaskOptions {
+  /**
+   * The client error an expected failure that is not a bug stands for (a database outage:
+   * DEPENDENCY_UNAVAILABLE), or undefined. Not logged here: whoever watches that failure logs it once,
+   * not once per request. Defaults to none.
+   */
+  expected?: (error: unknown) => GraphQLError | undefined;
+}
+
 /**
- * Apollo `formatError`: deliberate errors pass with their code; anything else is logged with an id and
- * replaced by "Internal error" carrying that id. No stack, SQL or host name ever reaches a client.
- * Errors already masked downstream (a subgraph's errorId) keep their id so logs can be joined.
+ * Apollo `formatError`: deliberate errors pass with their code; expected failures become their client
+ * error; anything else is logged with an id and replaced by "Internal error" carrying that id. No
+ * stack, SQL or host name ever reaches a client. Errors already masked downstream (a subgraph's
+ * errorId) keep their id so logs can be joined.
  */
-export function maskUnexpectedErrors(logger: Logger) {
+export function maskUnexpectedErrors(logger: Logger, options: MaskOptions = {}) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = unwrapResolverError(error);
     if (isDeliberate(original) || isDeliberate(error)) {
       const { stacktrace: _stacktrace, ...extensions } = formatted.extensions ?? {};
       return { ...formatted, extensions };
+    }
+    const expected = options.expected?.(original);
+    if (expected) {
+      return {
+        message: expected.message,
+        path: formatted.path,
+        locations: formatted.locations,
+        extensions: expected.extensions,
+      };
     }
     const downstreamId = formatted.extensions?.errorId;
     if (typeof downstreamId === 'string' && formatted.extensions?.code === ErrorCode.INTERNAL_SERVER_ERROR) {

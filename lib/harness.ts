@@ -131,6 +131,11 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     IP_RATE_LIMIT: '1000000',
     // Tests assert what the cache answers; on a busy CI machine a 50 ms wait could turn a hit into a miss.
     CACHE_TIMEOUT_MS: '1000',
+    // Every part runs in this one process, beside jest's other workers on the same cores: its event loop
+    // and answer times say more about the test machine than about overload. Admission is tested with its
+    // own settings (gateway/admission.test.ts, test/overload.test.ts).
+    MAX_EVENT_LOOP_DELAY_MS: '10000',
+    ADMISSION_TARGET_MS: '60000',
     // Keys name this database: test runs sharing a Redis never read each other's rows or budgets.
     REDIS_NAMESPACE: namespace,
     ...options.env,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ApolloServer, type ApolloServerOptions, type BaseContext } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware, type ExpressContextFunctionArgument } from '@as-integrations/express5';
@@ -8,21 +9,35 @@ import express, { type ErrorRequestHandler, type Express, type RequestHandler } 
 import type { Registry } from 'prom-client';
 import { ErrorCode } from './errors';
 import type { Logger } from './logger';
+import { continueWhenReading, parseSize, readBody } from './request-body';
 import { portInUse } from './startup-errors';
+
+/** The code of a request whose body (or headers) did not arrive in time (HTTP 408). */
 
 export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
   /** Apollo Server options; the drain plugin and error masking are added here. */
   apollo: ApolloServerOptions<TContext>;
   /** Builds the per-request context. */
   context: (args: ExpressContextFunctionArgument) => Promise<TContext>;
-  /** Answers /readyz: true when every dependency is reachable. */
-  ready: () => Promise<boolean>;
+  /**
+   * Answers /readyz: true when every dependency is reachable, or `{ ready, ...details }` to show the
+   * details too (the gateway lists its subgraphs).
+   */
+  ready: () => Promise<boolean | ({ ready: boolean } & Record<string, unknown>)>;
   /** Interface to listen on. Defaults to 127.0.0.1. */
   host?: string;
   /** Port to listen on; 0 picks a free one. Defaults to 0. */
   port?: number;
-  /** Express middleware run before /graphql is parsed (the gateway's request limits). Defaults to none. */
+  /**
+   * Express middleware run on /graphql before its body is read: the checks that should refuse a request
+   * before reading it (the gateway's IP rate and credentials). Defaults to none.
+   */
   middleware?: RequestHandler[];
+  /**
+   * Express middleware run on /graphql once its body has been read whole (and parsed), just before Apollo
+   * Server: what a client still sending its body must not hold (the gateway's in-flight cap). Defaults to none.
+   */
+  afterBody?: RequestHandler[];
   /** Express "trust proxy" setting ("false", "true", a hop count or subnets). Defaults to false. */
   trustProxy?: string;
   /** Served as Prometheus text at GET /metrics. Defaults to none (no /metrics). */
@@ -34,8 +49,29 @@ export interface GraphQLHttpServerOptions<TContext extends BaseContext> {
    * /readyz, /metrics and /graphql and before the JSON 404 handler; they skip `middleware`. Defaults to none.
    */
   routes?: (app: Express) => void;
-  /** Largest accepted request body. Defaults to 100kb. */
+  /**
+   * Largest accepted request body ("100kb", "1mb": binary units). A larger declared `Content-Length` is
+   * refused at once, a chunked body as soon as it passes the limit (413 PAYLOAD_TOO_LARGE, connection
+   * closed). Defaults to 100kb.
+   */
   bodyLimit?: string;
+  /**
+   * How long a /graphql request's body may take to arrive, from when reading it begins; then 408
+   * REQUEST_TIMEOUT and the connection is closed. A GraphQL body is a few kB and the limit 100 kB, which
+   * takes under 4 s even at 256 kbit/s, while a stalled body holds a connection and its buffer only this
+   * long. Defaults to 5000 ms.
+   */
+  bodyTimeoutMs?: number;
+  /** How long a client may take to send a request's headers (http.Server headersTimeout); then 408 and closed. Defaults to 10000 ms. */
+  headersTimeoutMs?: number;
+  /**
+   * How long a client may take to send a whole request, headers and body (http.Server requestTimeout);
+   * then 408 and closed. A backstop for bodies nothing reads (other routes): greater than both
+   * `headersTimeoutMs` and `bodyTimeoutMs`. Defaults to 30000 ms.
+   */
+  requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open between requests (http.Server keepAliveTimeout). Defaults to 5000 ms. */
+  keepAliveTimeoutMs?: number;
   /** How long stop() lets in-flight requests finish. Defaults to 10000 ms. */
   shutdownGraceMs?: number;
   /** The setting that chooses `port` (GATEWAY_PORT…), named when the port is taken. Defaults to "the port". */
@@ -57,8 +93,45 @@ export interface RunningServer {
 export async function startGraphQLHttpServer<TContext extends BaseContext>(
   options: GraphQLHttpServerOptions<TContext>,
 ): Promise<RunningServer> {
+  const bodyLimit = parseSize(options.bodyLimit ?? '100kb');
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? 5_000;
+  const headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  if (requestTimeoutMs <= Math.max(headersTimeoutMs, bodyTimeoutMs))
+    throw new Error(
+      `requestTimeoutMs (${requestTimeoutMs}) must be greater than headersTimeoutMs (${headersTimeoutMs}) and bodyTimeoutMs (${bodyTimeoutMs}).`,
+    );
   const app = express();
-  const httpServer = http.createServer(app);
+  const httpServer = http.createServer(
+    {
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+      // How often Node looks for connections past those timeouts (its default, 30 s, would let a slow
+      // client keep a connection up to 30 s longer than they allow).
+      connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(headersTimeoutMs / 4))),
+    },
+    app,
+  );
+  // `Expect: 100-continue` is answered when the body is about to be read, not before the checks.
+  continueWhenReading(httpServer);
+  // Errors Node answers itself, before Express (headers too slow or too large, malformed HTTP): JSON too.
+  httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    const response = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    if (error.code !== 'ECONNRESET' && socket.writable && !response?.headersSent) {
+      const [status, code, message] =
+        error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, ErrorCode.REQUEST_TIMEOUT, 'The request did not arrive in time.']
+          : error.code === 'HPE_HEADER_OVERFLOW'
+            ? [431, ErrorCode.BAD_REQUEST, 'Request headers too large.']
+            : [400, ErrorCode.BAD_REQUEST, 'Malformed request.'];
+      const body = JSON.stringify({ errors: [{ message, extensions: { code } }] });
+      socket.write(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy(error);
+  });
   const apollo = new ApolloServer<TContext>({
     ...options.apollo,
     includeStacktraceInErrorResponses: false,
@@ -83,8 +156,9 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
-    const ok = !stopping && (await options.ready().catch(() => false));
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable' });
+    const answer = stopping ? false : await options.ready().catch(() => false);
+    const { ready: ok, ...details } = typeof answer === 'boolean' ? { ready: answer } : answer;
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable', ...details });
   });
   const registry = options.metrics;
   if (registry) {
@@ -99,15 +173,14 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
       res.type(registry.contentType).send(await registry.metrics());
     });
   }
-  // The body's bytes are kept (a reference, not a copy): a subgraph checks that the signed identity
-  // was made for exactly this body (lib/identity.ts).
-  const keepRawBody = (req: http.IncomingMessage & { rawBody?: Uint8Array }, _res: unknown, body: Buffer) => {
-    req.rawBody = body;
-  };
+  // Checks that refuse before reading, then the body, bounded in size and time (a client still sending
+  // it holds nothing counted by `afterBody`). Its bytes are kept as req.rawBody: a subgraph checks that
+  // the signed identity was made for exactly this body (lib/identity.ts).
   app.use(
     '/graphql',
     ...(options.middleware ?? []),
-    express.json({ limit: options.bodyLimit ?? '100kb', verify: keepRawBody }),
+    readBody({ limit: bodyLimit, timeoutMs: bodyTimeoutMs }),
+    ...(options.afterBody ?? []),
     expressMiddleware(apollo, { context: options.context }),
   );
   options.routes?.(app);
@@ -127,12 +200,13 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
       });
       return;
     }
-    const code = status === 413 ? ErrorCode.PAYLOAD_TOO_LARGE : ErrorCode.BAD_REQUEST;
-    res.status(status).json({
-      errors: [
-        { message: status === 413 ? 'Request body too large.' : 'Malformed request body.', extensions: { code } },
-      ],
-    });
+    const [code, message] =
+      status === 413
+        ? [ErrorCode.PAYLOAD_TOO_LARGE, 'Request body too large.']
+        : status === 408
+          ? [ErrorCode.REQUEST_TIMEOUT, 'The request body did not arrive in time.']
+          : [ErrorCode.BAD_REQUEST, 'Malformed request body.'];
+    res.status(status).json({ errors: [{ message, extensions: { code } }] });
   };
   app.use(onError);
 

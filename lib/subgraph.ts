@@ -11,6 +11,7 @@ import { subgraphEntry, type SubgraphName } from '../subgraphs/registry';
 import { subgraphAccessRules, useAccessRules } from './authorization';
 import { subgraphPortSetting, type Config } from './config';
 import { createDatabaseClient, type DatabaseClient } from './db';
+import { databaseOutageAsError, logDatabaseOutages } from './dependency-outage';
 import { EntityCache, parseTtls } from './entity-cache';
 import { maskUnexpectedErrors } from './errors';
 import { startGraphQLHttpServer, type RunningServer } from './http-server';
@@ -120,41 +121,58 @@ export function createContext(definition: SubgraphDefinition, database: Database
   });
 }
 
-/** Serves one subgraph over HTTP: its contract and resolvers, a context of caller, tables and fresh loaders per request. */
-export function startSubgraph(
+/**
+ * Serves one subgraph over HTTP: its contract and resolvers, a context of caller, tables and fresh loaders per request.
+ * A database it cannot reach is an outage, not a bug: requests answer DEPENDENCY_UNAVAILABLE (retryable)
+ * and the outage is logged once when it starts and once when it ends (lib/dependency-outage.ts).
+ */
+export async function startSubgraph(
   name: string,
   definition: SubgraphDefinition,
   options: StartSubgraphOptions,
 ): Promise<RunningServer> {
   const { database, services } = options;
   const metrics = subgraphMetrics(name, database, services.cache);
-  return startGraphQLHttpServer<SubgraphContext<unknown, unknown>>({
-    metrics: metrics.registry,
-    metricsToken: options.metricsToken,
-    apollo: {
-      schema: buildSchemaFor(name, definition.resolvers),
-      formatError: maskUnexpectedErrors(options.logger),
-      introspection: true,
-      plugins: [
-        // Apollo's inline traces (ftv1) are for GraphOS reporting, which this service does not use.
-        ApolloServerPluginInlineTraceDisabled(),
-        // Cache-Control on every answer, from the @cacheControl hints in its schema.graphql: the gateway
-        // combines the subgraphs' headers into its own. Unhinted object fields are uncacheable.
-        ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
-        useMetrics(metrics),
-        useRequestLog(options.logger),
-        // @authenticated / @requiresScopes in the contract, checked against the signed caller.
-        useAccessRules(subgraphAccessRules(name, contractOf(name))),
-      ],
-    },
-    context: createContext(definition, database, services),
-    ready: () => database.ping(),
-    host: options.host,
-    port: options.port,
-    shutdownGraceMs: options.shutdownGraceMs,
-    portSetting: subgraphPortSetting(name),
-    logger: options.logger,
-  });
+  const stopLoggingOutages = logDatabaseOutages(name, database, options.logger);
+  try {
+    const server = await startGraphQLHttpServer<SubgraphContext<unknown, unknown>>({
+      metrics: metrics.registry,
+      metricsToken: options.metricsToken,
+      apollo: {
+        schema: buildSchemaFor(name, definition.resolvers),
+        formatError: maskUnexpectedErrors(options.logger, { expected: databaseOutageAsError(name) }),
+        introspection: true,
+        plugins: [
+          // Apollo's inline traces (ftv1) are for GraphOS reporting, which this service does not use.
+          ApolloServerPluginInlineTraceDisabled(),
+          // Cache-Control on every answer, from the @cacheControl hints in its schema.graphql: the gateway
+          // combines the subgraphs' headers into its own. Unhinted object fields are uncacheable.
+          ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
+          useMetrics(metrics),
+          useRequestLog(options.logger),
+          // @authenticated / @requiresScopes in the contract, checked against the signed caller.
+          useAccessRules(subgraphAccessRules(name, contractOf(name))),
+        ],
+      },
+      context: createContext(definition, database, services),
+      ready: () => database.ping(),
+      host: options.host,
+      port: options.port,
+      shutdownGraceMs: options.shutdownGraceMs,
+      portSetting: subgraphPortSetting(name),
+      logger: options.logger,
+    });
+    return {
+      ...server,
+      stop: async () => {
+        await server.stop();
+        stopLoggingOutages();
+      },
+    };
+  } catch (error) {
+    stopLoggingOutages();
+    throw error;
+  }
 }
 
 /** A subgraph running in this process, and how to stop it with what it holds. */

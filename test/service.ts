@@ -1,6 +1,7 @@
 /** The real service as users start it, for the tests of start, stop, signals and the README's snippets. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { freePort } from './databases';
@@ -80,3 +81,40 @@ export const asyncHandler =
   (handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>) =>
   (req: IncomingMessage, res: ServerResponse) =>
     void handle(req, res).catch((error: Error) => res.destroy(error));
+
+/** A proxy in front of a subgraph that answers each call `delayMs` late (stopped with `close()`). */
+export async function slowProxy(
+  target: () => string,
+  delayMs: number,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const timers = new Set<NodeJS.Timeout>();
+  const server = http.createServer(
+    asyncHandler(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => resolve(void timers.delete(timer)), delayMs);
+        timers.add(timer);
+      });
+      if (res.destroyed) return;
+      const upstream = await fetch(target(), {
+        method: 'POST',
+        headers: req.headers as Record<string, string>,
+        body: Buffer.concat(chunks),
+      }).catch(() => null);
+      res
+        .writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' })
+        .end(upstream ? await upstream.text() : '{}');
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const timer of timers) clearTimeout(timer);
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,155 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { useAdmission, type AdmissionOptions } from './admission';
+
+/** A server whose every admitted request waits until the test releases it (then answers at once until `hold()`). */
+async function serve(options: AdmissionOptions) {
+  const refusals = { count: 0 };
+  const admission = useAdmission({ ...options, onRefuse: () => (refusals.count += 1) });
+  const waiting: Array<() => void> = [];
+  let holding = true;
+  const app = express();
+  app.post('/', admission.middleware, (_req, res) => {
+    if (holding) waiting.push(() => res.json({ ok: true }));
+    else res.json({ ok: true });
+  });
+  const server = http.createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const send = async () => {
+    const response = await fetch(url, { method: 'POST' });
+    return {
+      status: response.status,
+      retryAfter: response.headers.get('retry-after'),
+      body: (await response.json()) as any,
+    };
+  };
+  const releaseAll = () => {
+    holding = false;
+    waiting.splice(0).forEach((release) => release());
+  };
+  const hold = () => {
+    holding = true;
+  };
+  const until = async (check: () => boolean) => {
+    for (let i = 0; i < 200 && !check(); i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+  return {
+    admission,
+    refusals,
+    send,
+    waiting,
+    hold,
+    releaseAll,
+    until,
+    close: async () => {
+      releaseAll();
+      admission.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('admission', () => {
+  it('queues a request for at most maxQueueMs, admits it when a slot frees, else refuses it with 503 OVERLOADED', async () => {
+    const server = await serve({ maxInFlight: 1, maxQueueMs: 300 });
+    try {
+      const first = server.send();
+      await server.until(() => server.waiting.length === 1);
+      const second = server.send();
+      await server.until(() => server.admission.state().queued === 1);
+      server.releaseAll();
+      expect((await first).status).toBe(200);
+      // The queued request was admitted when the first one's slot freed (and answered: released).
+      expect((await second).status).toBe(200);
+
+      server.hold();
+      const holder = server.send();
+      await server.until(() => server.waiting.length === 1);
+      const started = Date.now();
+      const refused = await server.send();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      expect(refused).toEqual({
+        status: 503,
+        retryAfter: '1',
+        body: {
+          errors: [{ message: 'The service is at capacity; retry shortly.', extensions: { code: 'OVERLOADED' } }],
+        },
+      });
+      server.releaseAll();
+      expect((await holder).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('shrinks the limit when answers are slower than the target and grows it back when they are fast', async () => {
+    const server = await serve({
+      maxInFlight: 64,
+      initialInFlight: 20,
+      minInFlight: 2,
+      targetLatencyMs: 200,
+      maxQueueMs: 0,
+    });
+    try {
+      const slow = Array.from({ length: 20 }, () => server.send());
+      await server.until(() => server.waiting.length === 20);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      server.releaseAll();
+      await Promise.all(slow);
+      // One burst of slow answers is one step down (at most one per 250 ms).
+      expect(server.admission.state().limit).toBe(18);
+      // Past the limit, with no queue, the excess is refused at once.
+      server.hold();
+      const burst = Array.from({ length: 25 }, () => server.send());
+      await server.until(() => server.waiting.length + server.refusals.count === 25);
+      expect([server.waiting.length, server.refusals.count]).toEqual([18, 7]);
+      server.releaseAll();
+      await Promise.all(burst);
+      // Fast answers with the limit in use let it grow again.
+      for (let round = 0; round < 3; round += 1) {
+        server.hold();
+        const batch = Array.from({ length: 18 }, () => server.send());
+        await server.until(() => server.waiting.length === 18);
+        server.releaseAll();
+        await Promise.all(batch);
+      }
+      expect(server.admission.state().limit).toBeGreaterThan(18);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses new requests at once while its event loop lags', async () => {
+    const server = await serve({ maxEventLoopDelayMs: 300 });
+    try {
+      // One pause is not overload.
+      let block = Date.now() + 150;
+      while (Date.now() < block) {
+        // Busy: the event loop cannot turn.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      server.releaseAll();
+      expect((await server.send()).status).toBe(200);
+      server.hold();
+      // Behind for most of a second is.
+      for (let i = 0; i < 4; i += 1) {
+        block = Date.now() + 150;
+        while (Date.now() < block) {
+          // Busy again.
+        }
+        await new Promise((resolve) => setTimeout(resolve, 55));
+      }
+      const refused = await server.send();
+      expect(refused.status).toBe(503);
+      expect(refused.body.errors[0].extensions.code).toBe('OVERLOADED');
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      server.releaseAll();
+      expect((await server.send()).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});
