@@ -9,19 +9,19 @@ export interface AdmissionOptions {
   maxInFlight?: number;
   /** The fewest the adaptive limit may shrink to. Defaults to 4. */
   minInFlight?: number;
-  /** The adaptive limit a gateway starts with. Defaults to 32 (or maxInFlight, if lower). */
+  /** The adaptive limit a gateway starts with: low, so a flood at start-up is not all let in. Defaults to 8 (or maxInFlight, if lower). */
   initialInFlight?: number;
   /** The longest a request waits for a slot before it is refused with 503 (ADMISSION_QUEUE_MS). Defaults to 100 ms. */
   maxQueueMs?: number;
   /**
    * The latency the limit keeps admitted requests under (ADMISSION_TARGET_MS): a request that takes longer
-   * from admission to its answer shrinks the limit; answers faster than it let the limit grow. Defaults to 500 ms.
+   * from admission to its answer shrinks the limit; answers faster than it let the limit grow. Defaults to 300 ms.
    */
   targetLatencyMs?: number;
   /**
    * How late the gateway's event loop may run, summed over the last second, before new requests are refused
-   * at once (MAX_EVENT_LOOP_DELAY_MS): 500 means it spent half of that second behind. A single pause (a
-   * garbage collection, the first plan of a query) does not reach it; a saturated loop does. Defaults to 500 ms.
+   * at once (MAX_EVENT_LOOP_DELAY_MS): 250 means it spent a quarter of that second behind. A short pause (a
+   * garbage collection, the first plan of a query) does not reach it; a saturated loop does. Defaults to 250 ms.
    */
   maxEventLoopDelayMs?: number;
   /** Told of every refusal (metrics). Defaults to none. */
@@ -29,7 +29,13 @@ export interface AdmissionOptions {
 }
 
 export interface Admission {
-  /** Express middleware: admits the request (a slot until its response closes), queues it briefly, or refuses it. */
+  /**
+   * Express middleware for the very start of a request, before its credentials are checked or its body
+   * read: refuses it at once when the gateway is already shedding (its event loop lags, or as many
+   * requests wait for a slot as hold one), so that under a flood refusing costs next to nothing.
+   */
+  shedEarly: RequestHandler;
+  /** Express middleware once the body has arrived: admits the request (a slot until its response closes), queues it briefly, or refuses it. */
   middleware: RequestHandler;
   /** The current adaptive limit, requests executing and waiting, and the event loop's lateness over the last second. */
   state(): { limit: number; inFlight: number; queued: number; eventLoopDelayMs: number };
@@ -50,9 +56,11 @@ const BACKOFF_RATIO = 0.9;
  * of them waiting longer and longer (see admission.md).
  *
  * - The limit moves by AIMD, as Netflix's concurrency-limits AIMDLimit does: an answer slower than
- *   `targetLatencyMs` multiplies it by 0.9 (at most every 250 ms); a fast answer while the limit is in
- *   use adds 1/limit (one slot per round of requests).
+ *   `targetLatencyMs` multiplies it by 0.9, a lagging event loop by 0.5 (either at most every 250 ms); a
+ *   fast answer while the limit is in use adds 1/limit (one slot per round of requests).
  * - A request that finds every slot taken waits at most `maxQueueMs`, first come first served; then 503.
+ *   The queue holds at most as many requests as there are slots; past that, and while the event loop
+ *   lags, requests are refused before their credentials are checked or their body read (`shedEarly`).
  * - While the gateway's own event loop ran more than `maxEventLoopDelayMs` late over the last second,
  *   new requests are refused at once.
  */
@@ -60,9 +68,9 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
   const maxInFlight = options.maxInFlight ?? 512;
   const minInFlight = Math.min(options.minInFlight ?? 4, maxInFlight);
   const maxQueueMs = options.maxQueueMs ?? 100;
-  const targetLatencyMs = options.targetLatencyMs ?? 500;
-  const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? 500;
-  let limit = Math.min(options.initialInFlight ?? 32, maxInFlight);
+  const targetLatencyMs = options.targetLatencyMs ?? 300;
+  const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? 250;
+  let limit = Math.min(options.initialInFlight ?? 8, maxInFlight);
   let inFlight = 0;
   let lastBackoff = 0;
   const queue: Array<{ admit(): void; timer: NodeJS.Timeout }> = [];
@@ -78,6 +86,8 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
     expectedTick = now + LOOP_TICK_MS;
     while (lags.length && now - lags[0]!.at > LOOP_WINDOW_MS) lags.shift();
     eventLoopDelayMs = lags.reduce((total, tick) => total + tick.lag, 0);
+    // A lagging loop is the gateway itself saturated: the strongest signal to admit fewer.
+    if (eventLoopDelayMs > maxEventLoopDelayMs) backOff(0.5);
   }, LOOP_TICK_MS);
   sampler.unref();
   const lagging = () => eventLoopDelayMs > maxEventLoopDelayMs;
@@ -96,11 +106,7 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
     inFlight -= 1;
     const latency = performance.now() - admittedAt;
     if (latency > targetLatencyMs) {
-      const now = performance.now();
-      if (now - lastBackoff >= BACKOFF_INTERVAL_MS) {
-        limit = Math.max(minInFlight, Math.floor(limit * BACKOFF_RATIO));
-        lastBackoff = now;
-      }
+      backOff(BACKOFF_RATIO);
     } else if (inFlight + 1 >= limit / 2) {
       // Grow only while the limit is what holds requests back, not while it sits mostly unused.
       limit = Math.min(maxInFlight, limit + 1 / Math.max(1, Math.floor(limit)));
@@ -112,6 +118,13 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
     }
   };
 
+  function backOff(ratio: number) {
+    const now = performance.now();
+    if (now - lastBackoff < BACKOFF_INTERVAL_MS) return;
+    limit = Math.max(minInFlight, Math.floor(limit * ratio));
+    lastBackoff = now;
+  }
+
   const run = (res: Response, next: () => void) => {
     inFlight += 1;
     const admittedAt = performance.now();
@@ -119,10 +132,18 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
     next();
   };
 
+  // A request that would queue behind as many others as there are slots would not get one in time.
+  const queueFull = () => queue.length >= Math.max(1, Math.floor(limit));
+  const shedEarly: RequestHandler = (_req, res, next) => {
+    if (lagging()) return refuse(res, 'event_loop');
+    if (queueFull()) return refuse(res, 'overloaded');
+    next();
+  };
+
   const middleware: RequestHandler = (_req, res, next) => {
     if (lagging()) return refuse(res, 'event_loop');
     if (inFlight < Math.floor(limit) && queue.length === 0) return run(res, next);
-    if (maxQueueMs <= 0) return refuse(res, 'overloaded');
+    if (maxQueueMs <= 0 || queueFull()) return refuse(res, 'overloaded');
     const waiter = {
       admit: () => run(res, next),
       timer: setTimeout(() => {
@@ -141,6 +162,7 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
   };
 
   return {
+    shedEarly,
     middleware,
     state: () => ({ limit: Math.floor(limit), inFlight, queued: queue.length, eventLoopDelayMs }),
     close: () => {

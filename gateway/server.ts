@@ -245,7 +245,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
     // Before the body is read: the IP rate (cheap, refuses floods of anonymous requests unread). After it:
     // admission, so a client trickling its body never holds a slot.
-    middleware: [stampArrival, limits.middleware],
+    middleware: [stampArrival, admission.shedEarly, limits.middleware],
     afterBody: [admission.middleware],
     // GraphiQL 5 with the explorer plugin at /graphiql, bundled from npm and served from here (gateway/explorer).
     routes: await explorerRoutes,

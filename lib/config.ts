@@ -58,10 +58,10 @@ const schema = z.object({
   REQUEST_DEADLINE_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
   /** The longest a request waits for an admission slot before 503 OVERLOADED. Defaults to 100 ms. */
   ADMISSION_QUEUE_MS: z.coerce.number().int().min(0).max(10_000).default(100),
-  /** Answers slower than this (from admission) shrink the admission limit; faster ones let it grow. Defaults to 500 ms. */
-  ADMISSION_TARGET_MS: z.coerce.number().int().min(10).max(60_000).default(500),
-  /** How late the gateway's event loop may run, summed over the last second, before it refuses new requests at once. Defaults to 500 ms. */
-  MAX_EVENT_LOOP_DELAY_MS: z.coerce.number().int().min(10).max(10_000).default(500),
+  /** Answers slower than this (from admission) shrink the admission limit; faster ones let it grow. Defaults to 300 ms. */
+  ADMISSION_TARGET_MS: z.coerce.number().int().min(10).max(60_000).default(300),
+  /** How late the gateway's event loop may run, summed over the last second, before it refuses new requests at once. Defaults to 250 ms. */
+  MAX_EVENT_LOOP_DELAY_MS: z.coerce.number().int().min(10).max(10_000).default(250),
   /**
    * Subgraphs the gateway's /readyz requires ready (comma-separated); with none, it is 503 only while no
    * subgraph is ready. Defaults to catalog, where every storefront page starts (the product list).
