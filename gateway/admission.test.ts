@@ -122,19 +122,21 @@ describe('admission', () => {
     }
   });
 
-  it('refuses new requests at once while its event loop lags', async () => {
+  it('refuses new requests at once while its event loop lags with requests running, not after one pause', async () => {
     const server = await serve({ maxEventLoopDelayMs: 300 });
     try {
-      // One pause is not overload.
-      let block = Date.now() + 150;
+      // One pause, even a long one, is not overload.
+      const running = server.send();
+      await server.until(() => server.waiting.length === 1);
+      let block = Date.now() + 450;
       while (Date.now() < block) {
         // Busy: the event loop cannot turn.
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
-      server.releaseAll();
-      expect((await server.send()).status).toBe(200);
-      server.hold();
-      // Behind for most of a second is.
+      const afterPause = server.send();
+      await server.until(() => server.waiting.length === 2);
+      expect(server.waiting).toHaveLength(2);
+      // Behind again and again, for most of a second, while requests run: saturated.
       for (let i = 0; i < 4; i += 1) {
         block = Date.now() + 150;
         while (Date.now() < block) {
@@ -145,8 +147,9 @@ describe('admission', () => {
       const refused = await server.send();
       expect(refused.status).toBe(503);
       expect(refused.body.errors[0].extensions.code).toBe('OVERLOADED');
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
       server.releaseAll();
+      expect([(await running).status, (await afterPause).status]).toEqual([200, 200]);
+      // With nothing running, lag alone refuses nothing (a cold start's first requests are slow, not load).
       expect((await server.send()).status).toBe(200);
     } finally {
       await server.close();

@@ -20,8 +20,9 @@ export interface AdmissionOptions {
   targetLatencyMs?: number;
   /**
    * How late the gateway's event loop may run, summed over the last second, before new requests are refused
-   * at once (MAX_EVENT_LOOP_DELAY_MS): 250 means it spent a quarter of that second behind. A short pause (a
-   * garbage collection, the first plan of a query) does not reach it; a saturated loop does. Defaults to 250 ms.
+   * at once (MAX_EVENT_LOOP_DELAY_MS): 250 means it spent a quarter of that second behind, late on at least
+   * three of its checks. One pause, however long (a garbage collection, a cold start's first query plan),
+   * is not saturation; a loop late again and again is. Defaults to 250 ms.
    */
   maxEventLoopDelayMs?: number;
   /** Told of every refusal (metrics). Defaults to none. */
@@ -45,6 +46,9 @@ export interface Admission {
 /** How often the event loop's delay is measured, and how long a lag seen keeps new requests out. */
 const LOOP_TICK_MS = 50;
 const LOOP_WINDOW_MS = 1_000;
+/** A tick this late counts as late; this many late ticks in the window (with the total over the threshold) is saturation. */
+const LATE_TICK_MS = 20;
+const LATE_TICKS = 3;
 /** The limit shrinks at most once per this long, so one burst of slow answers costs one step. */
 const BACKOFF_INTERVAL_MS = 250;
 const BACKOFF_RATIO = 0.9;
@@ -80,17 +84,23 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
   let expectedTick = performance.now() + LOOP_TICK_MS;
   const lags: Array<{ at: number; lag: number }> = [];
   let eventLoopDelayMs = 0;
+  let saturated = false;
   const sampler = setInterval(() => {
     const now = performance.now();
     lags.push({ at: now, lag: Math.max(0, now - expectedTick) });
     expectedTick = now + LOOP_TICK_MS;
     while (lags.length && now - lags[0]!.at > LOOP_WINDOW_MS) lags.shift();
     eventLoopDelayMs = lags.reduce((total, tick) => total + tick.lag, 0);
-    // A lagging loop is the gateway itself saturated: the strongest signal to admit fewer.
-    if (eventLoopDelayMs > maxEventLoopDelayMs) backOff(0.5);
+    // Saturated is late again and again; one long pause (a cold start's first query plan, a garbage
+    // collection) is not, however long.
+    saturated =
+      eventLoopDelayMs > maxEventLoopDelayMs && lags.filter((tick) => tick.lag >= LATE_TICK_MS).length >= LATE_TICKS;
+    // A saturated loop with requests running is the gateway itself overloaded: the strongest signal to admit fewer.
+    if (saturated && inFlight > 0) backOff(0.5);
   }, LOOP_TICK_MS);
   sampler.unref();
-  const lagging = () => eventLoopDelayMs > maxEventLoopDelayMs;
+  // Lag without requests running is not load (a cold start's first requests): nothing to shed then.
+  const lagging = () => saturated && inFlight > 0;
 
   const refuse = (res: Response, reason: AdmissionRefusal) => {
     options.onRefuse?.(reason);

@@ -1,11 +1,17 @@
 /**
  * Under overload and faults the gateway refuses fast and never waits long: admission (a trickled body
  * holds no slot; a full gateway answers 503 at once), the request deadline carried into subgraph calls,
- * a breaker closed as soon as its subgraph is back, and a /readyz that says what the gateway can serve.
+ * a breaker closed as soon as its subgraph is back, a /readyz that says what the gateway can serve, and a
+ * hung Redis that costs one bounded wait and then nothing.
  */
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import type { RunningGateway } from '../gateway/server';
+import { createLogger } from '../lib/logger';
+import { connectRedis } from '../lib/redis';
 import { useHarness } from './harness';
+import { describeWithRedis } from './redis-available';
+import { pausableRedis } from './redis-fakes';
 import { slowProxy, until } from './service';
 
 const suite = useHarness();
@@ -153,5 +159,57 @@ describe('recovery and readiness', () => {
       await suite.harness.restartSubgraph('catalog');
     }
     await until(async () => (await readyz()).status === 200, 3_000);
+  });
+});
+
+describeWithRedis('a hung Redis', () => {
+  it('costs a request at most one bounded wait, then none, serves on local counters and flips the degraded gauge', async () => {
+    const proxy = await pausableRedis(
+      Number(new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379),
+    );
+    cleanups.push(proxy.close);
+    const redis = connectRedis(proxy.url, createLogger('test', 'silent'));
+    cleanups.push(redis.close);
+    expect(await redis.ready()).toBe(true);
+    const gateway = await gatewayWith({
+      redis,
+      redisNamespace: `hung-${randomUUID()}`,
+      budget: { points: 1_000, windowSeconds: 60 },
+    });
+    const authorization = `Bearer ${await suite.harness.tokenFor(randomUUID())}`;
+    const timed = async () => {
+      const started = performance.now();
+      const response = await fetch(gateway.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization },
+        body: JSON.stringify({ query: '{ __typename }' }),
+      });
+      await response.arrayBuffer();
+      return {
+        status: response.status,
+        ms: performance.now() - started,
+        remaining: Number(response.headers.get('x-ratelimit-remaining')),
+      };
+    };
+    const degraded = async () => {
+      const text = await (await fetch(gateway.url.replace('/graphql', '/metrics'))).text();
+      return /^rate_limit_store_degraded\{[^}]*\} 1$/m.test(text);
+    };
+    expect((await timed()).status).toBe(200);
+    expect(await degraded()).toBe(false);
+
+    proxy.hang();
+    const first = await timed();
+    const next = [];
+    for (let i = 0; i < 10; i += 1) next.push(await timed());
+    expect([first, ...next].map((answer) => answer.status)).toEqual(Array(11).fill(200));
+    // One wait of about the guard's timeout (100 ms) for the first, none after it: the budget goes on,
+    // counted locally, one point a request.
+    expect(next.reduce((total, answer) => total + answer.ms, 0)).toBeLessThan(10 * 100);
+    expect(next.at(-1)!.remaining).toBe(next[0]!.remaining - 9);
+    expect(await degraded()).toBe(true);
+
+    proxy.resume();
+    await until(async () => !(await degraded()), 5_000);
   });
 });
