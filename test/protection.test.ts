@@ -5,7 +5,6 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -17,7 +16,7 @@ import { connectRedis } from '../lib/redis';
 import { STOREFRONT_PAGE } from '../scripts/operations';
 import { useHarness } from './harness';
 import { describeWithRedis } from './redis-available';
-import { asyncHandler } from './service';
+import { slowProxy } from './service';
 
 const suite = useHarness();
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -427,40 +426,11 @@ describe('failing subgraphs', () => {
 
   it('gives up on a subgraph slower than its timeout and still returns the rest', async () => {
     // A proxy in front of the reviews subgraph that answers after 1 s.
-    const target = suite.harness.subgraphs.reviews.url;
-    const timers = new Set<NodeJS.Timeout>();
-    const slow = http.createServer(
-      asyncHandler(async (req, res) => {
-        const chunks: Buffer[] = [];
-        for await (const chunk of req) chunks.push(chunk as Buffer);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => resolve(void timers.delete(timer)), 1_000);
-          timers.add(timer);
-        });
-        if (res.destroyed) return;
-        const upstream = await fetch(target, {
-          method: 'POST',
-          headers: req.headers as Record<string, string>,
-          body: Buffer.concat(chunks),
-        }).catch(() => null);
-        res
-          .writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' })
-          .end(upstream ? await upstream.text() : '{}');
-      }),
-    );
-    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
-    started.push({
-      stop: () =>
-        new Promise<void>((resolve) => {
-          for (const timer of timers) clearTimeout(timer);
-          slow.closeAllConnections();
-          slow.close(() => resolve());
-        }),
-    });
-    const { port } = slow.address() as AddressInfo;
+    const slow = await slowProxy(() => suite.harness.subgraphs.reviews.url, 1_000);
+    started.push({ stop: slow.close });
     const viaProxy = await gatewayWith({
       subgraphTimeoutsMs: { reviews: 200 },
-      subgraphUrls: { ...urls(), reviews: `http://127.0.0.1:${port}/graphql` },
+      subgraphUrls: { ...urls(), reviews: slow.url },
     });
     const startedAt = Date.now();
     const { status, body } = await post(viaProxy.url, { query: SHOWCASE });
