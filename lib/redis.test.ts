@@ -53,7 +53,9 @@ function connect(url: string, logger: pino.Logger, options?: Parameters<typeof c
 describeWithRedis('a guarded Redis connection to a working Redis', () => {
   it('runs operations and returns their results, without logging anything', async () => {
     const log = capturedLogger();
-    const redis = connect(`redis://127.0.0.1:${REDIS_PORT}`, log.logger);
+    // What is tested here is the results passing through; the timeout has tests of its own, and on a busy
+    // CI machine a first command can take longer than the 100 ms default.
+    const redis = connect(`redis://127.0.0.1:${REDIS_PORT}`, log.logger, { timeoutMs: 2_000 });
     expect(await redis.ready()).toBe(true);
     const guard = redis.guard('unit test', 'the test falls back');
     const key = `guarded-redis-test:${Math.random()}`;
@@ -67,7 +69,8 @@ describeWithRedis('a guarded Redis connection to a working Redis', () => {
 
   it('treats a failing operation as Redis failing: undefined, degraded, then fail-fast', async () => {
     const log = capturedLogger();
-    const redis = connect(`redis://127.0.0.1:${REDIS_PORT}`, log.logger);
+    // A roomy timeout: the recovery probe must not miss on a busy CI machine (timeouts are tested below).
+    const redis = connect(`redis://127.0.0.1:${REDIS_PORT}`, log.logger, { timeoutMs: 2_000 });
     expect(await redis.ready()).toBe(true);
     const guard = redis.guard('unit test', 'the test falls back');
     const calledBack: string[] = [];
