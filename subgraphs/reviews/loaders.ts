@@ -87,7 +87,6 @@ export function createLoaders(db: ReviewsDb, { loaderOptions, cache, signIdentit
     loaderOptions,
     cache?.type<Review>(REVIEW_CACHE),
   );
-  const catalog = createCatalogClient(subgraphUrl('catalog'), signIdentity);
   return {
     reviewById,
     /** Count and mean rating of a product's reviews. */
@@ -95,8 +94,12 @@ export function createLoaders(db: ReviewsDb, { loaderOptions, cache, signIdentit
     /** One page of a product's or an author's reviews, in fetch order (see toConnection). */
     reviewPage: (parent: ReviewParent, parentId: string, page: PageRequest) =>
       slices.load({ kind: 'page', parent, parentId, page }) as Promise<Review[]>,
-    /** Whether the catalog knows a product (asked through its _entities field: reviews never reads its tables). */
-    productExists: (productId: string) => catalog.productExists(productId),
+    /**
+     * Whether the catalog knows a product (asked through its _entities field: reviews never reads its
+     * tables). The client is made when asked, so only createReview pays for it, not every read.
+     */
+    productExists: (productId: string) =>
+      createCatalogClient(subgraphUrl('catalog'), signIdentity).productExists(productId),
     /**
      * After a review of `productId` is written (or `reviewId` deleted), before answering: its stats and
      * first pages, and the review itself, in this request and across requests.
