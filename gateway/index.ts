@@ -1,4 +1,5 @@
-// First: tracing must patch modules before anything loads them.
+// First: production mode unless NODE_ENV says otherwise, then tracing, which must patch modules before anything loads them.
+import '../lib/production-mode';
 import '../lib/instrumentation';
 import { runServer } from '../lib/cli';
 import { loadConfig } from '../lib/config';
@@ -10,6 +11,6 @@ runServer(async () => {
   const config = loadConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const gateway = await startConfiguredGateway(config, logger);
-  logger.info({ url: gateway.url }, 'gateway ready');
+  logger.info({ url: gateway.url, mode: process.env.NODE_ENV }, 'gateway ready');
   return gateway.stop;
 });

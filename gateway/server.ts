@@ -1,6 +1,7 @@
 import { ApolloGateway } from '@apollo/gateway';
 import type { BaseContext } from '@apollo/server';
 import {
+  ApolloServerPluginLandingPageDisabled,
   ApolloServerPluginSchemaReportingDisabled,
   ApolloServerPluginUsageReportingDisabled,
 } from '@apollo/server/plugin/disabled';
@@ -95,6 +96,10 @@ export interface GatewayOptions {
   redisNamespace?: string;
   /** Where deprecation notices' Link header points (see DEPRECATION_DOCS_URL). Defaults to the README. */
   deprecationDocsUrl?: string;
+  /** Whether introspection queries are answered (INTROSPECTION). Defaults to true: Sandbox and GraphiQL need it. */
+  introspection?: boolean;
+  /** Whether the Sandbox landing page and GraphiQL at /graphiql are served (EXPLORER). Defaults to true. */
+  explorer?: boolean;
   /** Express "trust proxy" setting for client IPs. Defaults to false. */
   trustProxy?: string;
   logger: Logger;
@@ -115,7 +120,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const { logger } = options;
   const namespace = options.redisNamespace ?? 'storefront';
   // Reads GraphiQL's bundle manifest (builds the bundle only when it is missing or stale); never rejects.
-  const explorerRoutes = loadExplorerRoutes(logger);
+  const explorer = options.explorer ?? true;
+  const explorerRoutes = explorer ? loadExplorerRoutes(logger) : undefined;
 
   // The supergraph: a fixed SDL, or the file, followed live.
   const supergraphFile = options.supergraphSdl
@@ -206,7 +212,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     apollo: {
       gateway,
       formatError: withPersistedQueryErrorCodes(maskUnexpectedErrors(logger)),
-      introspection: true,
+      // Explicit, never from NODE_ENV (Apollo's default): production mode must not change what clients see.
+      introspection: options.introspection ?? true,
       validationRules: queryLimits.validationRules,
       parseOptions: queryLimits.parseOptions,
       // Batched HTTP requests stay off (Apollo's default): one operation per request, one cost each.
@@ -231,7 +238,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.
         ...httpCachePlugins<GatewayContext>(),
         // Apollo's embedded Sandbox (from Apollo's CDN), falling back to GraphiQL at /graphiql when it cannot load.
-        landingPageWithGraphiQLFallback<GatewayContext>({ includeCookies: false }),
+        explorer
+          ? landingPageWithGraphiQLFallback<GatewayContext>({ includeCookies: false })
+          : ApolloServerPluginLandingPageDisabled(),
         ApolloServerPluginUsageReportingDisabled(),
         ApolloServerPluginSchemaReportingDisabled(),
       ],

@@ -30,6 +30,8 @@ export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<G
       maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS,
     },
     deadlineMs: config.REQUEST_DEADLINE_MS,
+    introspection: config.INTROSPECTION === 'on',
+    explorer: config.EXPLORER === 'on',
     readinessSubgraphs: config.READINESS_SUBGRAPHS.split(',')
       .map((name) => name.trim())
       .filter(Boolean),

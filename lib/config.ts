@@ -116,6 +116,10 @@ const schema = z.object({
   DEPRECATION_DOCS_URL: url.default(
     'https://github.com/storefront-supergraph/storefront-supergraph/blob/main/README.md',
   ),
+  /** `off` refuses introspection queries at the gateway (Sandbox and GraphiQL then need a schema file). Defaults to on. */
+  INTROSPECTION: z.enum(['on', 'off']).default('on'),
+  /** `off` serves no explorer: no Sandbox landing page on GET / and no GraphiQL at /graphiql. Defaults to on. */
+  EXPLORER: z.enum(['on', 'off']).default('on'),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */

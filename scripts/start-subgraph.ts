@@ -1,4 +1,5 @@
-// First: tracing must patch modules before anything loads them.
+// First: production mode unless NODE_ENV says otherwise, then tracing, which must patch modules before anything loads them.
+import '../lib/production-mode';
 import '../lib/instrumentation';
 import { runServer } from '../lib/cli';
 import { loadConfig } from '../lib/config';

@@ -1,4 +1,5 @@
-// First: tracing must patch modules before anything loads them.
+// First: production mode unless NODE_ENV says otherwise, then tracing, which must patch modules before anything loads them.
+import '../lib/production-mode';
 import '../lib/instrumentation';
 import { runServer } from '../lib/cli';
 import { loadConfig } from '../lib/config';
@@ -38,7 +39,7 @@ async function main(): Promise<() => Promise<void>> {
     throw error;
   });
   const url = stack.gateway.url.replace('//127.0.0.1:', '//localhost:');
-  logger.info({ url, readyInMs: Date.now() - started }, 'storefront supergraph ready');
+  logger.info({ url, readyInMs: Date.now() - started, mode: process.env.NODE_ENV }, 'storefront supergraph ready');
   console.log(`\n  Storefront supergraph ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}\n`);
 
   return async () => {

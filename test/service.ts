@@ -19,14 +19,17 @@ export interface Started {
   exited: Promise<number | null>;
 }
 
-/** `npm start` (or `script`) in `cwd`, production mode, every registry subgraph's port free, `env` on top. */
+/**
+ * `npm start` (or `script`) in `cwd`, every registry subgraph's port free, `env` on top. NODE_ENV is not
+ * passed on (Jest sets it to `test`): the entry point's own default, production, is what is tested.
+ */
 export async function npmStart(env: NodeJS.ProcessEnv, script = 'start', cwd = ROOT): Promise<Started> {
   const [gateway, ...subgraphs] = await Promise.all([freePort(), ...SUBGRAPH_NAMES.map(() => freePort())]);
+  const { NODE_ENV: _jestsOwn, ...inherited } = process.env;
   const child = spawn('npm', ['run', '-s', script], {
     cwd,
     env: {
-      ...process.env,
-      NODE_ENV: 'production',
+      ...inherited,
       LOG_LEVEL: 'info',
       SEED_SCALE: '1',
       GATEWAY_PORT: String(gateway),

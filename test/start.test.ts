@@ -85,8 +85,21 @@ describe('npm start', () => {
       await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
   });
 
-  it('with DATABASE_URL: migrates and seeds, serves, and on SIGTERM finishes the request in flight and exits 0', async () => {
-    const service = await start({ DATABASE_URL: await database('start') });
+  it('with DATABASE_URL: migrates and seeds, serves in production mode, and on SIGTERM finishes the request in flight and exits 0', async () => {
+    const service = await start({ DATABASE_URL: await database('start'), INTROSPECTION: 'off', EXPLORER: 'off' });
+    const url = await service.ready;
+    // Production mode by default (nothing in the environment says so), and what it used to switch is a setting.
+    expect(service.output()).toMatch(/"mode":"production".*storefront supergraph ready/);
+    const introspection = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ __schema { queryType { name } } }' }),
+    }).then((response) => response.json() as Promise<any>);
+    expect(introspection.data).toBeUndefined();
+    expect(introspection.errors[0].extensions.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    expect((await fetch(new URL('/graphiql', url))).status).toBe(404);
+    const landing = await fetch(url, { headers: { accept: 'text/html' } });
+    expect(await landing.text()).not.toMatch(/sandbox|graphiql/i);
     await drainsOn(service, 'SIGTERM');
   }, 60_000);
 
