@@ -28,6 +28,12 @@ export function createGatewayMetrics(options: {
     buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers,
   });
+  const sharedFetches = new Counter({
+    name: 'subgraph_fetches_shared_total',
+    help: 'Subgraph fetches answered by an identical concurrent call another request made (no call of their own), by subgraph.',
+    labelNames: ['subgraph'],
+    registers,
+  });
   new Gauge({
     name: 'subgraph_circuit_breaker_state',
     help: 'Each subgraph breaker: 0 closed, 1 half-open, 2 open.',
@@ -98,6 +104,7 @@ export function createGatewayMetrics(options: {
     ...metrics,
     observeFetch: (subgraph: string, outcome: string, seconds: number) =>
       fetchDuration.observe({ subgraph, outcome }, seconds),
+    countSharedFetch: (subgraph: string) => sharedFetches.inc({ subgraph }),
     observeCost: (estimated: number) => operationCost.observe(estimated),
     countRefusal: (reason: string) => refusals.inc({ reason }),
     countDeprecatedUse: (coordinate: string, client: string) =>

@@ -33,7 +33,7 @@ import {
   type ClientBudgetOptions,
   type RequestLimitsOptions,
 } from './rate-limits';
-import { SubgraphDataSource, type SubgraphBreakerOptions } from './subgraph-data-source';
+import { SubgraphDataSource, WriteClock, type SubgraphBreakerOptions } from './subgraph-data-source';
 import { SubgraphHealth } from './subgraph-health';
 import { SUPERGRAPH_PATH, SupergraphFile } from './supergraph-file';
 
@@ -132,6 +132,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 
   // Subgraph calls: one data source per subgraph, with its timeout, breaker and the caller's signed identity.
   const dataSources: SubgraphDataSource<GatewayContext>[] = [];
+  // One write counter for all subgraphs: no query shares a fetch sent before a mutation it follows.
+  const writes = new WriteClock();
   const breakerStates = () => Object.fromEntries(dataSources.map((source) => [source.subgraph, source.breakerState()]));
   // Every subgraph's /readyz, for the gateway's own and to close a breaker as soon as its subgraph is back.
   const health = new SubgraphHealth(() => dataSources, { required: options.readinessSubgraphs, logger });
@@ -154,6 +156,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         logger,
         observe: ({ subgraph, outcome, seconds }) => metrics.observeFetch(subgraph, outcome, seconds),
         deadlineOf: (context) => context.deadline,
+        writes,
+        onShared: (subgraph) => metrics.countSharedFetch(subgraph),
         // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
         signRequest: {
           describe: (context) =>

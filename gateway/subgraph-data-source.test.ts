@@ -20,12 +20,21 @@ process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
 const sha256 = (body: string | Buffer) => createHash('sha256').update(body).digest('hex');
 const LINK = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@key"])';
-const PRODUCTS_SDL = `${LINK}
-  type Query { products: [Product!]! }
-  type Product @key(fields: "id") { id: ID! title: String! }
+/** As in the real contracts: public hints on the catalog data, the caller's own data PRIVATE. */
+const CACHE_CONTROL = `
+  enum CacheControlScope { PUBLIC PRIVATE }
+  directive @cacheControl(maxAge: Int, scope: CacheControlScope) on FIELD_DEFINITION | OBJECT
 `;
-const RATINGS_SDL = `${LINK}
-  type Product @key(fields: "id") { id: ID! rating: Float }
+const PRODUCTS_SDL = `${LINK}${CACHE_CONTROL}
+  type Query {
+    products: [Product!]! @cacheControl(maxAge: 30)
+    whoami: String @cacheControl(maxAge: 0, scope: PRIVATE)
+  }
+  type Mutation { touch: Int! }
+  type Product @key(fields: "id") @cacheControl(maxAge: 30) { id: ID! title: String! }
+`;
+const RATINGS_SDL = `${LINK}${CACHE_CONTROL}
+  type Product @key(fields: "id") @cacheControl(maxAge: 30) { id: ID! rating: Float }
 `;
 const PRODUCTS = [
   { id: 'p1', title: 'Kettle' },
@@ -47,6 +56,8 @@ interface TestSubgraph {
   connections: number;
   /** HTTP requests received so far. */
   requests: number;
+  /** How long each request waits before it is answered (to hold fetches in flight). Defaults to 0. */
+  delayMs: number;
   /** The x-caller header of the last request. */
   lastCaller: string | undefined;
   /** Whether the last request's x-signed-body header was the SHA-256 of the body received, and no internal header leaked. */
@@ -59,6 +70,7 @@ interface TestSubgraph {
 
 interface SubgraphContext {
   subgraph: TestSubgraph;
+  caller: string | undefined;
 }
 
 /** A real subgraph on Apollo Server + Express 5, with counters and a switchable failure mode. */
@@ -77,6 +89,7 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
     port: 0,
     connections: 0,
     requests: 0,
+    delayMs: 0,
     lastCaller: undefined,
     lastSignatureMatched: undefined,
     unsignedRequests: 0,
@@ -105,6 +118,7 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
       res.status(200).type('html').send('<html>proxy error at db.internal</html>');
       return;
     }
+    if (subgraph.delayMs) await sleep(subgraph.delayMs);
     if (subgraph.mode === 'slow') {
       await sleep(SLOW_MS, undefined, { signal: stopping.signal }).catch(() => {});
       if (stopping.signal.aborted) return;
@@ -119,7 +133,9 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
   app.use(
     '/graphql',
     express.json({ verify: checkSignature }),
-    expressMiddleware(apollo, { context: async () => ({ subgraph }) }),
+    expressMiddleware(apollo, {
+      context: async ({ req }) => ({ subgraph, caller: req.headers['x-caller'] as string | undefined }),
+    }),
   );
   await new Promise<void>((resolve) => httpServer.listen(port, '127.0.0.1', resolve));
   subgraph.port = (httpServer.address() as AddressInfo).port;
@@ -129,7 +145,11 @@ async function startSubgraph(sdl: string, resolvers: GraphQLResolverMap<unknown>
 
 const startProducts = () =>
   startSubgraph(PRODUCTS_SDL, {
-    Query: { products: () => PRODUCTS },
+    Query: {
+      products: () => PRODUCTS,
+      whoami: (_root: unknown, _args: unknown, context: SubgraphContext) => context.caller ?? null,
+    },
+    Mutation: { touch: (_root: unknown, _args: unknown, context: SubgraphContext) => context.subgraph.requests },
     Product: { __resolveReference: (ref: { id: string }) => PRODUCTS.find((p) => p.id === ref.id) },
   });
 
@@ -167,7 +187,11 @@ interface Stack {
   ratings: TestSubgraph;
   sources: Map<string, SubgraphDataSource<GatewayContext>>;
   logs: LogEntry[];
-  query(): Promise<{ status: number; ms: number; body: { data?: any; errors?: any[] } }>;
+  /** The page (or `query`) as `caller`. Defaults to PAGE as user-42. */
+  query(options?: {
+    caller?: string;
+    query?: string;
+  }): Promise<{ status: number; ms: number; body: { data?: any; errors?: any[] } }>;
 }
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -233,12 +257,12 @@ async function startStack(ratingsOptions: Partial<SubgraphDataSourceOptions<Gate
   return Object.assign(stack, {
     sources,
     logs,
-    async query() {
+    async query({ caller = 'user-42', query = PAGE } = {}) {
       const started = performance.now();
       const response = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-caller': 'user-42' },
-        body: JSON.stringify({ query: PAGE }),
+        headers: { 'content-type': 'application/json', 'x-caller': caller },
+        body: JSON.stringify({ query }),
       });
       const body = (await response.json()) as { data?: any; errors?: any[] };
       return { status: response.status, ms: performance.now() - started, body };
@@ -368,5 +392,47 @@ describe('SubgraphDataSource behind a real gateway', () => {
     }
     // A 4xx is this request's problem and a bad body is not an outage: neither may cut the subgraph off.
     expect(stack.sources.get('ratings')!.breakerState()).toBe('closed');
+  });
+});
+
+describe('shared in-flight fetches', () => {
+  it('N identical concurrent pages, whoever asks, cost one fetch per subgraph when the answers are public', async () => {
+    const stack = await startStack();
+    stack.products.delayMs = stack.ratings.delayMs = 150;
+    const pages = await Promise.all(Array.from({ length: 10 }, (_, i) => stack.query({ caller: `user-${i}` })));
+    for (const page of pages) expect(page.body).toEqual({ data: FULL_PAGE });
+    expect(stack.products.requests).toBe(1);
+    expect(stack.ratings.requests).toBe(1);
+    // Each request is its own again once nothing is in flight.
+    await stack.query();
+    expect(stack.products.requests).toBe(2);
+  });
+
+  it("never shares a caller's private answer with another caller, and shares it with the same caller", async () => {
+    const stack = await startStack();
+    stack.products.delayMs = 150;
+    const asks = ['alice', 'bob', 'alice', 'bob', 'alice'].map((caller) => ({ caller, query: '{ whoami }' }));
+    const answers = await Promise.all(asks.map((ask) => stack.query(ask)));
+    expect(answers.map((answer) => answer.body.data.whoami)).toEqual(asks.map((ask) => ask.caller));
+    // One call each for alice and bob: bob never joined alice's (no-store, PRIVATE) call.
+    expect(stack.products.requests).toBe(2);
+  });
+
+  it('never shares a mutation, and no query joins a fetch sent before a write it follows', async () => {
+    const stack = await startStack();
+    const touches = await Promise.all(Array.from({ length: 4 }, () => stack.query({ query: 'mutation { touch }' })));
+    expect(new Set(touches.map((touch) => touch.body.data.touch)).size).toBe(4);
+    expect(stack.products.requests).toBe(4);
+
+    stack.products.delayMs = 300;
+    const before = stack.query({ query: '{ products { id title } }' });
+    while (stack.products.requests < 5) await sleep(10);
+    stack.products.delayMs = 0;
+    await stack.query({ query: 'mutation { touch }' });
+    // Sent after the write returned: a call of its own, though an identical one is still in flight.
+    const after = await stack.query({ query: '{ products { id title } }' });
+    expect(after.body.data.products).toHaveLength(3);
+    expect(stack.products.requests).toBe(7);
+    expect((await before).body.data.products).toHaveLength(3);
   });
 });

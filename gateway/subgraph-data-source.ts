@@ -1,7 +1,7 @@
 import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLError } from 'graphql';
 import CircuitBreaker from 'opossum';
-import { Agent, fetch as undiciFetch, Response, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { ErrorCode } from '../lib/errors';
 
 /** The code a client sees when a subgraph could not answer. Stable: clients branch on it. */
@@ -20,14 +20,6 @@ export type SubgraphFailureReason =
   'timeout' | 'deadline' | 'unreachable' | 'circuit_open' | 'bad_status' | 'bad_response';
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
-
-/**
- * Carries what signRequest described of a request's context from willSendRequest to the fetcher, which
- * alone sees the exact body; it is removed before the request leaves the gateway.
- */
-const TO_SIGN_HEADER = 'x-storefront-to-sign';
-/** Internal header from willSendRequest to the fetcher: the request's deadline (epoch ms); never sent. */
-const DEADLINE_HEADER = 'x-storefront-deadline';
 
 /** The subset of a pino Logger this class uses. */
 export interface SubgraphDataSourceLogger {
@@ -92,13 +84,75 @@ export interface SubgraphDataSourceOptions<TContext extends AnyContext> {
   logger: SubgraphDataSourceLogger;
   /** Told the outcome and duration of every call (metrics). Defaults to none. */
   observe?: (call: { subgraph: string; outcome: 'ok' | SubgraphFailureReason; seconds: number }) => void;
+  /**
+   * Whether identical concurrent fetches of queries (same body: document, variables, operation name) share
+   * one call. An answer is shared with another caller only when it is public (`Cache-Control: public` with a
+   * max-age), else only with the same caller; never a fetch of a mutation, nor one sent before a write
+   * (`writes`). Defaults to true.
+   */
+  shareFetches?: boolean;
+  /** The gateway's write counter, shared by its data sources (see WriteClock). Defaults to one of its own. */
+  writes?: WriteClock;
+  /** Told every answer of an incoming operation, with its request context (the response cache reads its entities). Defaults to none. */
+  didReceive?(response: GatewayGraphQLResponse, context: Partial<TContext>): void;
+  /** Told when a fetch was answered by another request's call (metrics). Defaults to none. */
+  onShared?(subgraph: string): void;
 }
 
-const NULL_BODY_STATUSES = new Set([204, 205, 304]);
+/** A subgraph's GraphQL response, as the gateway's query plan executor takes it. */
+export type GatewayGraphQLResponse = Awaited<ReturnType<RemoteGraphQLDataSource['process']>>;
+/** The incoming request's context, which a fetch of its query plan is given. */
+type IncomingRequestContext = Extract<
+  GraphQLDataSourceProcessOptions,
+  { incomingRequestContext: unknown }
+>['incomingRequestContext'];
 
-type Fetcher = RemoteGraphQLDataSource['fetcher'];
-type FetcherInit = NonNullable<Parameters<Fetcher>[1]>;
-type FetcherResponse = Awaited<ReturnType<Fetcher>>;
+/** One subgraph's HTTP answer, read whole: what the gateway needs of it, and nothing that holds a socket. */
+interface SubgraphAnswer {
+  status: number;
+  contentType: string | undefined;
+  cacheControl: string | undefined;
+  text: string;
+}
+
+/** The caller-independent part of a subgraph request and what is shared while it is in flight. */
+interface Flight {
+  /** What signRequest described of the leader's context (its caller). */
+  caller: string;
+  /** The gateway's write generation when it was sent (WriteClock). */
+  generation: number;
+  answer: Promise<SubgraphAnswer>;
+}
+
+/**
+ * Counts the writes (mutation fetches) of one gateway, so a query never joins a fetch sent before a
+ * write it follows: a fetch is shared only among requests that saw the same generation. One per gateway,
+ * shared by its data sources.
+ */
+export class WriteClock {
+  generation = 0;
+  tick(): void {
+    this.generation += 1;
+  }
+}
+
+const header = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+/** `Cache-Control` of an answer any caller may be given (public, with a max-age): a subgraph's contract marks caller-dependent fields PRIVATE. */
+function isPublicAnswer(cacheControl: string | undefined): boolean {
+  if (!cacheControl) return false;
+  const directives = parseCacheControl(cacheControl);
+  return directives.public === true && Number(directives['max-age']) > 0;
+}
+
+function parseCacheControl(value: string): Record<string, string | true> {
+  const directives: Record<string, string | true> = {};
+  for (const part of value.split(',')) {
+    const [name, argument] = part.trim().split('=', 2) as [string, string | undefined];
+    if (name) directives[name.toLowerCase()] = argument ?? true;
+  }
+  return directives;
+}
 
 /** A failed call, with the reason the client will see. Internal: never reaches a client as is. */
 class SubgraphCallError extends Error {
@@ -130,23 +184,29 @@ export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureRea
  */
 export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extends RemoteGraphQLDataSource<TContext> {
   readonly subgraph: string;
+  private readonly origin: string;
+  private readonly path: string;
   private readonly timeoutMs: number;
-  private readonly signRequest: SubgraphDataSourceOptions<TContext>['signRequest'];
-  private readonly deadlineOf: SubgraphDataSourceOptions<TContext>['deadlineOf'];
+  private readonly options: SubgraphDataSourceOptions<TContext>;
   private readonly logger: SubgraphDataSourceLogger;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
-  private readonly breaker: CircuitBreaker<[string, FetcherInit | undefined, number | undefined], FetcherResponse>;
+  private readonly writes: WriteClock;
+  private readonly inFlight = new Map<string, Flight>();
+  private readonly breaker: CircuitBreaker<[string, Record<string, string>, number | undefined], SubgraphAnswer>;
   private disposed: Promise<void> | undefined;
 
   constructor(options: SubgraphDataSourceOptions<TContext>) {
     // Only fields of the base class: its constructor Object.assign()s whatever it is given onto `this`.
     super({ url: options.url });
     this.subgraph = options.name;
+    const url = new URL(options.url);
+    this.origin = url.origin;
+    this.path = `${url.pathname}${url.search}`;
     this.timeoutMs = options.timeoutMs ?? 5_000;
-    this.signRequest = options.signRequest;
-    this.deadlineOf = options.deadlineOf;
+    this.options = options;
     this.logger = options.logger;
+    this.writes = options.writes ?? new WriteClock();
     this.ownsDispatcher = !options.dispatcher;
     // undici keeps connections alive by default; 4 s idle stays under Node's 5 s server keep-alive, so the
     // client, not the server, closes an idle socket and a request never lands on one being closed.
@@ -154,7 +214,8 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
 
     const breaker = options.breaker ?? {};
     this.breaker = new CircuitBreaker(
-      (url: string, init: FetcherInit | undefined, deadline: number | undefined) => this.call(url, init, deadline),
+      (body: string, headers: Record<string, string>, deadline: number | undefined) =>
+        this.call(body, headers, deadline),
       {
         name: options.name,
         // The call enforces timeoutMs itself with an AbortSignal, which also frees the socket; opossum's own
@@ -172,51 +233,129 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
     this.breaker.on('open', () => this.logger.warn(log, 'subgraph circuit breaker opened: failing fast'));
     this.breaker.on('halfOpen', () => this.logger.info(log, 'subgraph circuit breaker half-open: probing'));
     this.breaker.on('close', () => this.logger.info(log, 'subgraph circuit breaker closed'));
-
-    const observe = options.observe;
-    this.fetcher = observe
-      ? async (url, given) => {
-          const started = process.hrtime.bigint();
-          const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-          try {
-            const response = await this.send(url, given);
-            // A 4xx reaches the client as bad_status (errorFromResponse) without opening the breaker.
-            observe({ subgraph: this.subgraph, outcome: response.ok ? 'ok' : 'bad_status', seconds: seconds() });
-            return response;
-          } catch (error) {
-            const reason: SubgraphFailureReason =
-              error instanceof SubgraphCallError ? error.reason : this.breaker.opened ? 'circuit_open' : 'unreachable';
-            observe({ subgraph: this.subgraph, outcome: reason, seconds: seconds() });
-            throw error;
-          }
-        }
-      : (url, init) => this.send(url, init);
   }
 
-  /** Signs the request, and sends it under the breaker with what is left of its deadline (none left: not sent). */
-  private async send(url: string, given: FetcherInit | undefined): Promise<FetcherResponse> {
-    const { [DEADLINE_HEADER]: deadline, ...headers } = (given?.headers ?? {}) as Record<string, string>;
-    const init = await this.signed(given && { ...given, headers });
-    const deadlineAt = deadline === undefined ? undefined : Number(deadline);
-    if (deadlineAt !== undefined && deadlineAt - Date.now() <= 0) throw new SubgraphCallError('deadline');
-    return this.breaker.fire(url, init, deadlineAt);
-  }
-
-  override willSendRequest(options: GraphQLDataSourceProcessOptions<TContext>): void {
+  /**
+   * One subgraph fetch of a query plan. Replaces the base class's, which builds node-fetch Headers and a
+   * Request and goes through WHATWG fetch for every call: here the body is sent with undici's request API
+   * and read whole as text, the identity is signed for that exact body, and identical concurrent queries
+   * share one call (shareFetches).
+   */
+  override async process(options: GraphQLDataSourceProcessOptions<TContext>): Promise<GatewayGraphQLResponse> {
+    const { request } = options;
+    if (!request.query) throw new Error('Missing query');
+    const incoming = 'incomingRequestContext' in options ? options.incomingRequestContext : undefined;
     const context = options.context as Partial<TContext>;
-    const deadline = this.deadlineOf?.(context);
-    if (deadline !== undefined) options.request.http!.headers.set(DEADLINE_HEADER, String(deadline));
-    if (!this.signRequest) return;
-    options.request.http!.headers.set(TO_SIGN_HEADER, this.signRequest.describe(context));
+    const body = JSON.stringify({
+      query: request.query,
+      variables: request.variables,
+      operationName: request.operationName,
+      extensions: request.extensions,
+    });
+    const caller = this.options.signRequest?.describe(context) ?? '';
+    const deadline = this.options.deadlineOf?.(context);
+    const operation = incoming?.operation?.operation;
+    try {
+      let answer: SubgraphAnswer;
+      if (operation === 'query' && this.options.shareFetches !== false) {
+        answer = await this.shared(body, caller, deadline);
+      } else if (operation === 'mutation') {
+        // Before and after: a query sent during the write does not join one sent before it, nor one after it.
+        this.writes.tick();
+        answer = await this.fetchAs(body, caller, deadline).finally(() => this.writes.tick());
+      } else {
+        answer = await this.fetchAs(body, caller, deadline);
+      }
+      const response = this.parse(answer);
+      if (incoming) {
+        restrictCachePolicy(incoming, answer.cacheControl);
+        this.options.didReceive?.(response, context);
+      }
+      return response;
+    } catch (error) {
+      return this.didEncounterError(error as Error);
+    }
   }
 
-  /** The request with signRequest's headers for its exact body (each send its own), without the internal header. */
-  private async signed(init: FetcherInit | undefined): Promise<FetcherInit | undefined> {
-    if (!this.signRequest || !init) return init;
-    const { [TO_SIGN_HEADER]: described, ...headers } = init.headers as Record<string, string>;
-    if (described === undefined || typeof init.body !== 'string')
-      throw new Error('subgraph request without what it must be signed for');
-    return { ...init, headers: { ...headers, ...(await this.signRequest.sign(described, init.body)) } };
+  /**
+   * The answer of an identical query already in flight, when it may be given to this caller; else a call of
+   * this caller's own, shared with the same caller's identical queries (keyed by caller and body).
+   */
+  private async shared(
+    body: string,
+    caller: string,
+    deadline: number | undefined,
+    key = body,
+  ): Promise<SubgraphAnswer> {
+    const flight = this.inFlight.get(key);
+    if (flight && flight.generation === this.writes.generation) {
+      try {
+        const answer = await flight.answer;
+        if (flight.caller === caller || isPublicAnswer(answer.cacheControl)) {
+          this.options.onShared?.(this.subgraph);
+          return answer;
+        }
+      } catch (error) {
+        // The leader's deadline is not this request's: it calls on its own. Any other failure is the subgraph's.
+        if (!(error instanceof SubgraphCallError && error.reason === 'deadline')) throw error;
+      }
+      const own = `${caller}\n${body}`;
+      return key === own ? this.fetchAs(body, caller, deadline) : this.shared(body, caller, deadline, own);
+    }
+    const own: Flight = { caller, generation: this.writes.generation, answer: this.fetchAs(body, caller, deadline) };
+    this.inFlight.set(key, own);
+    try {
+      return await own.answer;
+    } finally {
+      if (this.inFlight.get(key) === own) this.inFlight.delete(key);
+    }
+  }
+
+  /** Signs the body for the caller, and calls under the breaker with what is left of the deadline (none left: no call). */
+  private async fetchAs(body: string, caller: string, deadline: number | undefined): Promise<SubgraphAnswer> {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      ...(this.options.signRequest && (await this.options.signRequest.sign(caller, body))),
+    };
+    if (deadline !== undefined && deadline - Date.now() <= 0) throw new SubgraphCallError('deadline');
+    const observe = this.options.observe;
+    if (!observe) return this.breaker.fire(body, headers, deadline);
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const answer = await this.breaker.fire(body, headers, deadline);
+      // A 4xx reaches the client as bad_status (parse) without opening the breaker.
+      observe({ subgraph: this.subgraph, outcome: answer.status < 300 ? 'ok' : 'bad_status', seconds: seconds() });
+      return answer;
+    } catch (error) {
+      const reason: SubgraphFailureReason =
+        error instanceof SubgraphCallError ? error.reason : this.breaker.opened ? 'circuit_open' : 'unreachable';
+      observe({ subgraph: this.subgraph, outcome: reason, seconds: seconds() });
+      throw error;
+    }
+  }
+
+  /**
+   * The GraphQL response in an answer, parsed for this request alone (a shared answer is parsed once per
+   * request, so no two requests hold the same objects). A non-2xx status below 500 is logged with its status
+   * and shown as bad_status, never with the subgraph's URL or body; a 2xx that is not a JSON object is bad_response.
+   */
+  private parse(answer: SubgraphAnswer): GatewayGraphQLResponse {
+    if (answer.status < 200 || answer.status >= 300) {
+      this.logger.warn(
+        { subgraph: this.subgraph, reason: 'bad_status', status: answer.status },
+        'subgraph call failed',
+      );
+      throw subgraphUnavailable(this.subgraph, 'bad_status');
+    }
+    const json =
+      answer.contentType?.startsWith('application/json') ||
+      answer.contentType?.startsWith('application/graphql-response+json');
+    if (!json) throw new Error(`Expected a JSON response, got ${answer.contentType ?? 'no content type'}`);
+    const body: unknown = JSON.parse(answer.text);
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new Error('Expected a JSON object response');
+    return body as GatewayGraphQLResponse;
   }
 
   /** The breaker's state, for metrics and tests. */
@@ -246,11 +385,11 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
   }
 
   /**
-   * Base-class hook for every error of the HTTP exchange (the fetcher, a non-2xx status, the body parse):
-   * whatever it was, the gateway gets a SUBGRAPH_UNAVAILABLE error, so a stack, host or URL never leaks.
+   * Every error of a fetch (the call, a non-2xx status, the body parse, signing) ends here: whatever it
+   * was, the gateway gets a SUBGRAPH_UNAVAILABLE error, so a stack, host or URL never leaks.
    */
   override didEncounterError(error: Error): never {
-    // Already the client-visible error (errorFromResponse made it).
+    // Already the client-visible error (parse made it).
     if (error instanceof GraphQLError && error.extensions.code === SUBGRAPH_UNAVAILABLE) throw error;
     const reason: SubgraphFailureReason =
       error instanceof SubgraphCallError
@@ -268,49 +407,53 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
   }
 
   /**
-   * Reached only for non-2xx statuses below 500 (the call itself rejects 5xx). The base version puts the
-   * subgraph's URL and body in the error's extensions; this one logs the status and shows neither.
-   */
-  override async errorFromResponse(response: FetcherResponse): Promise<GraphQLError> {
-    this.logger.warn(
-      { subgraph: this.subgraph, reason: 'bad_status', status: response.status },
-      'subgraph call failed',
-    );
-    return subgraphUnavailable(this.subgraph, 'bad_status');
-  }
-
-  /**
    * One HTTP exchange, under the breaker: resolves with the whole body read, or rejects with the reason.
    * Reading the body here puts a slow body under the timeout and the breaker too, and lets the socket go
    * back to the pool at once.
    */
   private async call(
-    url: string,
-    init: FetcherInit | undefined,
+    body: string,
+    headers: Record<string, string>,
     deadline: number | undefined,
-  ): Promise<FetcherResponse> {
+  ): Promise<SubgraphAnswer> {
     const left = deadline === undefined ? Infinity : deadline - Date.now();
     const cutByDeadline = left < this.timeoutMs;
     const timeout = AbortSignal.timeout(Math.max(1, Math.min(this.timeoutMs, left)));
-    const signal = init?.signal ? AbortSignal.any([init.signal as AbortSignal, timeout]) : timeout;
     try {
-      const response = await undiciFetch(url, {
-        method: init?.method,
-        headers: init?.headers,
-        body: init?.body,
-        signal,
-        dispatcher: this.dispatcher,
+      const response = await this.dispatcher.request({
+        origin: this.origin,
+        path: this.path,
+        method: 'POST',
+        headers,
+        body,
+        signal: timeout,
       });
-      const body = await response.arrayBuffer();
+      const text = await response.body.text();
       // 5xx is the subgraph failing; 4xx is this request's problem and must not open the breaker for all.
-      if (response.status >= 500) throw new SubgraphCallError('bad_status', response.status);
-      const { status, statusText, headers } = response;
-      // A Response may not be built with a body for these statuses, even an empty one.
-      return new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, statusText, headers });
+      if (response.statusCode >= 500) throw new SubgraphCallError('bad_status', response.statusCode);
+      return {
+        status: response.statusCode,
+        contentType: header(response.headers['content-type']),
+        cacheControl: header(response.headers['cache-control']),
+        text,
+      };
     } catch (error) {
       if (error instanceof SubgraphCallError) throw error;
       const reason = timeout.aborted ? (cutByDeadline ? 'deadline' : 'timeout') : 'unreachable';
       throw new SubgraphCallError(reason, undefined, { cause: error });
     }
   }
+}
+
+/** Restricts the operation's cache policy by a subgraph answer's Cache-Control, as RemoteGraphQLDataSource does. */
+function restrictCachePolicy(incoming: IncomingRequestContext, cacheControl: string | undefined): void {
+  const policy = incoming.overallCachePolicy;
+  if (!policy || !('restrict' in policy)) return;
+  const directives = parseCacheControl(cacheControl ?? '');
+  const maxAge = directives['max-age'];
+  policy.restrict({
+    maxAge: typeof maxAge === 'string' && /^[0-9]+$/.test(maxAge) ? Number(maxAge) : 0,
+    ...(directives.private === true && { scope: 'PRIVATE' as const }),
+    ...(directives.public === true && { scope: 'PUBLIC' as const }),
+  });
 }
