@@ -68,13 +68,17 @@ function walkValue(type: GraphQLInputType, value: unknown, found: Map<string, st
   }
 }
 
-/** Every deprecated field, argument, input field and enum value the operation uses, literals and variables. */
-export function deprecationsUsed(
-  schema: GraphQLSchema,
-  document: DocumentNode,
-  operation: OperationDefinitionNode,
-  variables: Record<string, unknown> = {},
-): UsedDeprecation[] {
+/**
+ * The deprecated fields, arguments, input fields and enum values a document names itself (variables aside),
+ * by schema: found by walking the document once per schema (a reloaded supergraph may deprecate more), then
+ * kept for as long as the document is (Apollo Server hands every request of the same query text the same
+ * DocumentNode), so a request pays only for its variables.
+ */
+const namedInDocuments = new WeakMap<DocumentNode, { schema: GraphQLSchema; found: ReadonlyMap<string, string> }>();
+
+function deprecationsNamedIn(schema: GraphQLSchema, document: DocumentNode): ReadonlyMap<string, string> {
+  const cached = namedInDocuments.get(document);
+  if (cached?.schema === schema) return cached.found;
   const found = new Map<string, string>();
   const typeInfo = new TypeInfo(schema);
   visit(
@@ -108,6 +112,19 @@ export function deprecationsUsed(
       },
     }),
   );
+  namedInDocuments.set(document, { schema, found });
+  return found;
+}
+
+/** Every deprecated field, argument, input field and enum value the operation uses, literals and variables. */
+export function deprecationsUsed(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  variables: Record<string, unknown> = {},
+): UsedDeprecation[] {
+  // A copy: the variables' finds are this request's, and come after the document's, as they always have.
+  const found = new Map(deprecationsNamedIn(schema, document));
   for (const definition of operation.variableDefinitions ?? []) {
     const type = typeFromAST(schema, definition.type as never) as GraphQLInputType | undefined;
     if (type) walkValue(type, variables[definition.variable.name.value], found);

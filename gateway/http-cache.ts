@@ -21,13 +21,16 @@ import type { RedisConnection, RedisGuard } from '../lib/redis';
  *   a non-simple `content-type` such as `application/json`. Without one it is refused with 400 BAD_REQUEST.
  * - APQ (automatic persisted queries): in Redis when the gateway has a connection, so every gateway sees a
  *   query registered on any one; in Apollo's bounded in-memory cache otherwise.
- * - ETag: a weak validator over the response's `data` and `errors` only. `extensions` (the caller's
- *   remaining budget, `extensions.cost`) changes on every request and is left out, which is why the
- *   ETag is weak: equal ETags mean the same answer, not the same bytes. An answer that is not public
- *   also hashes in the caller, so one user's ETag never validates another user's answer. A GET whose
- *   `If-None-Match` lists the answer's ETag gets 304 with no body (Express drops it) but the usual
- *   headers. The query still ran and was charged: a 304 saves bandwidth, not work. The check is made
- *   here rather than left to Express, which ignores If-None-Match when the request says
+ * - ETag: a weak validator over the response's `data` and `errors` only, on the answers to a GET or to a
+ *   request that carries If-None-Match: a client sending a plain POST cannot make a conditional request
+ *   with it, and hashing every answer for nobody was a cost on every request (Express still hashes what it
+ *   sends without an ETag unless its `etag` setting is off for /graphql: see lib/http-server.ts).
+ *   `extensions` (the caller's remaining budget, `extensions.cost`) changes on every request and is left
+ *   out, which is why the ETag is weak: equal ETags mean the same answer, not the same bytes. An answer
+ *   that is not public also hashes in the caller, so one user's ETag never validates another user's
+ *   answer. A GET whose `If-None-Match` lists the answer's ETag gets 304 with no body (Express drops it)
+ *   but the usual headers. The query still ran and was charged: a 304 saves bandwidth, not work. The check
+ *   is made here rather than left to Express, which ignores If-None-Match when the request says
  *   `Cache-Control: no-cache`, as Node's and undici's fetch always do next to If-None-Match.
  */
 
@@ -88,7 +91,7 @@ export interface HttpCacheContext extends BaseContext {
 /**
  * The gateway's HTTP caching plugins: Apollo's cache control plugin (which writes Cache-Control from
  * the overall policy the subgraphs' headers produced), and this module's plugin, which makes every
- * operation but a query uncacheable and writes the ETag.
+ * operation but a query uncacheable and writes the ETag (for a GET, or a request with If-None-Match).
  */
 export function httpCachePlugins<TContext extends HttpCacheContext>(): ApolloServerPlugin<TContext>[] {
   return [
@@ -105,13 +108,16 @@ export function httpCachePlugins<TContext extends HttpCacheContext>(): ApolloSer
           async willSendResponse({ request, response, overallCachePolicy, contextValue }) {
             const { body, http } = response;
             if (body.kind !== 'single' || (http.status !== undefined && http.status !== 200)) return;
+            const isGet = request.http?.method === 'GET';
+            const ifNoneMatch = request.http?.headers.get('if-none-match');
+            // Hashing the answer is worth it only to a client that can send the ETag back.
+            if (!isGet && !ifNoneMatch) return;
             const { data, errors } = body.singleResult;
             const shared = overallCachePolicy.policyIfCacheable()?.scope === 'PUBLIC';
             const etag = etagOf({ data, errors }, shared ? null : (contextValue.callerId ?? 'anonymous'));
             http.headers.set('etag', etag);
             // Weak comparison (RFC 9110 13.1.2), for GET only: a POST is not a cacheable read.
-            if (request.http?.method === 'GET' && matchesIfNoneMatch(request.http.headers.get('if-none-match'), etag))
-              http.status = 304;
+            if (isGet && matchesIfNoneMatch(ifNoneMatch, etag)) http.status = 304;
           },
         };
       },

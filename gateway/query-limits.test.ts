@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { composeServices } from '@apollo/composition';
 import { ApolloServer } from '@apollo/server';
 import { GraphQLError, getIntrospectionQuery, getNamedType, isObjectType, parse } from 'graphql';
+import * as complexity from 'graphql-query-complexity';
+import * as documents from '../lib/documents';
 import {
   buildCostModel,
   countSelections,
@@ -13,6 +15,10 @@ import {
   type QueryCostContext,
   type QueryLimitsOptions,
 } from './query-limits';
+
+// Spied on (not replaced) to see whether a document is walked again: scoring, counting, coercing variables.
+jest.mock('graphql-query-complexity', () => ({ __esModule: true, ...jest.requireActual('graphql-query-complexity') }));
+jest.mock('../lib/documents', () => ({ __esModule: true, ...jest.requireActual('../lib/documents') }));
 
 const SUPERGRAPH_SDL = readFileSync(join(__dirname, '..', 'schema', 'supergraph.graphql'), 'utf8');
 const model = buildCostModel(SUPERGRAPH_SDL);
@@ -335,6 +341,38 @@ describe('useQueryLimits in Apollo Server', () => {
     expect(result.status).toBe(429);
     expect(result.errors).toEqual([{ message: 'Rate limited.', extensions: { code: 'RATE_LIMITED' } }]);
     expect(resolved).toEqual([]);
+  });
+
+  it('scores the same document anew for other variables, and not at all for variables it has seen', async () => {
+    const walks = [
+      jest.spyOn(complexity, 'getComplexity'),
+      jest.spyOn(documents, 'fragmentsOf'),
+      jest.spyOn(documents, 'operationVariables'),
+    ];
+    try {
+      // Query text of its own: Apollo's document store hands each request of it the same DocumentNode.
+      const query = `query Page($first: Int, $withRating: Boolean!) { products(first: $first) { edges { node {
+        title averageRating @include(if: $withRating) } } } } # scored once per variables`;
+      const variables = [
+        { first: 2, withRating: true },
+        { first: 7, withRating: true },
+        { first: 7, withRating: false },
+      ];
+      const expected = [1 + 2 * (1 + 1 + 2), 1 + 7 * (1 + 1 + 2), 1 + 7 * (1 + 1)];
+      for (const values of variables) expect((await run(query, values)).errors).toBeUndefined();
+      expect(estimates.map((e) => e.cost.estimated)).toEqual(expected);
+      expect(walks[0]).toHaveBeenCalledTimes(3);
+      for (const walk of walks) walk.mockClear();
+
+      for (const values of variables) expect((await run(query, values)).errors).toBeUndefined();
+      expect(estimates.map((e) => e.cost.estimated)).toEqual([...expected, ...expected]);
+      expect(estimates.slice(3).map((e) => e.contextCost)).toEqual(
+        expected.map((estimated) => ({ estimated, max: 5000 })),
+      );
+      for (const walk of walks) expect(walk).not.toHaveBeenCalled();
+    } finally {
+      for (const walk of walks) walk.mockRestore();
+    }
   });
 
   it('rejects an operation over the maximum cost with QUERY_TOO_COMPLEX and its estimate', async () => {

@@ -7,7 +7,12 @@ import {
   ScalarType,
   Supergraph,
 } from '@apollo/federation-internals';
-import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
+import type {
+  ApolloServerPlugin,
+  BaseContext,
+  GraphQLRequestContext,
+  GraphQLRequestContextDidResolveOperation,
+} from '@apollo/server';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
@@ -388,6 +393,45 @@ function tooComplex(estimated: number, max: number): GraphQLError {
   });
 }
 
+/** What is computed of one operation with one set of variables: its selection count, then its estimated cost. */
+interface Score {
+  selections?: number;
+  estimated?: number;
+}
+
+/** Variable sets whose scores one document keeps; more, and the oldest is forgotten. */
+const SCORES_PER_DOCUMENT = 16;
+/** Longer variables (big mutation inputs, rarely sent twice) are scored every time rather than kept. */
+const MAX_SCORE_KEY_LENGTH = 2_048;
+
+/**
+ * Scores by document (held weakly: gone with the document from Apollo's document store), then by schema and
+ * cost model (a reloaded supergraph may weigh the same document differently), then by operation name and
+ * variables.
+ */
+class DocumentScores {
+  private readonly byDocument = new WeakMap<
+    DocumentNode,
+    { schema: GraphQLSchema; model: CostModel; scores: Map<string, Score> }
+  >();
+
+  of(document: DocumentNode, schema: GraphQLSchema, model: CostModel, key: string): Score {
+    if (key.length > MAX_SCORE_KEY_LENGTH) return {};
+    let entry = this.byDocument.get(document);
+    if (entry?.schema !== schema || entry.model !== model) {
+      entry = { schema, model, scores: new Map() };
+      this.byDocument.set(document, entry);
+    }
+    let score = entry.scores.get(key);
+    if (!score) {
+      score = {};
+      entry.scores.set(key, score);
+      if (entry.scores.size > SCORES_PER_DOCUMENT) entry.scores.delete(entry.scores.keys().next().value!);
+    }
+    return score;
+  }
+}
+
 /** graphql-armor's messages start "Syntax Error: " although they are not syntax errors. */
 const withoutSyntaxErrorPrefix = (message: string) => message.replace(/^Syntax Error: /, '');
 
@@ -443,6 +487,18 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(
     }),
   ];
   const validationCodes = new Set<string>([QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_DIRECTIVES]);
+  const scores = new DocumentScores();
+  /**
+   * The score of this request's operation, with these variables, on this schema: computed at most once
+   * per document (Apollo Server hands every request of the same query text the same DocumentNode) for a
+   * few variable sets, since `first: $n` and `@include(if: $v)` make it depend on them.
+   */
+  const scoreOf = ({ document, schema, request }: GraphQLRequestContextDidResolveOperation<TContext>) => {
+    const model = models.get(schema) ?? initialModel;
+    // A newline appears in no operation name.
+    const key = `${request.operationName ?? ''}\n${JSON.stringify(request.variables ?? {})}`;
+    return { model, score: scores.of(document, schema, model, key) };
+  };
 
   const plugin: ApolloServerPlugin<TContext> = {
     async requestDidStart() {
@@ -466,20 +522,22 @@ export function useQueryLimits<TContext extends BaseContext = BaseContext>(
             });
           }
           options.authorize?.(requestContext);
+          const { model, score } = scoreOf(requestContext);
           // Counted in linear time before scoring, which walks the expansion (at most MAX_SCORED_NODES).
-          const variables = operationVariables(
-            requestContext.schema,
+          score.selections ??= countSelections(
+            requestContext.document,
             requestContext.operation,
-            requestContext.request.variables,
+            operationVariables(requestContext.schema, requestContext.operation, requestContext.request.variables),
           );
-          const selections = countSelections(requestContext.document, requestContext.operation, variables);
-          if (selections > maxSelections) throw tooManySelections(selections, maxSelections);
-          const estimated = estimateCost(models.get(requestContext.schema) ?? initialModel, {
+          if (score.selections > maxSelections) throw tooManySelections(score.selections, maxSelections);
+          // Not kept when it throws (variables that do not fit): the next request with them throws again.
+          score.estimated ??= estimateCost(model, {
             document: requestContext.document,
             variables: requestContext.request.variables,
             operationName: requestContext.request.operationName,
             schema: requestContext.schema,
           });
+          const estimated = score.estimated;
           const cost: QueryCost = { estimated, max: maxCost };
           (requestContext.contextValue as QueryCostContext).cost = cost;
           if (!(estimated <= maxCost)) throw tooComplex(estimated, maxCost);

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { GraphQLError } from 'graphql';
 import pino from 'pino';
+import { createClient } from 'redis';
 import { connectRedis, type RedisConnection } from '../lib/redis';
 import { freePort } from '../test/databases';
 import { describeWithRedis } from '../test/redis-available';
@@ -42,6 +43,102 @@ async function durations(times: number, run: (index: number) => Promise<void>): 
   return taken;
 }
 const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+
+describe('client budgets on this gateway’s counters', () => {
+  it('refuse what does not fit without counting it, and what is left can still be spent', async () => {
+    const budget = useClientBudget({ points: 50, windowSeconds: 60 });
+    const client = identifyClient(randomUUID(), null, undefined);
+    const charges: BudgetContext[] = [{ client }, { client }, { client }];
+    await budget.charge(45, charges[0]!);
+    await expect(budget.charge(10, charges[1]!)).rejects.toMatchObject({
+      extensions: { code: 'RATE_LIMITED', cost: { requested: 10, remaining: 5 } },
+    });
+    await budget.charge(5, charges[2]!);
+    expect(charges.map((context) => context.budgetCharge?.remaining)).toEqual([5, 5, 0]);
+  });
+});
+
+describeWithRedis('rate limits in Redis', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  /** A guarded connection, and the commands any client sends Redis for keys under `namespace` (MONITOR). */
+  async function watched(namespace: string): Promise<{ redis: RedisConnection; commands: () => Promise<string[]> }> {
+    const redis = connectRedis(`redis://127.0.0.1:${REDIS_PORT}`, silent);
+    cleanups.push(redis.close);
+    const monitor = createClient({ url: `redis://127.0.0.1:${REDIS_PORT}` });
+    await monitor.connect();
+    cleanups.push(() => monitor.close());
+    const seen: string[] = [];
+    // What a script runs shows up as from "lua": only what a client sent is a round trip.
+    await monitor.monitor((line) => {
+      if (line.includes(namespace) && !line.includes(' lua]')) seen.push(line.replace(/^.*?\] /, ''));
+    });
+    expect(await redis.ready()).toBe(true);
+    return {
+      redis,
+      // MONITOR lines trail the replies: an ECHO through the monitored server flushes what came before.
+      commands: async () => {
+        await redis.client.echo(`flush ${namespace}`);
+        for (let i = 0; i < 50 && !seen.some((line) => line.includes(`flush ${namespace}`)); i += 1)
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        return seen.splice(0).filter((line) => !line.includes(`flush ${namespace}`));
+      },
+    };
+  }
+
+  it('charges a budget in one command (one EVAL), refusals too, and a refusal is not counted', async () => {
+    const namespace = `rl-test-${randomUUID()}`;
+    const { redis, commands } = await watched(namespace);
+    const budget = useClientBudget({ points: 100, windowSeconds: 60, redis, namespace });
+    const client = identifyClient(randomUUID(), null, undefined);
+    const charged: BudgetContext = { client };
+    await budget.charge(30, charged);
+    expect(charged.budgetCharge).toMatchObject({ requested: 30, limit: 100, remaining: 70 });
+    expect((await commands()).map((line) => line.split(' ')[0])).toEqual(['"EVAL"']);
+
+    const refused: BudgetContext = { client };
+    const error = await budget.charge(80, refused).catch((rejection: unknown) => rejection);
+    expect(error).toBeInstanceOf(GraphQLError);
+    expect((error as GraphQLError).extensions).toMatchObject({
+      code: 'RATE_LIMITED',
+      cost: { requested: 80, remaining: 70 },
+      http: { status: 429 },
+    });
+    expect((await commands()).map((line) => line.split(' ')[0])).toEqual(['"EVAL"']);
+    expect(await redis.client.get(`${namespace}:budget:${client.key}`)).toBe('30');
+    await commands();
+
+    // What is left can still be spent, to the last point.
+    const rest: BudgetContext = { client };
+    await budget.charge(70, rest);
+    expect(rest.budgetCharge).toMatchObject({ requested: 70, remaining: 0 });
+    expect(await commands()).toHaveLength(1);
+  });
+
+  it('limits anonymous requests per IP in one command', async () => {
+    const namespace = `rl-test-${randomUUID()}`;
+    const { redis, commands } = await watched(namespace);
+    const limits = requestLimits(async () => false, { ipRequests: 1, ipWindowSeconds: 60, redis, namespace });
+    // The middleware alone, with the little of Express's response a refusal uses.
+    const pass = (ip: string) =>
+      new Promise<number>((resolve, reject) => {
+        let status = 200;
+        const res = {
+          set: () => res,
+          status: (code: number) => ((status = code), res),
+          json: () => resolve(status),
+        };
+        void limits.middleware({ ip } as never, res as never, (error?: unknown) =>
+          error ? reject(error) : resolve(status),
+        );
+      });
+    expect([await pass('203.0.113.9'), await pass('203.0.113.9')]).toEqual([200, 429]);
+    expect((await commands()).map((line) => line.split(' ')[0])).toEqual(['"EVAL"', '"EVAL"']);
+  });
+});
 
 describe('rate limits with Redis unavailable', () => {
   const cleanups: Array<() => Promise<void>> = [];

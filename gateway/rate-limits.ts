@@ -12,11 +12,39 @@ export const RATE_LIMITED = ErrorCode.RATE_LIMITED;
 /** The longest a limiter waits for Redis before deciding on this gateway's local counters. */
 const REDIS_TIMEOUT_MS = 100;
 
-/** What the budget and the IP rate need of a limiter: rate-limiter-flexible's get() and consume(). */
+/** What the budget and the IP rate need of a limiter: rate-limiter-flexible's consume(). */
 interface Limiter {
-  get(key: string): Promise<RateLimiterRes | null>;
   /** Resolves with the new state, or rejects with a RateLimiterRes when the points are not there. */
   consume(key: string, points?: number): Promise<RateLimiterRes>;
+}
+
+/**
+ * rate-limiter-flexible's increment script (`customIncrTtlLuaScript`: KEYS[1] the counter, ARGV the points
+ * asked for, the window in seconds, and the limit), charging all or nothing: points that do not fit are not
+ * added. It then answers what the count would have been, above the limit, so the library rejects the
+ * consume as usual and the caller still learns what was left (that count minus the points asked for).
+ * Checking and charging in one script is one round trip, and no concurrent request can slip in between.
+ */
+const CHARGE_IF_AFFORDABLE_SCRIPT = `redis.call('set', KEYS[1], 0, 'EX', ARGV[2], 'NX')
+local ttl = redis.call('pttl', KEYS[1])
+if ttl == -1 then
+  redis.call('expire', KEYS[1], ARGV[2])
+  ttl = 1000 * ARGV[2]
+end
+local requested = tonumber(ARGV[1])
+local consumed = tonumber(redis.call('get', KEYS[1]))
+if consumed + requested > tonumber(ARGV[3]) then return {consumed + requested, ttl} end
+return {redis.call('incrby', KEYS[1], requested), ttl}`;
+
+/** In-memory counters charging all or nothing, as CHARGE_IF_AFFORDABLE_SCRIPT does in Redis. */
+class AffordableMemoryLimiter extends RateLimiterMemory {
+  override async consume(key: string | number, points = 1, options?: { [key: string]: unknown }) {
+    const state = await this.get(key);
+    const consumed = state?.consumedPoints ?? 0;
+    if (consumed + points > this.points)
+      throw new RateLimiterRes(0, state?.msBeforeNext ?? this.duration * 1000, consumed + points, false);
+    return super.consume(key, points, options);
+  }
 }
 
 /**
@@ -24,14 +52,15 @@ interface Limiter {
  * insured by local counters, behind the connection's guard: when Redis is not connected, errs, or
  * takes longer than REDIS_TIMEOUT_MS (down, or hung), this gateway decides on its local counters, and
  * for the next second it does so at once, without asking Redis (rate-limiter-flexible's insurance
- * limiter still answers for a command that errs on a connected client).
+ * limiter still answers for a command that errs on a connected client). Each consume is one EVAL.
+ * With `allOrNothing`, points that do not fit are refused without being counted, here and in Redis.
  */
 function sharedLimiter(
   redis: RedisConnection | undefined,
-  options: { namespace: string; keyPrefix: string; points: number; duration: number },
+  options: { namespace: string; keyPrefix: string; points: number; duration: number; allOrNothing?: boolean },
 ): Limiter {
-  const { namespace, ...limits } = options;
-  const local = new RateLimiterMemory(limits);
+  const { namespace, allOrNothing = false, ...limits } = options;
+  const local = allOrNothing ? new AffordableMemoryLimiter(limits) : new RateLimiterMemory(limits);
   if (!redis) return local;
   const shared = new RateLimiterRedis({
     ...limits,
@@ -40,15 +69,11 @@ function sharedLimiter(
     useRedisPackage: true,
     rejectIfRedisNotReady: true,
     insuranceLimiter: local,
+    ...(allOrNothing && { customIncrTtlLuaScript: CHARGE_IF_AFFORDABLE_SCRIPT }),
   });
   const guard = redis.guard('rate limits', "rate limits use this gateway's local counters");
   const timeout = { timeoutMs: REDIS_TIMEOUT_MS };
   return {
-    async get(key) {
-      // Boxed: null (no counter yet) is an answer from Redis, not a failure.
-      const answer = await guard.attempt(async () => ({ state: await shared.get(key) }), timeout);
-      return answer ? answer.state : local.get(key);
-    },
     async consume(key, points = 1) {
       // A refusal is an answer from Redis too: carried out of the guard, then rejected as usual.
       const answer = await guard.attempt(
@@ -167,11 +192,13 @@ function rateLimited(charge: Charge): GraphQLError {
 export function useClientBudget(options: ClientBudgetOptions) {
   const points = options.points ?? 100_000;
   const duration = options.windowSeconds ?? 60;
+  // All or nothing: a refused operation costs nothing, checked and charged in one round trip.
   const limiter = sharedLimiter(options.redis, {
     namespace: options.namespace ?? 'storefront',
     keyPrefix: 'budget',
     points,
     duration,
+    allOrNothing: true,
   });
 
   const describe = (requested: number, consumed: number, msBeforeNext: number): Charge => ({
@@ -183,19 +210,13 @@ export function useClientBudget(options: ClientBudgetOptions) {
 
   async function charge(estimated: number, context: BudgetContext): Promise<void> {
     const requested = Math.max(1, Math.ceil(estimated));
-    // Refuse without consuming when the budget cannot cover it, so a refused operation costs nothing.
-    const state = await limiter.get(context.client.key);
-    if (state && points - state.consumedPoints < requested) {
-      context.budgetCharge = describe(requested, state.consumedPoints, state.msBeforeNext);
-      throw rateLimited(context.budgetCharge);
-    }
     try {
       const result = await limiter.consume(context.client.key, requested);
       context.budgetCharge = describe(requested, result.consumedPoints, result.msBeforeNext);
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
-      // Lost a race with a concurrent request of the same client: refused, and (conservatively) counted.
-      context.budgetCharge = describe(requested, rejection.consumedPoints, rejection.msBeforeNext);
+      // Refused without being counted (all or nothing): what was left is the count before this request.
+      context.budgetCharge = describe(requested, rejection.consumedPoints - requested, rejection.msBeforeNext);
       throw rateLimited(context.budgetCharge);
     }
   }

@@ -305,6 +305,19 @@ describe('ETag', () => {
     expect(second.status).toBe(200);
     expect(second.body!.data).toEqual(first.body!.data);
   });
+
+  it('hashes a POST’s answer only when it carries If-None-Match, and then with the ETag a GET gets', async () => {
+    const etag = (await get(getUrl({ query: PRODUCT, variables: { id: product.id } }))).headers.get('etag')!;
+    expect(etag).toMatch(/^W\/"[\w-]{27}"$/);
+    // A plain POST cannot make a conditional request: its answer gets no validator of the answer (whatever
+    // Express adds of its own is a hash of the bytes, extensions included, and never matches).
+    const plain = await post({ query: PRODUCT, variables: { id: product.id } });
+    expect(plain.headers.get('etag')).not.toBe(etag);
+    const conditional = await post({ query: PRODUCT, variables: { id: product.id } }, { 'if-none-match': etag });
+    expect(conditional.status).toBe(200);
+    expect(conditional.headers.get('etag')).toBe(etag);
+    expect(conditional.body!.data).toEqual(plain.body!.data);
+  });
 });
 
 describe('private answers', () => {
