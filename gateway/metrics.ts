@@ -34,6 +34,12 @@ export function createGatewayMetrics(options: {
     labelNames: ['subgraph'],
     registers,
   });
+  const responseCacheLookups = new Counter({
+    name: 'response_cache_lookups_total',
+    help: 'Whole-response cache lookups of queries: hit, miss, stale (an entity it held changed) or bypass (Redis could not answer).',
+    labelNames: ['result'],
+    registers,
+  });
   new Gauge({
     name: 'subgraph_circuit_breaker_state',
     help: 'Each subgraph breaker: 0 closed, 1 half-open, 2 open.',
@@ -105,6 +111,7 @@ export function createGatewayMetrics(options: {
     observeFetch: (subgraph: string, outcome: string, seconds: number) =>
       fetchDuration.observe({ subgraph, outcome }, seconds),
     countSharedFetch: (subgraph: string) => sharedFetches.inc({ subgraph }),
+    countResponseCacheLookup: (result: string) => responseCacheLookups.inc({ result }),
     observeCost: (estimated: number) => operationCost.observe(estimated),
     countRefusal: (reason: string) => refusals.inc({ reason }),
     countDeprecatedUse: (coordinate: string, client: string) =>

@@ -7,6 +7,7 @@ import {
 } from '@apollo/server/plugin/disabled';
 import type { RequestHandler } from 'express';
 import type { Caller } from '../lib/authorization';
+import { ENTITY_TAGS_HEADER } from '../lib/entity-tags';
 import { maskUnexpectedErrors } from '../lib/errors';
 import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
@@ -33,6 +34,13 @@ import {
   type ClientBudgetOptions,
   type RequestLimitsOptions,
 } from './rate-limits';
+import {
+  collectEntityTags,
+  ResponseCache,
+  useResponseCache,
+  type ResponseCacheContext,
+  type ResponseCacheOptions,
+} from './response-cache';
 import { SubgraphDataSource, WriteClock, type SubgraphBreakerOptions } from './subgraph-data-source';
 import { SubgraphHealth } from './subgraph-health';
 import { SUPERGRAPH_PATH, SupergraphFile } from './supergraph-file';
@@ -41,7 +49,7 @@ import { SUPERGRAPH_PATH, SupergraphFile } from './supergraph-file';
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
 /** Per request: the caller (verified user id and token scopes, or ANONYMOUS), their budget and the operation's cost. */
-export interface GatewayContext extends BaseContext, Caller, BudgetContext, QueryCostContext {
+export interface GatewayContext extends BaseContext, Caller, BudgetContext, QueryCostContext, ResponseCacheContext {
   /** When the answer is due (epoch ms): REQUEST_DEADLINE_MS after the request's headers arrived. */
   deadline: number;
 }
@@ -71,6 +79,11 @@ export interface GatewayOptions {
   authenticate: BearerAuthenticator;
   /** Signs the caller's identity for subgraphs (see createIdentitySigner). */
   signIdentity: IdentitySigner;
+  /**
+   * The whole-response cache of public queries, invalidated by entity (response-cache.ts), in Redis when
+   * the gateway has a connection. `false` turns it off. Defaults to on, with ResponseCache's defaults.
+   */
+  responseCache?: false | Pick<ResponseCacheOptions, 'maxBytes' | 'maxTtlSeconds'>;
   /** Per-client query-cost budget. Defaults to 100000 points per 60 s, in memory. */
   budget?: Omit<ClientBudgetOptions, 'redis' | 'logger'>;
   /** Per-IP request rate. Defaults to requestLimits' defaults. */
@@ -145,6 +158,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     breakers: { breakerStates },
     redisDegraded: () => options.redis?.degraded ?? false,
   });
+  const responseCache =
+    options.responseCache === false
+      ? undefined
+      : new ResponseCache({ ...options.responseCache, redis: options.redis, namespace });
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphFile ?? supergraphSdl,
     buildService: ({ name, url }) => {
@@ -158,6 +175,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         deadlineOf: (context) => context.deadline,
         writes,
         onShared: (subgraph) => metrics.countSharedFetch(subgraph),
+        // With the response cache, every answer says which entities it holds or changed.
+        ...(responseCache && {
+          headers: { [ENTITY_TAGS_HEADER]: '1' },
+          didReceive: (response, { subgraph, operation, context }) =>
+            collectEntityTags(subgraph, operation, response, context),
+        }),
         // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
         signRequest: {
           describe: (context) =>
@@ -239,6 +262,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         }),
         queryLimits.plugin,
         budget.plugin,
+        // After access control and the budget's charge (a hit is charged like any request).
+        ...(responseCache
+          ? [useResponseCache<GatewayContext>(responseCache, { onLookup: metrics.countResponseCacheLookup })]
+          : []),
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.
         ...httpCachePlugins<GatewayContext>(),
         // Apollo's embedded Sandbox (from Apollo's CDN), falling back to GraphiQL at /graphiql when it cannot load.

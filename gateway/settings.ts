@@ -21,6 +21,10 @@ export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<G
     metricsToken: config.METRICS_TOKEN,
     deprecationDocsUrl: config.DEPRECATION_DOCS_URL,
     redisNamespace: config.REDIS_NAMESPACE,
+    responseCache: config.RESPONSE_CACHE === 'on' && {
+      maxBytes: config.RESPONSE_CACHE_MAX_MB * 1024 * 1024,
+      maxTtlSeconds: config.RESPONSE_CACHE_MAX_TTL_SECONDS,
+    },
     budget: { points: config.BUDGET_POINTS, windowSeconds: config.BUDGET_WINDOW_SECONDS },
     requestLimits: { ipRequests: config.IP_RATE_LIMIT, ipWindowSeconds: config.IP_RATE_WINDOW_SECONDS },
     admission: {

@@ -147,9 +147,11 @@ const startProducts = () =>
   startSubgraph(PRODUCTS_SDL, {
     Query: {
       products: () => PRODUCTS,
-      whoami: (_root: unknown, _args: unknown, context: SubgraphContext) => context.caller ?? null,
+      whoami: (_root: unknown, _args: unknown, context: unknown) => (context as SubgraphContext).caller ?? null,
     },
-    Mutation: { touch: (_root: unknown, _args: unknown, context: SubgraphContext) => context.subgraph.requests },
+    Mutation: {
+      touch: (_root: unknown, _args: unknown, context: unknown) => (context as SubgraphContext).subgraph.requests,
+    },
     Product: { __resolveReference: (ref: { id: string }) => PRODUCTS.find((p) => p.id === ref.id) },
   });
 

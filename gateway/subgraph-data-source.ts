@@ -93,8 +93,16 @@ export interface SubgraphDataSourceOptions<TContext extends AnyContext> {
   shareFetches?: boolean;
   /** The gateway's write counter, shared by its data sources (see WriteClock). Defaults to one of its own. */
   writes?: WriteClock;
-  /** Told every answer of an incoming operation, with its request context (the response cache reads its entities). Defaults to none. */
-  didReceive?(response: GatewayGraphQLResponse, context: Partial<TContext>): void;
+  /** Headers sent with every call (the response cache asks subgraphs for entity tags). Defaults to none. */
+  headers?: Record<string, string>;
+  /**
+   * Told every answer of an incoming operation, with the operation's type and the request context (the
+   * response cache gathers the entity tags it reports). Defaults to none.
+   */
+  didReceive?(
+    response: GatewayGraphQLResponse,
+    call: { subgraph: string; operation?: string; context: Partial<TContext> },
+  ): void;
   /** Told when a fetch was answered by another request's call (metrics). Defaults to none. */
   onShared?(subgraph: string): void;
 }
@@ -269,7 +277,7 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
       const response = this.parse(answer);
       if (incoming) {
         restrictCachePolicy(incoming, answer.cacheControl);
-        this.options.didReceive?.(response, context);
+        this.options.didReceive?.(response, { subgraph: this.subgraph, operation, context });
       }
       return response;
     } catch (error) {
@@ -315,6 +323,7 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
   private async fetchAs(body: string, caller: string, deadline: number | undefined): Promise<SubgraphAnswer> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
+      ...this.options.headers,
       ...(this.options.signRequest && (await this.options.signRequest.sign(caller, body))),
     };
     if (deadline !== undefined && deadline - Date.now() <= 0) throw new SubgraphCallError('deadline');

@@ -99,6 +99,16 @@ const schema = z.object({
     .string()
     .regex(/^[\w.-]+$/)
     .default('storefront'),
+  /**
+   * `off` turns the gateway's whole-response cache off: public queries then always run. It stores answers
+   * whose cache policy is public, until their max-age or until a mutation changes an entity they hold.
+   * Defaults to on.
+   */
+  RESPONSE_CACHE: z.enum(['on', 'off']).default('on'),
+  /** MiB of answers each gateway keeps in memory in front of Redis. Defaults to 32. */
+  RESPONSE_CACHE_MAX_MB: z.coerce.number().int().min(1).max(4_096).default(32),
+  /** The longest an answer is cached, whatever its max-age, in seconds. Defaults to 300. */
+  RESPONSE_CACHE_MAX_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   /** `off` bypasses the entity cache (every lookup goes to the database). Defaults to on. */
   ENTITY_CACHE: z.enum(['on', 'off']).default('on'),
   /** How long cached entities live, in seconds. Defaults to 60. */

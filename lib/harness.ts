@@ -136,6 +136,10 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     // own settings (gateway/admission.test.ts, test/overload.test.ts).
     MAX_EVENT_LOOP_DELAY_MS: '10000',
     ADMISSION_TARGET_MS: '60000',
+    // The whole-response cache would answer repeated queries before any subgraph runs: the tests of the
+    // layers below it (statements per operation, the entity cache, outages) need every request to run.
+    // test/response-cache.test.ts turns it on, and `npm start` (test/start.test.ts, README) runs it as users do.
+    RESPONSE_CACHE: 'off',
     // Keys name this database: test runs sharing a Redis never read each other's rows or budgets.
     REDIS_NAMESPACE: namespace,
     ...options.env,

@@ -1,5 +1,6 @@
 import DataLoader from 'dataloader';
 import type { EntityTypeCache } from './entity-cache';
+import type { EntityTags } from './entity-tags';
 
 export interface LoaderOptions {
   /**
@@ -21,7 +22,8 @@ export function dataLoaderOptions<K, V, C = K>(
 export interface KeyedLoader<K, V> extends DataLoader<K, V | null> {
   /**
    * After a write of these keys, before it returns: forgets them in this request and in the
-   * cross-request cache, so no later read (here or in another process) serves the old row.
+   * cross-request cache, so no later read (here or in another process) serves the old row, and reports
+   * them changed (with the lists of their type) to the gateway's response cache.
    */
   invalidate(keys: readonly K[]): Promise<void>;
 }
@@ -36,9 +38,12 @@ export function keyedLoader<K extends string, V>(
   options: LoaderOptions = {},
   /** Reads through this cross-request cache first: only its misses reach `load`. Defaults to none. */
   cache?: EntityTypeCache<V> | null,
+  /** The entity type the keys are ids of, and the request's tags: loads hold them, invalidations change them. Defaults to none. */
+  entity?: { type: string; tags: EntityTags },
 ): KeyedLoader<K, V> {
   const loadByKey = async (keys: K[]) => new Map((await load(keys)).map((row) => [keyOf(row), row] as [string, V]));
   const loader = new DataLoader<K, V | null>(async (keys) => {
+    entity?.tags.hold(entity.type, keys);
     if (cache) return cache.load(keys, (missing) => loadByKey(missing as K[]));
     const byKey = await loadByKey([...keys]);
     return keys.map((key) => byKey.get(key) ?? null);
@@ -46,6 +51,7 @@ export function keyedLoader<K extends string, V>(
   return Object.assign(loader, {
     async invalidate(keys: readonly K[]) {
       for (const key of keys) loader.clear(key);
+      entity?.tags.change(entity.type, keys);
       await cache?.invalidate(keys);
     },
   });

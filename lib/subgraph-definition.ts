@@ -2,6 +2,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import type { Caller } from './authorization';
 import type { PrismaClient } from './db';
 import type { EntityCache } from './entity-cache';
+import type { EntityTags } from './entity-tags';
 import type { IdentitySigner } from './identity';
 import type { LoaderOptions } from './loaders';
 
@@ -15,6 +16,13 @@ export interface LoaderDependencies {
   signIdentity: IdentitySigner;
   /** Where another subgraph is reached (SUBGRAPH_<NAME>_URL, or where the harness started it). */
   subgraphUrl(name: string): string;
+  /**
+   * This request's entity tags (lib/entity-tags.ts): what its reads hold and its writes change, for the
+   * gateway's response cache. keyedLoader records them given `{ type, tags }`; lists and other reads call
+   * `tags.hold(type)` themselves. A subgraph that records none has every write of it treated as changing
+   * everything it served (gateway/response-cache.ts).
+   */
+  tags: EntityTags;
 }
 
 /**
@@ -41,6 +49,8 @@ export interface SubgraphContext<TDb, TLoaders> extends Caller {
   /** The Prisma client narrowed to the tables this subgraph owns. */
   db: TDb;
   loaders: TLoaders;
+  /** What this request's answer holds and its writes change (the loaders' tags). */
+  tags: EntityTags;
 }
 
 /** Types a subgraph's definition (its index.ts default export). */

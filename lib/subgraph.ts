@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
-import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginInlineTraceDisabled,
+} from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { parse } from 'graphql';
@@ -13,12 +15,14 @@ import { subgraphPortSetting, type Config } from './config';
 import { createDatabaseClient, type DatabaseClient } from './db';
 import { databaseOutageAsError, logDatabaseOutages } from './dependency-outage';
 import { EntityCache, parseTtls } from './entity-cache';
+import { ENTITY_TAGS_HEADER, EntityTags, useEntityTags } from './entity-tags';
 import { maskUnexpectedErrors } from './errors';
 import { startGraphQLHttpServer, type RunningServer } from './http-server';
 import { createIdentitySigner, createIdentityVerifier, type IdentityVerifier } from './identity';
 import { createLogger, type Logger } from './logger';
 import { createMetrics, useMetrics, useRequestLog } from './metrics';
 import { loadSecrets } from './secrets';
+import { useStaticCacheControl } from './static-cache-control';
 import type { LoaderDependencies, SubgraphContext, SubgraphDefinition } from './subgraph-definition';
 
 export const SUBGRAPHS_DIR = join(__dirname, '..', 'subgraphs');
@@ -27,7 +31,7 @@ export const SUBGRAPHS_DIR = join(__dirname, '..', 'subgraphs');
 export const contractOf = (name: string) => readFileSync(join(SUBGRAPHS_DIR, name, 'schema.graphql'), 'utf8');
 
 /** What every subgraph of a process is served with: caller verification and what its loaders need. */
-export interface SubgraphServices extends LoaderDependencies {
+export interface SubgraphServices extends Omit<LoaderDependencies, 'tags'> {
   /** Reads the caller from the gateway's signed identity header; throws 401 when it is missing, forged or made for another body. */
   verifyCaller: IdentityVerifier;
   /** Releases what the services hold (the cache's Redis connection). */
@@ -114,11 +118,16 @@ export function buildSchemaFor(name: string, resolvers: SubgraphDefinition['reso
  * (401 without a valid one), the subgraph's tables, and a fresh set of its loaders for this request.
  */
 export function createContext(definition: SubgraphDefinition, database: DatabaseClient, services: SubgraphServices) {
-  return async ({ req }: { req: IncomingMessage }): Promise<SubgraphContext<unknown, unknown>> => ({
-    ...(await services.verifyCaller(req)),
-    db: database.prisma,
-    loaders: definition.createLoaders(database.prisma, services),
-  });
+  return async ({ req }: { req: IncomingMessage }): Promise<SubgraphContext<unknown, unknown>> => {
+    const caller = await services.verifyCaller(req);
+    const tags = new EntityTags(req.headers[ENTITY_TAGS_HEADER] === '1');
+    return {
+      ...caller,
+      db: database.prisma,
+      tags,
+      loaders: definition.createLoaders(database.prisma, { ...services, tags }),
+    };
+  };
 }
 
 /**
@@ -146,12 +155,16 @@ export async function startSubgraph(
           // Apollo's inline traces (ftv1) are for GraphOS reporting, which this service does not use.
           ApolloServerPluginInlineTraceDisabled(),
           // Cache-Control on every answer, from the @cacheControl hints in its schema.graphql: the gateway
-          // combines the subgraphs' headers into its own. Unhinted object fields are uncacheable.
-          ApolloServerPluginCacheControl({ calculateHttpHeaders: true, defaultMaxAge: 0 }),
+          // combines the subgraphs' headers into its own. Unhinted object fields are uncacheable. Computed
+          // once per document, not in a hook around every resolver; Apollo's own plugin is kept out.
+          useStaticCacheControl({ defaultMaxAge: 0 }),
+          ApolloServerPluginCacheControlDisabled(),
           useMetrics(metrics),
           useRequestLog(options.logger),
           // @authenticated / @requiresScopes in the contract, checked against the signed caller.
           useAccessRules(subgraphAccessRules(name, contractOf(name))),
+          // The entities the answer holds (when the gateway asks) and its writes changed: the response cache's invalidation.
+          useEntityTags(),
         ],
       },
       context: createContext(definition, database, services),

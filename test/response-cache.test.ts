@@ -50,8 +50,11 @@ describeWithRedis('response cache', () => {
     expect(again.extensions!.cost.remaining).toBe(cold.extensions!.cost.remaining - cold.extensions!.cost.requested);
     expect(forBob.extensions!.cost.remaining).toBe(cold.extensions!.cost.remaining);
     expect(again.headers.get('x-ratelimit-remaining')).toBe(String(again.extensions!.cost.remaining));
-    // Still public and cacheable downstream, for what is left of its max-age.
-    expect(again.headers.get('cache-control')).toMatch(/^max-age=\d+, public$/);
+    // Still public and cacheable downstream, as a shared cache says it: the same Cache-Control, and its Age.
+    expect(again.headers.get('cache-control')).toBe(cold.headers.get('cache-control'));
+    expect(cold.headers.get('cache-control')).toMatch(/^max-age=\d+, public$/);
+    expect(Number(again.headers.get('age'))).toBeGreaterThanOrEqual(0);
+    expect(cold.headers.get('age')).toBeNull();
     // Other variables are another answer.
     harness.sql.reset();
     const smaller = await harness.query(STOREFRONT_PAGE, { first: 3 });

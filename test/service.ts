@@ -105,8 +105,13 @@ export async function slowProxy(
         headers: req.headers as Record<string, string>,
         body: Buffer.concat(chunks),
       }).catch(() => null);
+      // Cache-Control too: the gateway's cache policy is made of the subgraphs' headers.
+      const cacheControl = upstream?.headers.get('cache-control');
       res
-        .writeHead(upstream?.status ?? 502, { 'content-type': 'application/json' })
+        .writeHead(upstream?.status ?? 502, {
+          'content-type': 'application/json',
+          ...(cacheControl && { 'cache-control': cacheControl }),
+        })
         .end(upstream ? await upstream.text() : '{}');
     }),
   );

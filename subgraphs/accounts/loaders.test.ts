@@ -1,4 +1,5 @@
 /** accounts' loaders against a real database: public rows cached, `me` and emails never. */
+import { EntityTags } from '../../lib/entity-tags';
 import { generateDataset } from '../../prisma/seed';
 import { useCountedDatabase } from '../../test/counted-database';
 import { FIXTURE_SCALE } from '../../test/global-setup';
@@ -7,7 +8,8 @@ import { createLoaders } from './loaders';
 const dataset = generateDataset(FIXTURE_SCALE);
 const [alice, bob] = dataset.users;
 const counted = useCountedDatabase();
-const request = () => createLoaders(counted.client.prisma, { loaderOptions: {}, cache: counted.cache });
+const request = () =>
+  createLoaders(counted.client.prisma, { loaderOptions: {}, cache: counted.cache, tags: new EntityTags(true) });
 
 describe('accounts loaders', () => {
   it('cache public rows (no email in them) across requests, one statement per batch', async () => {

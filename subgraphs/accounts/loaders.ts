@@ -22,7 +22,7 @@ export const USER_CACHE = { subgraph: 'accounts', name: 'User', version: 1 } as 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
 export function createLoaders(
   db: AccountsDb,
-  { loaderOptions: options, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>,
+  { loaderOptions: options, cache, tags }: Pick<LoaderDependencies, 'loaderOptions' | 'cache' | 'tags'>,
 ) {
   return {
     userById: keyedLoader(
@@ -31,6 +31,7 @@ export function createLoaders(
       (user) => user.id,
       options,
       cache?.type<PublicUser>(USER_CACHE),
+      { type: 'User', tags },
     ),
     /** The same rows read straight from the database: `me` is never answered from a cache. */
     userByIdUncached: keyedLoader(

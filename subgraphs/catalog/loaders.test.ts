@@ -1,4 +1,5 @@
 /** catalog's loaders against a real database: one statement per batch, the entity cache, and invalidation through the loader. */
+import { EntityTags } from '../../lib/entity-tags';
 import { generateDataset } from '../../prisma/seed';
 import { useCountedDatabase } from '../../test/counted-database';
 import { FIXTURE_SCALE } from '../../test/global-setup';
@@ -7,7 +8,8 @@ import { createLoaders } from './loaders';
 const dataset = generateDataset(FIXTURE_SCALE);
 const [first, second, third] = dataset.products;
 const counted = useCountedDatabase();
-const request = () => createLoaders(counted.client.prisma, { loaderOptions: {}, cache: counted.cache });
+const request = (tags = new EntityTags(true)) =>
+  createLoaders(counted.client.prisma, { loaderOptions: {}, cache: counted.cache, tags });
 
 describe('catalog loaders', () => {
   it('load many products in one statement, in key order, null for an unknown id; then from the cache', async () => {
@@ -23,6 +25,22 @@ describe('catalog loaders', () => {
     counted.statements.length = 0;
     await request().productById.loadMany([first!.id, second!.id]);
     expect(counted.statements).toHaveLength(0);
+  });
+
+  it('hold the products they load and, after invalidate, report them and product lists changed (response cache tags)', async () => {
+    const tags = new EntityTags(true);
+    const loaders = request(tags);
+    await loaders.productById.loadMany([first!.id, second!.id]);
+    expect([...tags.held].sort()).toEqual([`Product:${first!.id}`, `Product:${second!.id}`].sort());
+    expect(tags.changed.size).toBe(0);
+    await loaders.productById.invalidate([first!.id]);
+    expect([...tags.changed].sort()).toEqual(['Product', `Product:${first!.id}`]);
+    // Not asked by the gateway: reads hold nothing, writes still report.
+    const unasked = new EntityTags(false);
+    await request(unasked).productById.invalidate([second!.id]);
+    await request(unasked).productById.load(second!.id);
+    expect(unasked.held.size).toBe(0);
+    expect([...unasked.changed].sort()).toEqual(['Product', `Product:${second!.id}`]);
   });
 
   it('invalidate(id) forgets the product in this request and for later ones', async () => {

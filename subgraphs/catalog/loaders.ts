@@ -12,7 +12,7 @@ export const PRODUCT_CACHE = { subgraph: 'catalog', name: 'Product', version: 1 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
 export function createLoaders(
   db: CatalogDb,
-  { loaderOptions, cache }: Pick<LoaderDependencies, 'loaderOptions' | 'cache'>,
+  { loaderOptions, cache, tags }: Pick<LoaderDependencies, 'loaderOptions' | 'cache' | 'tags'>,
 ) {
   return {
     /** Products by id; `productById.invalidate([id])` after a write of one. */
@@ -21,6 +21,7 @@ export function createLoaders(
       (product) => product.id,
       loaderOptions,
       cache?.type<Product>(PRODUCT_CACHE),
+      { type: 'Product', tags },
     ),
   };
 }

@@ -1,4 +1,5 @@
 /** reviews' loaders against a real database: what each read costs in statements, with the entity cache in memory. */
+import { EntityTags } from '../../lib/entity-tags';
 import { createIdentitySigner } from '../../lib/identity';
 import { pageRequest } from '../../lib/pagination';
 import { generateDataset } from '../../prisma/seed';
@@ -16,12 +17,13 @@ const counted = useCountedDatabase();
 const statements = counted.statements;
 
 /** The loaders of one request (each request gets its own, as lib/subgraph.ts builds them). */
-const request = () =>
+const request = (tags = new EntityTags(true)) =>
   createLoaders(counted.client.prisma, {
     loaderOptions: {},
     cache: counted.cache,
     signIdentity: createIdentitySigner('loaders-test-identity-secret-of-32-chars'),
     subgraphUrl: () => 'http://127.0.0.1:1/graphql',
+    tags,
   });
 
 const firstPage = pageRequest({ first: 5 }, NEWEST_FIRST);
@@ -69,9 +71,15 @@ describe('reviews loaders', () => {
   });
 
   it("forget a product's stats and first pages after a write (invalidateReviews), here and for later requests", async () => {
-    const loaders = request();
+    const tags = new EntityTags(true);
+    const loaders = request(tags);
     await loaders.ratingStats(product.id);
-    await loaders.invalidateReviews({ productId: product.id });
+    await loaders.reviewPage('author', newest[0]!.authorId, firstPage);
+    // What the answer holds, for the response cache: the product (its stats) and the author (their page).
+    expect([...tags.held].sort()).toEqual([`Product:${product.id}`, `User:${newest[0]!.authorId}`].sort());
+    await loaders.invalidateReviews({ productId: product.id, authorId: newest[0]!.authorId });
+    // A review changes its product's and its author's reviews, not every product's or user's list.
+    expect([...tags.changed].sort()).toEqual([`Product:${product.id}`, `User:${newest[0]!.authorId}`].sort());
     statements.length = 0;
     await loaders.ratingStats(product.id);
     await request().reviewPage('product', product.id, firstPage);

@@ -75,7 +75,10 @@ async function loadSlicesCached(
 }
 
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
-export function createLoaders(db: ReviewsDb, { loaderOptions, cache, signIdentity, subgraphUrl }: LoaderDependencies) {
+export function createLoaders(
+  db: ReviewsDb,
+  { loaderOptions, cache, signIdentity, subgraphUrl, tags }: LoaderDependencies,
+) {
   const sliceCache = cache?.type<SliceResult>(PRODUCT_REVIEWS_CACHE);
   const slices = new DataLoader<ReviewSlice, SliceResult, string>(
     (keys) => (sliceCache ? loadSlicesCached(db, keys, sliceCache) : loadSlices(db, keys)),
@@ -86,14 +89,21 @@ export function createLoaders(db: ReviewsDb, { loaderOptions, cache, signIdentit
     (review) => review.id,
     loaderOptions,
     cache?.type<Review>(REVIEW_CACHE),
+    { type: 'Review', tags },
   );
   return {
     reviewById,
     /** Count and mean rating of a product's reviews. */
-    ratingStats: (productId: string) => slices.load({ kind: 'ratingStats', productId }) as Promise<RatingStats>,
+    ratingStats: (productId: string) => {
+      tags.hold('Product', [productId]);
+      return slices.load({ kind: 'ratingStats', productId }) as Promise<RatingStats>;
+    },
     /** One page of a product's or an author's reviews, in fetch order (see toConnection). */
-    reviewPage: (parent: ReviewParent, parentId: string, page: PageRequest) =>
-      slices.load({ kind: 'page', parent, parentId, page }) as Promise<Review[]>,
+    reviewPage: (parent: ReviewParent, parentId: string, page: PageRequest) => {
+      // The page is its parent's: a review written or deleted changes its product's and its author's.
+      tags.hold(parent === 'product' ? 'Product' : 'User', [parentId]);
+      return slices.load({ kind: 'page', parent, parentId, page }) as Promise<Review[]>;
+    },
     /**
      * Whether the catalog knows a product (asked through its _entities field: reviews never reads its
      * tables). The client is made when asked, so only createReview pays for it, not every read.
@@ -101,11 +111,14 @@ export function createLoaders(db: ReviewsDb, { loaderOptions, cache, signIdentit
     productExists: (productId: string) =>
       createCatalogClient(subgraphUrl('catalog'), signIdentity).productExists(productId),
     /**
-     * After a review of `productId` is written (or `reviewId` deleted), before answering: its stats and
-     * first pages, and the review itself, in this request and across requests.
+     * After a review of `productId` by `authorId` is written (or `reviewId` deleted), before answering: its
+     * stats and first pages, and the review itself, in this request and across requests; and the product's
+     * and the author's reviews for the response cache.
      */
-    async invalidateReviews(change: { productId: string; reviewId?: string }) {
+    async invalidateReviews(change: { productId: string; authorId: string; reviewId?: string }) {
       slices.clearAll();
+      tags.change('Product', [change.productId], { lists: false });
+      tags.change('User', [change.authorId], { lists: false });
       await Promise.all([
         sliceCache?.invalidate(productReviewIds(change.productId)),
         change.reviewId ? reviewById.invalidate([change.reviewId]) : undefined,

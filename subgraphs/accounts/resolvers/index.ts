@@ -15,7 +15,8 @@ export const resolvers: Resolvers = {
   DateTime: DateTimeResolver,
   Query: {
     user: (_root, { id }, { loaders }) => loaders.userById.load(parseId(id, 'id')),
-    users: async (_root, args, { db }) => {
+    users: async (_root, args, { db, tags }) => {
+      tags.hold('User');
       const page = pageRequest(args, NEWEST_FIRST);
       const rows = await db.user.findMany({ ...seekQuery(NEWEST_FIRST, page), select: PUBLIC_USER_COLUMNS });
       return toConnection(rows, page, NEWEST_FIRST);

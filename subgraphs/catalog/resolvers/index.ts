@@ -49,7 +49,9 @@ export const resolvers: Resolvers = {
   DateTime: DateTimeResolver,
   Query: {
     product: (_root, { id }, { loaders }) => loaders.productById.load(parseId(id, 'id')),
-    products: async (_root, { filter: given, status, orderBy, ...pageArgs }, { db }) => {
+    products: async (_root, { filter: given, status, orderBy, ...pageArgs }, { db, tags }) => {
+      // A list: any product's change (or a new one) may change it.
+      tags.hold('Product');
       // The deprecated `status` argument still works; `filter` wins when both are given.
       const filter = { status: given?.status ?? status ?? null };
       // A cursor belongs to one filter as well as one order.
@@ -64,10 +66,10 @@ export const resolvers: Resolvers = {
     },
   },
   Mutation: {
-    createProduct: async (_root, { input }, { db }) => {
+    createProduct: async (_root, { input }, { db, loaders }) => {
       const data = validate(createInput, input, 'input');
       try {
-        return await db.product.create({
+        const created = await db.product.create({
           data: {
             sku: data.sku,
             title: data.title,
@@ -77,6 +79,9 @@ export const resolvers: Resolvers = {
             status: data.status,
           },
         });
+        // Lists of products now hold one more.
+        await loaders.productById.invalidate([created.id]);
+        return created;
       } catch (error) {
         if (isPrismaError(error, 'P2002')) {
           throw clientError(ErrorCode.CONFLICT, `A product with sku ${data.sku} already exists.`, {

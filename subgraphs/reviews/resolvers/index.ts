@@ -39,7 +39,7 @@ export const resolvers: Resolvers = {
         data: { productId, authorId: callerId, rating: data.rating, body: data.body },
       });
       // Before answering, so the next read of the product's rating and reviews sees this one.
-      await loaders.invalidateReviews({ productId });
+      await loaders.invalidateReviews({ productId, authorId: callerId });
       return review;
     },
     deleteReview: async (_root, { id }, { db, callerId, loaders }) => {
@@ -51,7 +51,7 @@ export const resolvers: Resolvers = {
           where: { id: reviewId, authorId: callerId },
           select: { productId: true },
         });
-        await loaders.invalidateReviews({ productId: deleted.productId, reviewId });
+        await loaders.invalidateReviews({ productId: deleted.productId, authorId: callerId, reviewId });
         return { deletedReviewId: reviewId, productId: deleted.productId };
       } catch (error) {
         if (!isPrismaError(error, 'P2025')) throw error;

@@ -1,0 +1,469 @@
+import { createHash } from 'node:crypto';
+import type { ApolloServerPlugin, BaseContext, GraphQLRequestContext } from '@apollo/server';
+import { print, type DocumentNode } from 'graphql';
+import { LRUCache } from 'lru-cache';
+import { CHANGED_EXTENSION, HELD_EXTENSION } from '../lib/entity-tags';
+import type { RedisClient, RedisConnection, RedisGuard } from '../lib/redis';
+import type { GatewayGraphQLResponse } from './subgraph-data-source';
+
+/**
+ * The gateway's whole-response cache for public queries, invalidated by entity. The why and the proof
+ * of the invalidation order are in response-cache.md; in short:
+ *
+ * - A query whose cache policy (the subgraphs' Cache-Control, from the contract's @cacheControl hints)
+ *   is public with a max-age is stored, keyed by its normalized document, operation name and variables,
+ *   with the entity tags its subgraphs said it holds (lib/entity-tags.ts). Only `data` is stored: the
+ *   caller's parts (`extensions.cost`, rate-limit headers) are added per request, and a hit is charged
+ *   to the caller's budget like any other request (the charge comes before this cache is asked).
+ * - A mutation whose subgraphs say which entities they changed bumps those tags before its answer
+ *   leaves the gateway. Tag versions live in Redis, so every gateway sees the bump before serving again.
+ * - Versions are epochs: one counter, incremented by every bump, and each tag set to the epoch of its
+ *   last bump, all in one Lua script (atomic). An answer is stored with the epoch read before it was
+ *   computed and only if none of its tags was bumped after that epoch (a write racing the fill keeps
+ *   the old answer out). It is served while the epoch is unchanged (one GET), or, after other writes,
+ *   while none of its own tags is newer than its epoch (one MGET).
+ * - Two layers: a bounded in-process LRU in front of Redis. Without Redis: the in-process layer only,
+ *   with versions in memory (one gateway).
+ */
+
+/** Entity tags of the responses a request's fetches held and its writes changed, gathered by the data sources. */
+export class FetchedTags {
+  readonly held = new Set<string>();
+  readonly changed = new Set<string>();
+  /** Query fetches that did not say what they hold (a subgraph without entity tags): the answer is not stored. */
+  untagged = 0;
+  fetches = 0;
+}
+
+/** Where the data sources put what each subgraph answer says about entities (collectEntityTags). */
+export interface ResponseCacheContext {
+  fetchedTags?: FetchedTags;
+  /** When the request's answer is due (epoch ms): the longest it waits for another request's fill. */
+  deadline?: number;
+}
+
+/** `promise`'s value, or undefined once `ms` have passed. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.max(0, ms))));
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+export interface ResponseCacheOptions {
+  /** Shares entries and tag versions between gateways. Defaults to none: this gateway's memory only. */
+  redis?: RedisConnection;
+  /** Prefix of its Redis keys (REDIS_NAMESPACE). Defaults to storefront. */
+  namespace?: string;
+  /** Bytes of stored answers the in-process layer keeps (least recently used go first). Defaults to 32 MiB. */
+  maxBytes?: number;
+  /** The longest an answer is kept, whatever its max-age says. Defaults to 300 s. */
+  maxTtlSeconds?: number;
+  /** Told each lookup's result (metrics). Defaults to none. */
+  onLookup?(result: 'hit' | 'miss' | 'stale' | 'bypass'): void;
+}
+
+interface StoredEntry {
+  /** `data` of the answer (in memory deeply frozen: every hit returns the same object). */
+  data: Record<string, unknown>;
+  tags: string[];
+  /** The epoch this answer is known to be current at. */
+  epoch: number;
+  /** Its max-age (seconds) and when it was stored (epoch ms): hits say both (Cache-Control and Age). */
+  maxAge: number;
+  storedAt: number;
+  expiresAt: number;
+}
+
+/** An entry in memory, as Redis holds it too. */
+type Entry = StoredEntry;
+
+/** Tag versions and (with Redis) the shared layer. Undefined from any method: the store cannot answer now (bypass). */
+interface VersionStore {
+  /** The current epoch, and the floor: entries current at an epoch below it are all stale (after a lost bump). */
+  epoch(): Promise<Epoch | undefined>;
+  /** The epoch and the shared entry (one round trip). */
+  epochAndEntry(key: string): Promise<[Epoch, StoredEntry | undefined] | undefined>;
+  /** Each tag's last bump epoch (0: never bumped). */
+  versions(tags: readonly string[]): Promise<number[] | undefined>;
+  /** Increments the epoch and sets each tag to it, atomically. */
+  bump(tags: readonly string[]): Promise<number | undefined>;
+  share(key: string, entry: StoredEntry, ttlMs: number): Promise<void>;
+}
+
+interface Epoch {
+  current: number;
+  floor: number;
+}
+
+/** One gateway, no Redis: versions in memory, kept at least as long as any entry can live. */
+class MemoryVersions implements VersionStore {
+  private current = 0;
+  private readonly tags: LRUCache<string, number>;
+
+  constructor(tagTtlMs: number) {
+    this.tags = new LRUCache<string, number>({ ttl: tagTtlMs, ttlAutopurge: true });
+  }
+
+  async epoch() {
+    return { current: this.current, floor: 0 };
+  }
+
+  async epochAndEntry(): Promise<[Epoch, undefined]> {
+    return [{ current: this.current, floor: 0 }, undefined];
+  }
+
+  async versions(tags: readonly string[]) {
+    return tags.map((tag) => this.tags.get(tag) ?? 0);
+  }
+
+  async bump(tags: readonly string[]) {
+    this.current += 1;
+    for (const tag of tags) this.tags.set(tag, this.current);
+    return this.current;
+  }
+
+  async share() {}
+}
+
+/** INCR the epoch, set every tag to it (with the tags' TTL): one atomic step, so no reader sees half a bump. */
+const BUMP_SCRIPT = `
+local epoch = redis.call('INCR', KEYS[1])
+for i = 2, #KEYS do redis.call('SET', KEYS[i], epoch, 'PX', ARGV[1]) end
+return epoch`;
+
+/** INCR the epoch and raise the floor to it: every entry stored so far is stale. */
+const FLUSH_SCRIPT = `
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], epoch)
+return epoch`;
+
+const parseEpoch = (current: string | null, floor: string | null): Epoch => ({
+  current: Number(current ?? 0),
+  floor: Number(floor ?? 0),
+});
+
+/**
+ * Versions and entries in Redis, through the connection's guard (a slow or failing Redis is a bypass,
+ * never a wait). The epoch and tag keys share a hash tag, so the bump script touches one cluster slot.
+ */
+class RedisVersions implements VersionStore {
+  private readonly slot: string;
+  /** A bump Redis did not take: everything stored may hold what that write changed. */
+  private lostBump = false;
+
+  constructor(
+    private readonly guard: RedisGuard,
+    private readonly namespace: string,
+    private readonly tagTtlMs: number,
+  ) {
+    this.slot = `{${namespace}:responses}`;
+    // The first thing once Redis answers again: drop every answer stored before the lost write.
+    guard.onRecover(() => void this.flushIfLost());
+  }
+
+  private get epochKey() {
+    return `${this.slot}:epoch`;
+  }
+
+  private get floorKey() {
+    return `${this.slot}:floor`;
+  }
+
+  private async flushIfLost() {
+    if (!this.lostBump) return;
+    const flushed = await this.guard.attempt((client) =>
+      client.eval(FLUSH_SCRIPT, { keys: [this.epochKey, this.floorKey], arguments: [] }),
+    );
+    if (flushed !== undefined) this.lostBump = false;
+  }
+
+  private tagKey(tag: string) {
+    return `${this.slot}:tag:${tag}`;
+  }
+
+  private entryKey(key: string) {
+    return `${this.namespace}:response:${key}`;
+  }
+
+  async epoch() {
+    if (this.lostBump) await this.flushIfLost();
+    if (this.lostBump) return undefined;
+    const values = await this.guard.attempt((client) => client.mGet([this.epochKey, this.floorKey]));
+    return values && parseEpoch(values[0] ?? null, values[1] ?? null);
+  }
+
+  async epochAndEntry(key: string): Promise<[Epoch, StoredEntry | undefined] | undefined> {
+    if (this.lostBump) await this.flushIfLost();
+    if (this.lostBump) return undefined;
+    const replies = await this.guard.attempt((client: RedisClient) =>
+      client.multi().mGet([this.epochKey, this.floorKey]).get(this.entryKey(key)).execAsPipeline(),
+    );
+    if (!replies) return undefined;
+    const [[current, floor], stored] = replies as unknown as [[string | null, string | null], string | null];
+    return [parseEpoch(current, floor), stored ? (JSON.parse(stored) as StoredEntry) : undefined];
+  }
+
+  async versions(tags: readonly string[]) {
+    if (tags.length === 0) return [];
+    const values = await this.guard.attempt((client) => client.mGet(tags.map((tag) => this.tagKey(tag))));
+    return values?.map((value) => Number(value ?? 0));
+  }
+
+  async bump(tags: readonly string[]) {
+    const epoch = await this.guard.attempt((client) =>
+      client.eval(BUMP_SCRIPT, {
+        keys: [this.epochKey, ...tags.map((tag) => this.tagKey(tag))],
+        arguments: [String(this.tagTtlMs)],
+      }),
+    );
+    if (epoch === undefined) this.lostBump = true;
+    return epoch === undefined ? undefined : Number(epoch);
+  }
+
+  async share(key: string, entry: StoredEntry, ttlMs: number) {
+    await this.guard.attempt((client) =>
+      client.set(this.entryKey(key), JSON.stringify(entry), { expiration: { type: 'PX', value: ttlMs } }),
+    );
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+/** The normalized document's hash, once per parsed document (Apollo reuses one DocumentNode per query text). */
+const documentKeys = new WeakMap<DocumentNode, string>();
+function documentKey(document: DocumentNode): string {
+  let key = documentKeys.get(document);
+  if (key === undefined) {
+    key = createHash('sha256').update(print(document)).digest('base64url');
+    documentKeys.set(document, key);
+  }
+  return key;
+}
+
+/** Whether every tag is no newer than `epoch`: nothing the entry holds changed since it was current. */
+const unchangedSince = (versions: readonly number[], epoch: number) => versions.every((version) => version <= epoch);
+
+/** The cache itself, without Apollo: lookup, fill and bump (see the module comment). */
+export class ResponseCache {
+  private readonly local: LRUCache<string, Entry>;
+  private readonly versions: VersionStore;
+  private readonly maxTtlMs: number;
+
+  constructor(options: ResponseCacheOptions = {}) {
+    this.maxTtlMs = (options.maxTtlSeconds ?? 300) * 1_000;
+    // A tag must outlive every entry that holds it, or an old entry would look current again.
+    const tagTtlMs = 2 * this.maxTtlMs;
+    this.versions = options.redis
+      ? new RedisVersions(
+          options.redis.guard('response cache', 'public answers are not cached (every request runs)'),
+          options.namespace ?? 'storefront',
+          tagTtlMs,
+        )
+      : new MemoryVersions(tagTtlMs);
+    this.local = new LRUCache<string, Entry>({
+      maxSize: options.maxBytes ?? 32 * 1024 * 1024,
+      // Sized by what it costs to hold: about two bytes per character of its JSON.
+      sizeCalculation: (entry) => 2 * JSON.stringify(entry.data).length + 64 * entry.tags.length,
+    });
+  }
+
+  /**
+   * The current answer for `key`, or the epoch to fill it at (read before the answer is computed), or
+   * `bypass` when the versions cannot be read.
+   */
+  async lookup(key: string): Promise<{ hit: Entry } | { miss: number; stale: boolean } | 'bypass'> {
+    const now = Date.now();
+    let entry = this.local.get(key);
+    let epoch: Epoch | undefined;
+    if (entry && entry.expiresAt > now) {
+      epoch = await this.versions.epoch();
+      if (!epoch) return 'bypass';
+    } else {
+      const found = await this.versions.epochAndEntry(key);
+      if (!found) return 'bypass';
+      let stored: StoredEntry | undefined;
+      [epoch, stored] = found;
+      entry = stored && stored.expiresAt > now ? { ...stored, data: deepFreeze(stored.data) } : undefined;
+    }
+    if (!entry) return { miss: epoch.current, stale: false };
+    if (entry.epoch < epoch.floor) {
+      this.local.delete(key);
+      return { miss: epoch.current, stale: true };
+    }
+    if (entry.epoch !== epoch.current) {
+      const versions = await this.versions.versions(entry.tags);
+      if (!versions) return 'bypass';
+      if (!unchangedSince(versions, entry.epoch)) {
+        this.local.delete(key);
+        return { miss: epoch.current, stale: true };
+      }
+      // Current at this epoch too: no tag of its was bumped up to it (bumps are atomic and the epoch was read first).
+      entry = { ...entry, epoch: epoch.current };
+    }
+    this.local.set(key, entry, { ttl: entry.expiresAt - now });
+    return { hit: entry };
+  }
+
+  /**
+   * Stores an answer computed after `epoch` was read, unless one of its tags was bumped since (a write
+   * raced the computation: its answer may be old). Returns the entry, or undefined when not stored.
+   */
+  async fill(
+    key: string,
+    answer: { data: Record<string, unknown>; tags: string[]; maxAgeSeconds: number },
+    epoch: number,
+  ): Promise<Entry | undefined> {
+    const ttlMs = Math.min(answer.maxAgeSeconds * 1_000, this.maxTtlMs);
+    if (ttlMs <= 0) return undefined;
+    const versions = await this.versions.versions(answer.tags);
+    if (!versions || !unchangedSince(versions, epoch)) return undefined;
+    const now = Date.now();
+    const entry: Entry = {
+      data: deepFreeze(answer.data),
+      tags: answer.tags,
+      epoch,
+      maxAge: answer.maxAgeSeconds,
+      storedAt: now,
+      expiresAt: now + ttlMs,
+    };
+    this.local.set(key, entry, { ttl: ttlMs });
+    await this.versions.share(key, entry, ttlMs);
+    return entry;
+  }
+
+  /** A write changed these entities: every answer holding one is stale, on every gateway, from now. False: not recorded. */
+  async bump(tags: readonly string[]): Promise<boolean> {
+    if (tags.length === 0) return true;
+    return (await this.versions.bump(tags)) !== undefined;
+  }
+}
+
+/** The tag every answer of a subgraph holds and every write of it bumps when it names no entities. */
+const subgraphTag = (subgraph: string) => `subgraph:${subgraph}`;
+
+/**
+ * What a data source does with each subgraph answer (SubgraphDataSource's `didReceive`): gathers the
+ * entity tags it reports into the request's FetchedTags. A subgraph that names nothing it holds makes the
+ * answer unstorable; a mutation that names nothing it changed bumps every answer of that subgraph.
+ */
+export function collectEntityTags(
+  subgraph: string,
+  operation: string | undefined,
+  response: GatewayGraphQLResponse,
+  context: ResponseCacheContext,
+): void {
+  const fetched = (context.fetchedTags ??= new FetchedTags());
+  fetched.fetches += 1;
+  const extensions = response.extensions as Record<string, unknown> | undefined;
+  const held = extensions?.[HELD_EXTENSION];
+  const changed = extensions?.[CHANGED_EXTENSION];
+  if (operation === 'mutation') {
+    if (Array.isArray(changed) && changed.length > 0) for (const tag of changed) fetched.changed.add(String(tag));
+    else fetched.changed.add(subgraphTag(subgraph));
+    return;
+  }
+  fetched.held.add(subgraphTag(subgraph));
+  if (Array.isArray(held)) for (const tag of held) fetched.held.add(String(tag));
+  else fetched.untagged += 1;
+}
+
+/** The request's cache key: normalized document, operation name and variables. */
+function cacheKey(requestContext: GraphQLRequestContext<BaseContext>): string {
+  const { document, request, operationName } = requestContext;
+  return createHash('sha256')
+    .update(`${documentKey(document!)}\n${operationName ?? ''}\n${JSON.stringify(request.variables ?? {})}`)
+    .digest('base64url');
+}
+
+/**
+ * The response cache as an Apollo Server plugin, with one load per key when many miss at once: the
+ * first request computes, the others wait for its answer (and run themselves if it was not storable).
+ */
+export function useResponseCache<TContext extends BaseContext & ResponseCacheContext>(
+  cache: ResponseCache,
+  options: Pick<ResponseCacheOptions, 'onLookup'> = {},
+): ApolloServerPlugin<TContext> {
+  const filling = new Map<string, Promise<Entry | undefined>>();
+  const hit = (requestContext: GraphQLRequestContext<TContext>, entry: Entry) => {
+    options.onLookup?.('hit');
+    // As a shared HTTP cache answers: the origin's Cache-Control, and its Age.
+    requestContext.overallCachePolicy.restrict({ maxAge: entry.maxAge, scope: 'PUBLIC' });
+    requestContext.response.http.headers.set(
+      'age',
+      String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1_000))),
+    );
+    return {
+      http: requestContext.response.http,
+      body: { kind: 'single' as const, singleResult: { data: entry.data } },
+    };
+  };
+  return {
+    async requestDidStart() {
+      let fill: { key: string; epoch: number; done: (entry: Entry | undefined) => void } | undefined;
+      return {
+        async responseForOperation(requestContext) {
+          if (requestContext.operation?.operation !== 'query') return null;
+          const key = cacheKey(requestContext as GraphQLRequestContext<BaseContext>);
+          const found = await cache.lookup(key);
+          if (found === 'bypass') {
+            options.onLookup?.('bypass');
+            return null;
+          }
+          if ('hit' in found) return hit(requestContext, found.hit);
+          const pending = filling.get(key);
+          if (pending) {
+            // Waits for the first request's answer, at most until this request's own deadline.
+            const deadline = requestContext.contextValue.deadline ?? Date.now() + 5_000;
+            const entry = await within(pending, deadline - Date.now());
+            if (entry) return hit(requestContext, entry);
+            options.onLookup?.('miss');
+            return null;
+          }
+          options.onLookup?.(found.stale ? 'stale' : 'miss');
+          let done!: (entry: Entry | undefined) => void;
+          filling.set(key, new Promise((resolve) => (done = resolve)));
+          fill = { key, epoch: found.miss, done };
+          return null;
+        },
+        async willSendResponse(requestContext) {
+          const fetched = requestContext.contextValue.fetchedTags;
+          if (requestContext.operation?.operation === 'mutation') {
+            // Before the answer leaves: no gateway serves what this write changed once the client has it.
+            if (fetched?.changed.size) await cache.bump([...fetched.changed]);
+            return;
+          }
+          if (!fill) return;
+          const { key, epoch, done } = fill;
+          let entry: Entry | undefined;
+          try {
+            const { body } = requestContext.response;
+            const policy = requestContext.overallCachePolicy.policyIfCacheable();
+            const storable =
+              body.kind === 'single' &&
+              !body.singleResult.errors?.length &&
+              body.singleResult.data &&
+              policy?.scope === 'PUBLIC' &&
+              fetched &&
+              fetched.fetches > 0 &&
+              fetched.untagged === 0;
+            if (storable)
+              entry = await cache.fill(
+                key,
+                { data: body.singleResult.data!, tags: [...fetched.held], maxAgeSeconds: policy.maxAge },
+                epoch,
+              );
+          } finally {
+            filling.delete(key);
+            done(entry);
+          }
+        },
+      };
+    },
+  };
+}
