@@ -176,13 +176,19 @@ export async function startGraphQLHttpServer<TContext extends BaseContext>(
   // Checks that refuse before reading, then the body, bounded in size and time (a client still sending
   // it holds nothing counted by `afterBody`). Its bytes are kept as req.rawBody: a subgraph checks that
   // the signed identity was made for exactly this body (lib/identity.ts).
-  app.use(
-    '/graphql',
+  // Its own Express app, for its own settings: no Express ETag (a hash of every answer's bytes, which no
+  // POST can use: the gateway sets a validator of the answer itself where a client can use one,
+  // gateway/http-cache.ts). Everything else, trust proxy included, is inherited from `app`.
+  const graphql = express();
+  graphql.disable('x-powered-by');
+  graphql.set('etag', false);
+  graphql.use(
     ...(options.middleware ?? []),
     readBody({ limit: bodyLimit, timeoutMs: bodyTimeoutMs }),
     ...(options.afterBody ?? []),
     expressMiddleware(apollo, { context: options.context }),
   );
+  app.use('/graphql', graphql);
   options.routes?.(app);
   app.use((_req, res) => {
     res
