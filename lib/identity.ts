@@ -1,6 +1,7 @@
 import { createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { jwtVerify, SignJWT } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { ANONYMOUS, type Caller } from './authorization';
 import { clientError, ErrorCode } from './errors';
 import { isUuid } from './ids';
@@ -47,33 +48,6 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 const bodyMac = (macKey: KeyObject, jwt: string, body: string | Uint8Array) =>
   createHmac('sha256', macKey).update(jwt).update('\n').update(body).digest();
 
-/** A Map that forgets its least recently used entry beyond `max` entries. */
-class BoundedCache<V> {
-  private readonly entries = new Map<string, V>();
-
-  constructor(private readonly max: number) {}
-
-  get(key: string): V | undefined {
-    const value = this.entries.get(key);
-    if (value !== undefined) {
-      // Re-inserted: a Map iterates in insertion order, so the first key is the least recently used.
-      this.entries.delete(key);
-      this.entries.set(key, value);
-    }
-    return value;
-  }
-
-  set(key: string, value: V): void {
-    this.entries.delete(key);
-    this.entries.set(key, value);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-  }
-
-  delete(key: string): void {
-    this.entries.delete(key);
-  }
-}
-
 /**
  * Signs the caller's identity for one subgraph request body (the gateway, and subgraphs calling each other):
  * the IDENTITY_HEADER value. The caller's JWT is reused until IDENTITY_RENEW_SECONDS before it expires.
@@ -81,7 +55,7 @@ class BoundedCache<V> {
 export function createIdentitySigner(secret: string) {
   const key = keyOf(secret);
   const macKey = macKeyOf(secret);
-  const jwts = new BoundedCache<{ jwt: string; renewAt: number }>(CACHE_ENTRIES);
+  const jwts = new LRUCache<string, { jwt: string; renewAt: number }>({ max: CACHE_ENTRIES });
 
   const sign = async (caller: Caller): Promise<{ jwt: string; renewAt: number }> => {
     const issuedAt = nowSeconds();
@@ -134,7 +108,7 @@ export interface SignedRequest {
 export function createIdentityVerifier(secret: string) {
   const key = keyOf(secret);
   const macKey = macKeyOf(secret);
-  const verified = new BoundedCache<{ caller: Caller; expiresAt: number }>(CACHE_ENTRIES);
+  const verified = new LRUCache<string, { caller: Caller; expiresAt: number }>({ max: CACHE_ENTRIES });
 
   const callerOf = async (jwt: string): Promise<Caller> => {
     const cached = verified.get(jwt);
