@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { createClient } from 'redis';
 import { issueToken } from '../gateway/auth';
 import { runMain } from '../lib/cli';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
@@ -13,25 +12,22 @@ import { createBenchDatabase, printTable } from './bench-kit';
 import { probeCapacity, type Capacity } from './load/capacity';
 import { LoadGenerator, type Sample } from './load/open-loop';
 import { parseOptions, USAGE, type Options } from './load/options';
-import {
-  freePorts,
-  killServices,
-  PROCESS_COMMANDS,
-  startService,
-  stopServices,
-  TICKS_PER_SECOND,
-  waitReady,
-  type Service,
-} from './load/processes';
+import { freePorts, killServices, PROCESS_COMMANDS, TICKS_PER_SECOND, type Service } from './load/processes';
 import { ResourceSampler, type Reading } from './load/resources';
+import { runSpeed } from './load/speed';
+import { cleanRedis, describeEndings, firstPage, startStack, stopStack, withRedis } from './load/stack';
 import { duration, megabytes, percent, rate, slope, summarise, windows, type Summary } from './load/stats';
 import { STOREFRONT_PAGE } from './operations';
 
 /**
  * `npm run bench:load`: the service as separate processes (each subgraph and the gateway, production
- * mode, Redis for budgets and the entity cache) on a fresh bench-scale database, driven open loop (a
- * fixed arrival rate, latency from each request's scheduled send time; see scripts/load/open-loop.ts)
- * with the storefront page (20 products) as signed-in users. It measures the sustainable rate R first
+ * mode, Redis for budgets and the entity cache) on a fresh bench-scale database, loaded with the
+ * storefront page (20 products) as signed-in users. First the speed section (scripts/load/speed.ts):
+ * capacity, latency at half capacity, CPU per page of every process and RSS, cold, with the entity
+ * cache only and warm, each as a ratio to a ceiling in the same run (the same JSON from one SQL
+ * statement in a bare node:http server); `--speed-only` stops there. Then the overload phases, driven
+ * open loop (a fixed arrival rate, latency from each request's scheduled send time; see
+ * scripts/load/open-loop.ts) with the default configuration. They measure the sustainable rate R first
  * (scripts/load/capacity.ts; `--rate R` skips that), then runs: warm-up R/2 (not reported), sustained
  * R/2, overload 2R, recovery R/2, spike 10 × R/2 = 5R, after-spike R/2 (time back to normal) and a soak
  * at R/2 (RSS every 10 s). Prints per phase the statuses, the share refused, latency of accepted and
@@ -79,54 +75,6 @@ function describeCheckout(root: string): string {
     return `${root} at ${head}${dirty ? ' (with uncommitted changes)' : ''}`;
   } catch {
     return `${root} (not a git checkout)`;
-  }
-}
-
-type Redis = ReturnType<typeof createClient>;
-
-async function withRedis<T>(url: string, use: (client: Redis) => Promise<T>): Promise<T> {
-  const client = createClient({ url, socket: { connectTimeout: 2_000, reconnectStrategy: false } });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    client.destroy();
-  }
-}
-
-/** Deletes what the run left in Redis: only keys of a namespace this script made up. */
-async function cleanRedis(url: string, namespace: string): Promise<number> {
-  if (!namespace.startsWith('bench-load-')) return 0;
-  return withRedis(url, async (client) => {
-    let deleted = 0;
-    for await (const keys of client.scanIterator({ MATCH: `${namespace}:*`, COUNT: 1_000 }))
-      if (keys.length) deleted += await client.unlink(keys);
-    return deleted;
-  });
-}
-
-/**
- * One request at a time until the page comes back whole (200, 20 products, no errors). A 503 or 429 is
- * retried for up to 15 s (a gateway may refuse while it is still warming up); anything else throws.
- * Returns the refusals seen before the first page.
- */
-async function firstPage(origin: string, body: string, token: string): Promise<string[]> {
-  const refusals: string[] = [];
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const response = await fetch(`${origin}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body,
-    });
-    const text = await response.text();
-    const parsed = JSON.parse(text) as { data?: { products?: { edges?: unknown[] } }; errors?: unknown };
-    if (response.status === 200 && !parsed.errors && parsed.data?.products?.edges?.length === 20) return refusals;
-    if ((response.status !== 503 && response.status !== 429) || Date.now() > deadline)
-      throw new Error(`The storefront page did not come back whole (${response.status}): ${text.slice(0, 500)}`);
-    refusals.push(`${response.status} ${text.slice(0, 200)}`);
-    await sleep(250);
   }
 }
 
@@ -202,7 +150,7 @@ function printHeader(options: Options, argv: string[], databaseDescription: stri
   );
   console.log(
     `Load: the storefront page (products(first: 20), each with price, rating, 5 reviews and their authors) as ${options.users} ` +
-      `signed-in users in turn; open loop (fixed arrival rate, latency from each request's scheduled send time); ` +
+      `signed-in users in turn; ${options.speedOnly ? '' : `the overload phases open loop (fixed arrival rate, latency from each request's scheduled send time); `}` +
       `${options.connections} client connections; client timeout ${options.timeoutMs / 1000} s; deadline ${options.deadlineMs / 1000} s (--deadline-ms).\n`,
   );
 }
@@ -471,7 +419,8 @@ async function main() {
     return;
   }
   const secrets = { jwt: randomBytes(32).toString('base64url'), identity: randomBytes(32).toString('base64url') };
-  const ports = await freePorts(SUBGRAPH_NAMES.length + 1);
+  // The gateway's, each subgraph's, and the ceiling's (the speed section).
+  const ports = await freePorts(SUBGRAPH_NAMES.length + 2);
   const gatewayPort = ports[0]!;
   const env: Record<string, string> = {
     NODE_ENV: 'production',
@@ -508,14 +457,9 @@ async function main() {
   const cleanup = () =>
     (cleaning ??= (async () => {
       await generator?.close().catch(() => undefined);
-      // The gateway first (it calls the subgraphs), then the subgraphs; whatever ignores SIGTERM for 20 s is killed.
-      const endings = new Map<string, number | string>();
-      for (const group of [services.filter((s) => s.name === 'gateway'), services.filter((s) => s.name !== 'gateway')])
-        for (const [name, ending] of await stopServices(group, 20_000)) endings.set(name, ending);
-      if (endings.size)
-        log(
-          `stopped: ${[...endings].map(([name, ending]) => `${name} ${ending === 0 ? 'exit 0' : ending}`).join(', ')}`,
-        );
+      // The gateway first (it calls the subgraphs), then the rest; whatever ignores SIGTERM for 20 s is killed.
+      const endings = await stopStack(services);
+      if (endings.size) log(`stopped: ${describeEndings(endings)}`);
       await database.drop();
       const deleted = env.REDIS_URL ? await cleanRedis(env.REDIS_URL, env.REDIS_NAMESPACE!).catch(() => 0) : 0;
       log(`dropped the database${env.REDIS_URL ? `; deleted ${deleted} Redis keys of ${env.REDIS_NAMESPACE}` : ''}`);
@@ -553,20 +497,28 @@ async function main() {
       ),
     );
 
-    log(`starting ${SUBGRAPH_NAMES.join(', ')} in ${options.root}`);
-    const subgraphs = SUBGRAPH_NAMES.map((name, i) =>
-      startService(name, PROCESS_COMMANDS.subgraph(name), options.root, env, ports[i + 1]!),
-    );
-    services.push(...subgraphs);
-    await Promise.all(subgraphs.map((service) => waitReady(service)));
-    log('starting the gateway');
-    const gateway = startService('gateway', PROCESS_COMMANDS.gateway(), options.root, env, gatewayPort);
-    services.unshift(gateway);
-    await waitReady(gateway);
-
-    const origin = `http://127.0.0.1:${gatewayPort}`;
     const body = JSON.stringify({ query: STOREFRONT_PAGE, variables: { first: 20 } });
-    const refusals = await firstPage(origin, body, tokens[0]!);
+    await runSpeed({
+      options,
+      env,
+      ceilingPort: ports.at(-1)!,
+      tokens,
+      body,
+      services,
+      log,
+      repositoryRoot: ROOT,
+    });
+    if (options.speedOnly) return;
+
+    console.log(`## Overload phases (the default configuration)\n`);
+    await startStack(
+      options.root,
+      env,
+      (service) => (service.name === 'gateway' ? services.unshift(service) : services.push(service)),
+      log,
+    );
+    const origin = `http://127.0.0.1:${gatewayPort}`;
+    const { refusals } = await firstPage(origin, body, tokens[0]!);
     if (refusals.length)
       console.log(
         `Note: the gateway refused ${refusals.length} single request(s) after /readyz before it served the first page ` +

@@ -51,7 +51,7 @@ const ERRORS_KEY = '"errors":[';
 
 export class LoadGenerator {
   private readonly pool: Pool;
-  private readonly pending = new Set<Promise<void>>();
+  private readonly pending = new Set<Promise<Sample>>();
   private next = 0;
   /** Most requests outstanding at once since the last `resetPeak()`. */
   peakOutstanding = 0;
@@ -76,8 +76,8 @@ export class LoadGenerator {
     this.peakOutstanding = this.pending.size;
   }
 
-  /** One request, scheduled at `scheduled`; its sample is pushed to `into` once it has ended. */
-  private fire(scheduled: number, into: Sample[]): Promise<void> {
+  /** One request, scheduled at `scheduled`; its sample is pushed to `into` once it has ended, and resolved. */
+  private fire(scheduled: number, into: Sample[]): Promise<Sample> {
     const token = this.target.tokens[this.next++ % this.target.tokens.length]!;
     const sent = performance.now();
     const signal = AbortSignal.timeout(this.target.timeoutMs);
@@ -110,6 +110,7 @@ export class LoadGenerator {
       }
       sample.latency = performance.now() - scheduled;
       into.push(sample);
+      return sample;
     })();
     this.pending.add(done);
     if (this.pending.size > this.peakOutstanding) this.peakOutstanding = this.pending.size;
@@ -139,12 +140,22 @@ export class LoadGenerator {
     return lastSend;
   }
 
-  /** Closed loop: `concurrency` requests kept outstanding for `seconds` (latency from each send). Resolves when all have ended. */
-  async closedLoop(concurrency: number, seconds: number, into: Sample[]): Promise<void> {
+  /**
+   * Closed loop: `concurrency` requests kept outstanding for `seconds` (latency from each send). Resolves
+   * when all have ended. With `refusalPauseMs`, a worker whose request was refused (429, 503) waits that
+   * long before its next one, as a client honouring a refusal would, instead of retrying at once: an
+   * instant refusal would otherwise come back at once, over and over, and the refusals would be most of
+   * what the service spends its CPU on.
+   */
+  async closedLoop(concurrency: number, seconds: number, into: Sample[], refusalPauseMs = 0): Promise<void> {
     const end = performance.now() + seconds * 1000;
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
-        while (performance.now() < end) await this.fire(performance.now(), into);
+        while (performance.now() < end) {
+          const { outcome } = await this.fire(performance.now(), into);
+          if (refusalPauseMs > 0 && (outcome === 429 || outcome === 503))
+            await sleep(Math.min(refusalPauseMs, Math.max(0, end - performance.now())));
+        }
       }),
     );
   }

@@ -6,18 +6,24 @@ import { parseArgs } from 'node:util';
 
 export const USAGE = `npm run bench:load -- [options]
 
-  --quick             smoke run: every phase 5 s, probe steps 5 s, soak 30 s (unless --soak-seconds)
-  --rate R            sustainable rate in requests/s: skips the capacity probe
-  --soak-seconds N    soak length (default 300, 30 with --quick)
-  --root DIR          checkout to run the processes from (default: this repository)
-  --env KEY=VALUE     extra environment for every process (repeatable), e.g. --env MAX_IN_FLIGHT=128
-  --deadline-ms N     the deadline "nothing waits longer than" is judged against (default 5000)
-  --connections N     client connection pool size (default 1000)
-  --timeout-ms N      client timeout of one request (default 30000)
-  --users N           signed-in users, round robin (default 200)`;
+  --speed-only            run only the speed section (the service against the ceiling: cold, entity cache
+                          only, warm), not the overload phases that follow it by default
+  --speed-concurrency N   requests kept outstanding in the speed section's closed-loop windows (default 8)
+  --quick                 smoke run: speed windows 5 s (one round of each), every phase 5 s, probe steps 5 s,
+                          soak 30 s (unless --soak-seconds)
+  --rate R                sustainable rate in requests/s: skips the capacity probe
+  --soak-seconds N        soak length (default 300, 30 with --quick)
+  --root DIR              checkout to run the processes from (default: this repository)
+  --env KEY=VALUE         extra environment for every process (repeatable), e.g. --env MAX_IN_FLIGHT=128
+  --deadline-ms N         the deadline "nothing waits longer than" is judged against (default 5000)
+  --connections N         client connection pool size (default 1000)
+  --timeout-ms N          client timeout of one request (default 30000)
+  --users N               signed-in users, round robin (default 200)`;
 
 export interface Options {
   quick: boolean;
+  speedOnly: boolean;
+  speedConcurrency: number;
   rate?: number;
   soakSeconds: number;
   root: string;
@@ -41,6 +47,8 @@ export function parseOptions(argv: string[], defaultRoot: string): Options | 'he
     args: argv,
     options: {
       quick: { type: 'boolean', default: false },
+      'speed-only': { type: 'boolean', default: false },
+      'speed-concurrency': { type: 'string' },
       rate: { type: 'string' },
       'soak-seconds': { type: 'string' },
       root: { type: 'string' },
@@ -67,6 +75,8 @@ export function parseOptions(argv: string[], defaultRoot: string): Options | 'he
       throw new Error(`--root ${root} has no ${file}: is it a checkout of this service?`);
   return {
     quick: values.quick,
+    speedOnly: values['speed-only'],
+    speedConcurrency: positive('speed-concurrency', values['speed-concurrency'], 8),
     rate: values.rate === undefined ? undefined : positive('rate', values.rate, 0, false),
     soakSeconds: positive('soak-seconds', values['soak-seconds'], values.quick ? 30 : 300),
     root,
