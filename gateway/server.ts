@@ -63,6 +63,11 @@ export interface GatewayOptions {
    * and the old one keeps serving. Defaults to the committed schema/supergraph.graphql.
    */
   supergraphPath?: string;
+  /**
+   * Whether identical concurrent fetches of queries share one subgraph call (SubgraphDataSource's
+   * `shareFetches`: public answers with any caller, others with the same caller). Defaults to true.
+   */
+  shareSubgraphFetches?: boolean;
   /** Subgraph URLs by name, overriding those composed into the supergraph. Defaults to none. */
   subgraphUrls?: Partial<Record<string, string>>;
   /** Timeout of each call to a subgraph, by name. Defaults to 5000 ms for each. */
@@ -174,6 +179,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         observe: ({ subgraph, outcome, seconds }) => metrics.observeFetch(subgraph, outcome, seconds),
         deadlineOf: (context) => context.deadline,
         writes,
+        shareFetches: options.shareSubgraphFetches ?? true,
         onShared: (subgraph) => metrics.countSharedFetch(subgraph),
         // With the response cache, every answer says which entities it holds or changed.
         ...(responseCache && {

@@ -21,6 +21,7 @@ export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<G
     metricsToken: config.METRICS_TOKEN,
     deprecationDocsUrl: config.DEPRECATION_DOCS_URL,
     redisNamespace: config.REDIS_NAMESPACE,
+    shareSubgraphFetches: config.SHARE_SUBGRAPH_FETCHES === 'on',
     responseCache: config.RESPONSE_CACHE === 'on' && {
       maxBytes: config.RESPONSE_CACHE_MAX_MB * 1024 * 1024,
       maxTtlSeconds: config.RESPONSE_CACHE_MAX_TTL_SECONDS,

@@ -410,6 +410,15 @@ describe('shared in-flight fetches', () => {
     expect(stack.products.requests).toBe(2);
   });
 
+  it('shares nothing with shareFetches: false (SHARE_SUBGRAPH_FETCHES=off)', async () => {
+    const stack = await startStack({ shareFetches: false });
+    stack.products.delayMs = stack.ratings.delayMs = 150;
+    const pages = await Promise.all(Array.from({ length: 5 }, (_, i) => stack.query({ caller: `user-${i}` })));
+    for (const page of pages) expect(page.body).toEqual({ data: FULL_PAGE });
+    expect(stack.products.requests).toBe(1);
+    expect(stack.ratings.requests).toBe(5);
+  });
+
   it("never shares a caller's private answer with another caller, and shares it with the same caller", async () => {
     const stack = await startStack();
     stack.products.delayMs = 150;

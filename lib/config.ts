@@ -109,6 +109,11 @@ const schema = z.object({
   RESPONSE_CACHE_MAX_MB: z.coerce.number().int().min(1).max(4_096).default(32),
   /** The longest an answer is cached, whatever its max-age, in seconds. Defaults to 300. */
   RESPONSE_CACHE_MAX_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  /**
+   * `off` stops the gateway sharing one subgraph call among identical concurrent fetches of queries
+   * (to measure what sharing saves; nothing is cached by it). Defaults to on.
+   */
+  SHARE_SUBGRAPH_FETCHES: z.enum(['on', 'off']).default('on'),
   /** `off` bypasses the entity cache (every lookup goes to the database). Defaults to on. */
   ENTITY_CACHE: z.enum(['on', 'off']).default('on'),
   /** How long cached entities live, in seconds. Defaults to 60. */

@@ -52,9 +52,14 @@ const timings = (quick: boolean): Timings =>
     ? { warmup: 2, ceilingWarmup: 1, window: 5, rounds: 1, half: 5 }
     : { warmup: 5, ceilingWarmup: 2, window: 10, rounds: 2, half: 20 };
 
-/** The configurations compared; RESPONSE_CACHE is ignored by a checkout that predates it (warm then equals entity). */
+/**
+ * The configurations compared. cold: every page computed in full (no cache, no fetch shared with a
+ * concurrent identical page); shared: the same with identical concurrent subgraph fetches shared, as by
+ * default. Settings a checkout predates are ignored by it (RESPONSE_CACHE, SHARE_SUBGRAPH_FETCHES).
+ */
 export const SPEED_CONFIGS = [
-  { key: 'cold', env: { ENTITY_CACHE: 'off', RESPONSE_CACHE: 'off' } },
+  { key: 'cold', env: { ENTITY_CACHE: 'off', RESPONSE_CACHE: 'off', SHARE_SUBGRAPH_FETCHES: 'off' } },
+  { key: 'shared', env: { ENTITY_CACHE: 'off', RESPONSE_CACHE: 'off', SHARE_SUBGRAPH_FETCHES: 'on' } },
   { key: 'entity', env: { ENTITY_CACHE: 'on', RESPONSE_CACHE: 'off' } },
   { key: 'warm', env: { ENTITY_CACHE: 'on', RESPONSE_CACHE: 'on' } },
 ] as const;
