@@ -74,20 +74,29 @@ interface StoredEntry {
   expiresAt: number;
 }
 
-/** An entry in memory, as Redis holds it too. */
-type Entry = StoredEntry;
+/** An entry in memory: as Redis holds it, with what it costs to hold (about two bytes per character of its JSON). */
+interface Entry extends StoredEntry {
+  size: number;
+}
+
+const inMemory = (stored: StoredEntry, json: string): Entry => ({
+  ...stored,
+  data: deepFreeze(stored.data),
+  size: 2 * json.length,
+});
 
 /** Tag versions and (with Redis) the shared layer. Undefined from any method: the store cannot answer now (bypass). */
 interface VersionStore {
   /** The current epoch, and the floor: entries current at an epoch below it are all stale (after a lost bump). */
   epoch(): Promise<Epoch | undefined>;
-  /** The epoch and the shared entry (one round trip). */
-  epochAndEntry(key: string): Promise<[Epoch, StoredEntry | undefined] | undefined>;
+  /** The epoch and the shared entry's JSON (one round trip). */
+  epochAndEntry(key: string): Promise<[Epoch, string | undefined] | undefined>;
   /** Each tag's last bump epoch (0: never bumped). */
   versions(tags: readonly string[]): Promise<number[] | undefined>;
   /** Increments the epoch and sets each tag to it, atomically. */
   bump(tags: readonly string[]): Promise<number | undefined>;
-  share(key: string, entry: StoredEntry, ttlMs: number): Promise<void>;
+  /** Stores an entry's JSON for every gateway. */
+  share(key: string, json: string, ttlMs: number): Promise<void>;
 }
 
 interface Epoch {
@@ -192,7 +201,7 @@ class RedisVersions implements VersionStore {
     return values && parseEpoch(values[0] ?? null, values[1] ?? null);
   }
 
-  async epochAndEntry(key: string): Promise<[Epoch, StoredEntry | undefined] | undefined> {
+  async epochAndEntry(key: string): Promise<[Epoch, string | undefined] | undefined> {
     if (this.lostBump) await this.flushIfLost();
     if (this.lostBump) return undefined;
     const replies = await this.guard.attempt((client: RedisClient) =>
@@ -200,7 +209,7 @@ class RedisVersions implements VersionStore {
     );
     if (!replies) return undefined;
     const [[current, floor], stored] = replies as unknown as [[string | null, string | null], string | null];
-    return [parseEpoch(current, floor), stored ? (JSON.parse(stored) as StoredEntry) : undefined];
+    return [parseEpoch(current, floor), stored ?? undefined];
   }
 
   async versions(tags: readonly string[]) {
@@ -220,9 +229,9 @@ class RedisVersions implements VersionStore {
     return epoch === undefined ? undefined : Number(epoch);
   }
 
-  async share(key: string, entry: StoredEntry, ttlMs: number) {
+  async share(key: string, json: string, ttlMs: number) {
     await this.guard.attempt((client) =>
-      client.set(this.entryKey(key), JSON.stringify(entry), { expiration: { type: 'PX', value: ttlMs } }),
+      client.set(this.entryKey(key), json, { expiration: { type: 'PX', value: ttlMs } }),
     );
   }
 }
@@ -269,7 +278,7 @@ export class ResponseCache {
     this.local = new LRUCache<string, Entry>({
       maxSize: options.maxBytes ?? 32 * 1024 * 1024,
       // Sized by what it costs to hold: about two bytes per character of its JSON.
-      sizeCalculation: (entry) => 2 * JSON.stringify(entry.data).length + 64 * entry.tags.length,
+      sizeCalculation: (entry) => entry.size,
     });
   }
 
@@ -287,9 +296,11 @@ export class ResponseCache {
     } else {
       const found = await this.versions.epochAndEntry(key);
       if (!found) return 'bypass';
-      let stored: StoredEntry | undefined;
-      [epoch, stored] = found;
-      entry = stored && stored.expiresAt > now ? { ...stored, data: deepFreeze(stored.data) } : undefined;
+      let json: string | undefined;
+      [epoch, json] = found;
+      const stored = json === undefined ? undefined : (JSON.parse(json) as StoredEntry);
+      entry = stored && stored.expiresAt > now ? inMemory(stored, json!) : undefined;
+      if (entry) this.local.set(key, entry, { ttl: entry.expiresAt - now });
     }
     if (!entry) return { miss: epoch.current, stale: false };
     if (entry.epoch < epoch.floor) {
@@ -303,10 +314,10 @@ export class ResponseCache {
         this.local.delete(key);
         return { miss: epoch.current, stale: true };
       }
-      // Current at this epoch too: no tag of its was bumped up to it (bumps are atomic and the epoch was read first).
-      entry = { ...entry, epoch: epoch.current };
+      // Current at this epoch too: no tag of its was bumped up to it (bumps are atomic and the epoch was
+      // read first). Moving it forward in place is safe: any holder may read either value.
+      entry.epoch = epoch.current;
     }
-    this.local.set(key, entry, { ttl: entry.expiresAt - now });
     return { hit: entry };
   }
 
@@ -324,16 +335,18 @@ export class ResponseCache {
     const versions = await this.versions.versions(answer.tags);
     if (!versions || !unchangedSince(versions, epoch)) return undefined;
     const now = Date.now();
-    const entry: Entry = {
-      data: deepFreeze(answer.data),
+    const stored: StoredEntry = {
+      data: answer.data,
       tags: answer.tags,
       epoch,
       maxAge: answer.maxAgeSeconds,
       storedAt: now,
       expiresAt: now + ttlMs,
     };
+    const json = JSON.stringify(stored);
+    const entry = inMemory(stored, json);
     this.local.set(key, entry, { ttl: ttlMs });
-    await this.versions.share(key, entry, ttlMs);
+    await this.versions.share(key, json, ttlMs);
     return entry;
   }
 

@@ -1,0 +1,71 @@
+/** ResponseCache's rules on their own, in memory (one gateway): what is served, what is dropped, what is never stored. */
+import { ResponseCache } from './response-cache';
+
+const answer = (tags: string[], data: Record<string, unknown> = { product: { id: '1' } }, maxAgeSeconds = 60) => ({
+  data,
+  tags,
+  maxAgeSeconds,
+});
+
+async function missEpoch(cache: ResponseCache, key: string): Promise<number> {
+  const found = await cache.lookup(key);
+  if (found === 'bypass' || 'hit' in found) throw new Error(`expected a miss for ${key}`);
+  return found.miss;
+}
+
+describe('ResponseCache', () => {
+  it('serves a stored answer until a write changes an entity it holds, and only then', async () => {
+    const cache = new ResponseCache();
+    await cache.fill('page', answer(['Product:1', 'Product']), await missEpoch(cache, 'page'));
+    const hit = await cache.lookup('page');
+    expect(hit).toMatchObject({ hit: { data: { product: { id: '1' } } } });
+    // Served frozen: no request can change what the next one gets.
+    expect(Object.isFrozen((hit as { hit: { data: { product: object } } }).hit.data.product)).toBe(true);
+
+    await cache.bump(['Product:2', 'User:9']);
+    expect(await cache.lookup('page')).toHaveProperty('hit');
+    await cache.bump(['Product:1']);
+    expect(await cache.lookup('page')).toEqual({ miss: expect.any(Number), stale: true });
+    expect(await cache.lookup('page')).toEqual({ miss: expect.any(Number), stale: false });
+  });
+
+  it('does not store an answer computed while a write changed what it holds (a racing fill)', async () => {
+    const cache = new ResponseCache();
+    const epoch = await missEpoch(cache, 'page');
+    // The write lands while the page is being computed from the old rows.
+    await cache.bump(['Product:1']);
+    expect(await cache.fill('page', answer(['Product:1']), epoch)).toBeUndefined();
+    expect(await cache.lookup('page')).toEqual({ miss: expect.any(Number), stale: false });
+    // A write to something else meanwhile does not stop it.
+    const again = await missEpoch(cache, 'page');
+    await cache.bump(['Product:2']);
+    expect(await cache.fill('page', answer(['Product:1']), again)).toBeDefined();
+    expect(await cache.lookup('page')).toHaveProperty('hit');
+  });
+
+  it('keeps an answer no longer than its max-age (capped by maxTtlSeconds), and a max-age of 0 not at all', async () => {
+    jest.useFakeTimers({ now: Date.parse('2026-11-24T00:00:00Z') });
+    try {
+      const cache = new ResponseCache({ maxTtlSeconds: 20 });
+      await cache.fill('short', answer(['A'], {}, 30), await missEpoch(cache, 'short'));
+      expect(await cache.fill('never', answer(['A'], {}, 0), await missEpoch(cache, 'never'))).toBeUndefined();
+      jest.advanceTimersByTime(19_000);
+      expect(await cache.lookup('short')).toHaveProperty('hit');
+      jest.advanceTimersByTime(2_000);
+      expect(await cache.lookup('short')).toEqual({ miss: expect.any(Number), stale: false });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('holds at most maxBytes in memory, dropping the least recently used', async () => {
+    const big = { text: 'x'.repeat(10_000) };
+    const cache = new ResponseCache({ maxBytes: 50_000 });
+    for (const key of ['a', 'b']) await cache.fill(key, answer(['T'], big), await missEpoch(cache, key));
+    await cache.lookup('a');
+    await cache.fill('c', answer(['T'], big), await missEpoch(cache, 'c'));
+    expect(await cache.lookup('a')).toHaveProperty('hit');
+    expect(await cache.lookup('c')).toHaveProperty('hit');
+    expect(await cache.lookup('b')).toEqual({ miss: expect.any(Number), stale: false });
+  });
+});
