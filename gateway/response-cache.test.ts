@@ -1,5 +1,15 @@
-/** ResponseCache's rules on their own, in memory (one gateway): what is served, what is dropped, what is never stored. */
+/**
+ * ResponseCache's rules on their own: in memory (one gateway), what is served, what is dropped, what is
+ * never stored; with the real Redis, a write whose bump Redis could not take.
+ */
+import { randomUUID } from 'node:crypto';
+import pino from 'pino';
+import { connectRedis, type RedisConnection } from '../lib/redis';
+import { describeWithRedis } from '../test/redis-available';
+import { pausableRedis, type PausableRedis } from '../test/redis-fakes';
 import { ResponseCache } from './response-cache';
+
+const REDIS_PORT = Number(new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379);
 
 const answer = (tags: string[], data: Record<string, unknown> = { product: { id: '1' } }, maxAgeSeconds = 60) => ({
   data,
@@ -20,7 +30,7 @@ describe('ResponseCache', () => {
     const hit = await cache.lookup('page');
     expect(hit).toMatchObject({ hit: { data: { product: { id: '1' } } } });
     // Served frozen: no request can change what the next one gets.
-    expect(Object.isFrozen((hit as { hit: { data: { product: object } } }).hit.data.product)).toBe(true);
+    expect(Object.isFrozen((hit as unknown as { hit: { data: { product: object } } }).hit.data.product)).toBe(true);
 
     await cache.bump(['Product:2', 'User:9']);
     expect(await cache.lookup('page')).toHaveProperty('hit');
@@ -68,4 +78,49 @@ describe('ResponseCache', () => {
     expect(await cache.lookup('c')).toHaveProperty('hit');
     expect(await cache.lookup('b')).toEqual({ miss: expect.any(Number), stale: false });
   });
+});
+
+describeWithRedis('ResponseCache on Redis', () => {
+  const opened: RedisConnection[] = [];
+  const proxies: PausableRedis[] = [];
+  afterAll(async () => {
+    for (const connection of opened) await connection.close();
+    for (const proxy of proxies) await proxy.close();
+  });
+  const connect = async (url: string) => {
+    const connection = connectRedis(url, pino({ level: 'silent' }), { timeoutMs: 500 });
+    opened.push(connection);
+    expect(await connection.ready()).toBe(true);
+    return connection;
+  };
+
+  it('a bump Redis could not take: that gateway serves nothing until Redis is back, then every answer stored before is stale', async () => {
+    const namespace = `response-cache-test-${randomUUID()}`;
+    let proxy = await pausableRedis(REDIS_PORT);
+    proxies.push(proxy);
+    const writer = new ResponseCache({ redis: await connect(proxy.url), namespace });
+    const reader = new ResponseCache({ redis: await connect(`redis://127.0.0.1:${REDIS_PORT}`), namespace });
+    await reader.fill('page', answer(['Product:1']), await missEpoch(reader, 'page'));
+    expect(await writer.lookup('page')).toHaveProperty('hit');
+
+    // The writer loses Redis: its write's bump is lost, and it answers from no cache meanwhile.
+    const port = proxy.port;
+    await proxy.close();
+    expect(await writer.bump(['Product:1'])).toBe(false);
+    expect(await writer.lookup('page')).toBe('bypass');
+
+    // Redis is back (the same address): the writer's first act is to make everything stored before stale.
+    proxy = await pausableRedis(REDIS_PORT, port);
+    proxies.push(proxy);
+    const deadline = Date.now() + 10_000;
+    let found = await reader.lookup('page');
+    while ('hit' in (found as object) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      found = await reader.lookup('page');
+    }
+    expect(found).toEqual({ miss: expect.any(Number), stale: true });
+    // And the cache works again for both, from then on.
+    await reader.fill('page', answer(['Product:1']), await missEpoch(reader, 'page'));
+    expect(await writer.lookup('page')).toHaveProperty('hit');
+  }, 20_000);
 });

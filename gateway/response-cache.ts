@@ -262,10 +262,13 @@ const unchangedSince = (versions: readonly number[], epoch: number) => versions.
 export class ResponseCache {
   private readonly local: LRUCache<string, Entry>;
   private readonly versions: VersionStore;
+  /** Whether entries are shared through Redis (else this gateway's memory is the only layer). */
+  private readonly shared: boolean;
   private readonly maxTtlMs: number;
 
   constructor(options: ResponseCacheOptions = {}) {
     this.maxTtlMs = (options.maxTtlSeconds ?? 300) * 1_000;
+    this.shared = options.redis !== undefined;
     // A tag must outlive every entry that holds it, or an old entry would look current again.
     const tagTtlMs = 2 * this.maxTtlMs;
     this.versions = options.redis
@@ -288,32 +291,37 @@ export class ResponseCache {
    */
   async lookup(key: string): Promise<{ hit: Entry } | { miss: number; stale: boolean } | 'bypass'> {
     const now = Date.now();
-    let entry = this.local.get(key);
-    let epoch: Epoch | undefined;
-    if (entry && entry.expiresAt > now) {
-      epoch = await this.versions.epoch();
+    const local = this.local.get(key);
+    let stale = false;
+    if (local && local.expiresAt > now) {
+      const epoch = await this.versions.epoch();
       if (!epoch) return 'bypass';
-    } else {
-      const found = await this.versions.epochAndEntry(key);
-      if (!found) return 'bypass';
-      let json: string | undefined;
-      [epoch, json] = found;
-      const stored = json === undefined ? undefined : (JSON.parse(json) as StoredEntry);
-      entry = stored && stored.expiresAt > now ? inMemory(stored, json!) : undefined;
-      if (entry) this.local.set(key, entry, { ttl: entry.expiresAt - now });
-    }
-    if (!entry) return { miss: epoch.current, stale: false };
-    if (entry.epoch < epoch.floor) {
+      const checked = await this.check(local, epoch);
+      if (checked !== 'stale') return checked;
       this.local.delete(key);
-      return { miss: epoch.current, stale: true };
+      stale = true;
+      // Another gateway may have stored a newer answer since: look in Redis before calling it a miss.
+      if (!this.shared) return { miss: epoch.current, stale: true };
     }
+    const found = await this.versions.epochAndEntry(key);
+    if (!found) return 'bypass';
+    const [epoch, json] = found;
+    const stored = json === undefined ? undefined : (JSON.parse(json) as StoredEntry);
+    if (!stored || stored.expiresAt <= now) return { miss: epoch.current, stale };
+    const entry = inMemory(stored, json!);
+    const checked = await this.check(entry, epoch);
+    if (checked === 'stale') return { miss: epoch.current, stale: true };
+    if (checked !== 'bypass') this.local.set(key, entry, { ttl: entry.expiresAt - now });
+    return checked;
+  }
+
+  /** Whether an entry is current at `epoch` (see the module comment). */
+  private async check(entry: Entry, epoch: Epoch): Promise<{ hit: Entry } | 'stale' | 'bypass'> {
+    if (entry.epoch < epoch.floor) return 'stale';
     if (entry.epoch !== epoch.current) {
       const versions = await this.versions.versions(entry.tags);
       if (!versions) return 'bypass';
-      if (!unchangedSince(versions, entry.epoch)) {
-        this.local.delete(key);
-        return { miss: epoch.current, stale: true };
-      }
+      if (!unchangedSince(versions, entry.epoch)) return 'stale';
       // Current at this epoch too: no tag of its was bumped up to it (bumps are atomic and the epoch was
       // read first). Moving it forward in place is safe: any holder may read either value.
       entry.epoch = epoch.current;

@@ -130,6 +130,24 @@ type ConnectCallback = (
   done: (release?: unknown) => void,
 ) => void;
 
+/** The pool under each Prisma client createDatabaseClient made (see queryRows). */
+const POOLS = new WeakMap<object, pg.Pool>();
+
+/**
+ * The rows of one raw statement (`$1`… parameters) on the pool under `prisma`, a client (or a narrowed view of
+ * one, as a subgraph's `db`) that createDatabaseClient made. Rows come as pg parses them: uuid and text as
+ * strings, int2/int4/float8 as numbers, timestamptz as a Date, each column under its name in the statement
+ * (alias it to the model's field name). For hot reads of a few columns by key, where Prisma's own work
+ * (building its query, then converting each row) costs more than the statement: the same pool, so the
+ * statement is counted, traced and watched like Prisma's, and one statement stays one. Prisma still owns
+ * the schema and migrations, and every other read and write.
+ */
+export async function queryRows<R>(prisma: object, text: string, values: unknown[]): Promise<R[]> {
+  const pool = POOLS.get(prisma);
+  if (!pool) throw new Error('queryRows: not a Prisma client of createDatabaseClient');
+  return (await pool.query(text, values)).rows as R[];
+}
+
 /**
  * A Prisma client over our own pg pool (driver adapter, no Rust engine). Owning the pool lets
  * readiness checks and shutdown use it directly, and lets us see every statement that reaches PostgreSQL.
@@ -194,6 +212,7 @@ export function createDatabaseClient(url: string, options: DatabaseClientOptions
     };
   });
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  POOLS.set(prisma, pool);
   return {
     prisma,
     pool,

@@ -41,7 +41,12 @@ export function keyedLoader<K extends string, V>(
   /** The entity type the keys are ids of, and the request's tags: loads hold them, invalidations change them. Defaults to none. */
   entity?: { type: string; tags: EntityTags },
 ): KeyedLoader<K, V> {
-  const loadByKey = async (keys: K[]) => new Map((await load(keys)).map((row) => [keyOf(row), row] as [string, V]));
+  // Rows by key, filled in one pass (no [key, row] pair per row on the way to the Map).
+  const loadByKey = async (keys: K[]) => {
+    const byKey = new Map<string, V>();
+    for (const row of await load(keys)) byKey.set(keyOf(row), row);
+    return byKey;
+  };
   const loader = new DataLoader<K, V | null>(async (keys) => {
     entity?.tags.hold(entity.type, keys);
     if (cache) return cache.load(keys, (missing) => loadByKey(missing as K[]));

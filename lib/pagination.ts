@@ -128,8 +128,49 @@ export function pageKey(page: PageRequest): string {
 }
 
 /**
+ * An edge of a connection. Its cursor is encoded only when read, that is when a client selects it
+ * (graphql-js reads `edge.cursor` for the `cursor` field and nothing else does): most pages ask for
+ * nodes and `pageInfo.endCursor` only, and a cursor (an ISO date, JSON and base64) per row they never
+ * see is most of what building a connection costs. A class, so the getter is shared, not a closure per edge.
+ */
+class Edge<T extends { id: string }> {
+  constructor(
+    readonly node: T,
+    private readonly ordering: Ordering<keyof T & string>,
+  ) {}
+
+  get cursor(): string {
+    return cursorOf(this.ordering, this.node);
+  }
+}
+
+/** PageInfo whose start and end cursors, like edges' (Edge), are encoded only when read. */
+class LazyPageInfo<T extends { id: string }> implements PageInfo {
+  constructor(
+    readonly hasNextPage: boolean,
+    readonly hasPreviousPage: boolean,
+    private readonly first: T | undefined,
+    private readonly last: T | undefined,
+    private readonly ordering: Ordering<keyof T & string>,
+  ) {}
+
+  get startCursor(): string | null {
+    return this.first === undefined ? null : cursorOf(this.ordering, this.first);
+  }
+
+  get endCursor(): string | null {
+    return this.last === undefined ? null : cursorOf(this.ordering, this.last);
+  }
+}
+
+/** The cursor of a row: its sort value and id. */
+function cursorOf<T extends { id: string }>(ordering: Ordering<keyof T & string>, node: T): string {
+  return encodeCursor(ordering, { value: seekValue(ordering, node[ordering.field]), id: node.id });
+}
+
+/**
  * Builds a connection from rows fetched with `limit size + 1` in fetch order (reversed for `last`):
- * the extra row only tells whether the list goes on past the page.
+ * the extra row only tells whether the list goes on past the page. Cursors are encoded lazily (Edge).
  */
 export function toConnection<T extends { id: string }>(
   rows: T[],
@@ -137,22 +178,22 @@ export function toConnection<T extends { id: string }>(
   ordering: Ordering<keyof T & string>,
 ): Connection<T> {
   const hasMore = rows.length > page.size;
-  const visible = rows.slice(0, page.size);
-  if (page.backward) visible.reverse();
-  const edges = visible.map((node) => ({
-    cursor: encodeCursor(ordering, { value: seekValue(ordering, node[ordering.field]), id: node.id }),
-    node,
-  }));
+  const count = Math.min(rows.length, page.size);
+  // The visible rows in list order, in one pass: fetch order, or its reverse for `last`.
+  const edges = new Array<Edge<T>>(count);
+  for (let index = 0; index < count; index += 1)
+    edges[index] = new Edge(rows[page.backward ? count - 1 - index : index]!, ordering);
   return {
     edges,
-    pageInfo: {
-      // Relay lets a server answer the far side of a cursor cheaply: a client that holds a cursor got it
-      // from a row on that side, so it says true rather than spend a query to confirm rows remain there.
-      hasNextPage: page.backward ? page.before !== null : hasMore || page.before !== null,
-      hasPreviousPage: page.backward ? hasMore || page.after !== null : page.after !== null,
-      startCursor: edges[0]?.cursor ?? null,
-      endCursor: edges.at(-1)?.cursor ?? null,
-    },
+    // Relay lets a server answer the far side of a cursor cheaply: a client that holds a cursor got it
+    // from a row on that side, so it says true rather than spend a query to confirm rows remain there.
+    pageInfo: new LazyPageInfo(
+      page.backward ? page.before !== null : hasMore || page.before !== null,
+      page.backward ? hasMore || page.after !== null : page.after !== null,
+      edges[0]?.node,
+      edges[count - 1]?.node,
+      ordering,
+    ),
   };
 }
 
