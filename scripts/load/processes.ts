@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -14,10 +15,30 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * checkout starts its processes differently. `process.execPath` keeps the Node that runs the benchmark;
  * `--import tsx` resolves from the root's own node_modules.
  */
+const ROOT = join(__dirname, '..', '..');
+
 export const PROCESS_COMMANDS = {
   subgraph: (name: string): string[] => [process.execPath, '--import', 'tsx', 'scripts/start-subgraph.ts', name],
-  gateway: (): string[] => [process.execPath, '--import', 'tsx', 'gateway/index.ts'],
+  gateway: (root = ROOT): string[] => [
+    process.execPath,
+    ...gatewayNodeOptions(root),
+    '--import',
+    'tsx',
+    'gateway/index.ts',
+  ],
 };
+
+/**
+ * The V8 flags the checkout's `npm run start:gateway` gives the gateway in NODE_OPTIONS (its heap bounds,
+ * gateway/memory.md): the bench runs the gateway as that checkout starts it, so an older checkout runs
+ * with V8's defaults, as it did.
+ */
+export function gatewayNodeOptions(root: string): string[] {
+  const scripts = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> })
+    .scripts;
+  const options = /NODE_OPTIONS=\\?"([^"$\\]*)/.exec(scripts?.['start:gateway'] ?? '')?.[1] ?? '';
+  return options.split(/\s+/).filter((flag) => flag.startsWith('--'));
+}
 
 /** Variables of the benchmark's own environment a child inherits; everything else is set explicitly. */
 const INHERITED = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', 'TZ'];

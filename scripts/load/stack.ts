@@ -58,7 +58,7 @@ export async function startStack(
   subgraphs.forEach(track);
   await Promise.all(subgraphs.map((service) => waitReady(service)));
   log('starting the gateway');
-  const gateway = startService('gateway', PROCESS_COMMANDS.gateway(), root, env, Number(env.GATEWAY_PORT));
+  const gateway = startService('gateway', PROCESS_COMMANDS.gateway(root), root, env, Number(env.GATEWAY_PORT));
   track(gateway);
   await waitReady(gateway);
   return { gateway, subgraphs };
