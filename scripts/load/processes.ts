@@ -18,10 +18,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const ROOT = join(__dirname, '..', '..');
 
 export const PROCESS_COMMANDS = {
-  subgraph: (name: string): string[] => [process.execPath, '--import', 'tsx', 'scripts/start-subgraph.ts', name],
+  subgraph: (name: string, root = ROOT): string[] => [
+    process.execPath,
+    ...nodeOptionsOf(root, 'start:subgraph'),
+    '--import',
+    'tsx',
+    'scripts/start-subgraph.ts',
+    name,
+  ],
   gateway: (root = ROOT): string[] => [
     process.execPath,
-    ...gatewayNodeOptions(root),
+    ...nodeOptionsOf(root, 'start:gateway'),
     '--import',
     'tsx',
     'gateway/index.ts',
@@ -29,14 +36,14 @@ export const PROCESS_COMMANDS = {
 };
 
 /**
- * The V8 flags the checkout's `npm run start:gateway` gives the gateway in NODE_OPTIONS (its heap bounds,
- * gateway/memory.md): the bench runs the gateway as that checkout starts it, so an older checkout runs
+ * The V8 flags a checkout's npm `script` gives its process in NODE_OPTIONS (the heap bounds,
+ * gateway/memory.md): the bench runs each process as that checkout starts it, so an older checkout runs
  * with V8's defaults, as it did.
  */
-export function gatewayNodeOptions(root: string): string[] {
+export function nodeOptionsOf(root: string, script: 'start:gateway' | 'start:subgraph'): string[] {
   const scripts = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> })
     .scripts;
-  const options = /NODE_OPTIONS=\\?"([^"$\\]*)/.exec(scripts?.['start:gateway'] ?? '')?.[1] ?? '';
+  const options = /NODE_OPTIONS=\\?"([^"$\\]*)/.exec(scripts?.[script] ?? '')?.[1] ?? '';
   return options.split(/\s+/).filter((flag) => flag.startsWith('--'));
 }
 
