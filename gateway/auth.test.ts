@@ -1,8 +1,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as jose from 'jose';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
 import { createBearerAuthenticator, issueToken } from './auth';
+
+// So jest.spyOn can count jwtVerify calls (the module's own exports are not configurable).
+jest.mock('jose', () => ({ __esModule: true, ...jest.requireActual('jose') }));
 
 const USER = '0195a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
 const claims = { issuer: 'storefront-supergraph', audience: 'storefront' };
@@ -93,4 +97,34 @@ describe('scopes from the scope claim', () => {
       });
     },
   );
+});
+
+describe('a token seen before', () => {
+  const secret = 'a-test-secret-of-at-least-32-characters';
+
+  it('is verified once, served from memory until its exp, then refused as expired', async () => {
+    jest.useFakeTimers({ now: Date.now(), doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    try {
+      const authenticate = createBearerAuthenticator({ secret, ...claims });
+      const token = await issueToken({ secret, ...claims, userId: USER, scopes: ['catalog:write'], expiresIn: '60s' });
+      const verify = jest.spyOn(jose, 'jwtVerify');
+      for (let i = 0; i < 3; i++)
+        expect(await authenticate(`Bearer ${token}`)).toEqual({ callerId: USER, scopes: ['catalog:write'] });
+      expect(verify).toHaveBeenCalledTimes(1);
+      jest.advanceTimersByTime(61_000);
+      expect(await rejection(authenticate(`Bearer ${token}`))).toEqual({
+        code: 'UNAUTHENTICATED',
+        http: { status: 401 },
+      });
+      // A forged token is never served from memory: each is verified, and refused.
+      const forged = `${token.slice(0, -4)}AAAA`;
+      expect(await rejection(authenticate(`Bearer ${forged}`))).toEqual({
+        code: 'UNAUTHENTICATED',
+        http: { status: 401 },
+      });
+      verify.mockRestore();
+    } finally {
+      jest.useRealTimers();
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, jwtVerify, SignJWT, errors as joseErrors, type JWTVerifyGetKey } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { ANONYMOUS, type Caller } from '../lib/authorization';
 import type { Config } from '../lib/config';
 import { clientError, ErrorCode } from '../lib/errors';
@@ -35,13 +36,23 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
     ? createLocalJWKSet(JSON.parse(readFileSync(options.jwksFile, 'utf8')))
     : new TextEncoder().encode(options.secret);
   const algorithms = options.jwksFile ? ['RS256', 'ES256', 'EdDSA'] : ['HS256'];
+  // A client sends the same token with every request until it expires: its signature is checked once, and
+  // its caller served from here until its `exp` (then it is refused as expired, as jwtVerify would).
+  const verified = new LRUCache<string, { caller: Caller; expiresAt: number }>({ max: 10_000 });
   return async (authorization: string | undefined): Promise<Caller> => {
     if (authorization === undefined || authorization === '') return ANONYMOUS;
     const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i.exec(authorization);
     if (!match) throw rejected('The Authorization header must be "Bearer <JWT>".');
-    let payload: { sub?: string; scope?: unknown };
+    const token = match[1]!;
+    const known = verified.get(token);
+    if (known) {
+      if (Date.now() < known.expiresAt) return known.caller;
+      verified.delete(token);
+      throw rejected('The token has expired.');
+    }
+    let payload: { sub?: string; scope?: unknown; exp?: number };
     try {
-      ({ payload } = await jwtVerify(match[1]!, key as Uint8Array, {
+      ({ payload } = await jwtVerify(token, key as Uint8Array, {
         issuer: options.issuer,
         audience: options.audience,
         algorithms,
@@ -60,7 +71,12 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
           : null;
     if (!scopes || !scopes.every(isScopeToken))
       throw rejected("The token's scope claim must be a space-separated string of scopes.");
-    return { callerId: payload.sub.toLowerCase(), scopes };
+    const caller: Caller = Object.freeze({
+      callerId: payload.sub.toLowerCase(),
+      scopes: Object.freeze(scopes) as string[],
+    });
+    verified.set(token, { caller, expiresAt: payload.exp! * 1_000 });
+    return caller;
   };
 }
 
