@@ -1,6 +1,10 @@
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import { getOperationAST, parse } from 'graphql';
 import { ANONYMOUS, checkAccess, subgraphAccessRules, type Caller } from './authorization';
+import * as documents from './documents';
+
+// So jest.spyOn can count walks of a document (the module's own exports are not configurable).
+jest.mock('./documents', () => ({ __esModule: true, ...jest.requireActual('./documents') }));
 
 const SDL = `
   extend schema @link(url: "https://specs.apollo.dev/federation/v2.9", import: ["@key", "@authenticated", "@requiresScopes"])
@@ -70,5 +74,23 @@ describe('checkAccess', () => {
       code: 'UNAUTHENTICATED',
       fields: ['Query.both'],
     });
+  });
+
+  it('walks a document once per operation, and once per variables only where @skip/@include read them', () => {
+    const walks = jest.spyOn(documents, 'fragmentsOf');
+    const plain = parse('{ both public { label } }');
+    const run = (document: ReturnType<typeof parse>, caller: Caller, variables?: Record<string, unknown>) =>
+      checkAccess(rules, { schema, document, operation: getOperationAST(document)!, variables }, caller);
+    for (let i = 0; i < 3; i++) expect(run(plain, ANONYMOUS, { unused: i })).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(run(plain, user('a'))).toBeNull();
+    expect(walks).toHaveBeenCalledTimes(1);
+
+    const conditional = parse('query ($on: Boolean!) { public { label } both @include(if: $on) }');
+    expect(run(conditional, ANONYMOUS, { on: false })).toBeNull();
+    expect(run(conditional, ANONYMOUS, { on: true })).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(run(conditional, ANONYMOUS, { on: false })).toBeNull();
+    expect(run(conditional, ANONYMOUS, { on: true })).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(walks).toHaveBeenCalledTimes(3);
+    walks.mockRestore();
   });
 });

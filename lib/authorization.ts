@@ -12,6 +12,7 @@ import {
 } from '@apollo/federation-internals';
 import type { ApolloServerPlugin } from '@apollo/server';
 import {
+  BREAK,
   getNamedType,
   isAbstractType,
   isCompositeType,
@@ -23,6 +24,7 @@ import {
   type GraphQLSchema,
   type OperationDefinitionNode,
   type SelectionSetNode,
+  visit,
 } from 'graphql';
 import { fragmentsOf, isIncluded, operationVariables } from './documents';
 import { clientError, ErrorCode } from './errors';
@@ -149,8 +151,48 @@ export interface AccessRequest {
  * type's rule, and one returning an interface or union the rules of each type it may return.
  */
 export function selectedRules(rules: AccessRules, request: AccessRequest): Map<string, AccessRule> {
+  if (rules.fields.size === 0 && rules.types.size === 0) return new Map();
+  // Once per document and operation (and variables, only when @skip/@include could use them): a client
+  // sends the same few documents again and again, and each is walked on every request otherwise.
+  let byDocument = selectedCache.get(rules);
+  if (!byDocument) selectedCache.set(rules, (byDocument = new WeakMap()));
+  let byKey = byDocument.get(request.document);
+  if (!byKey) byDocument.set(request.document, (byKey = new Map()));
+  const key = `${request.operation.name?.value ?? ''}\n${hasConditions(request.document) ? JSON.stringify(request.variables ?? {}) : ''}`;
+  let selected = byKey.get(key);
+  if (!selected) {
+    selected = walkSelectedRules(rules, request);
+    if (byKey.size < MAX_CACHED_VARIANTS) byKey.set(key, selected);
+  }
+  return selected;
+}
+
+/** How many variants (operation and variables) of one document selectedRules keeps. */
+const MAX_CACHED_VARIANTS = 16;
+const selectedCache = new WeakMap<AccessRules, WeakMap<DocumentNode, Map<string, Map<string, AccessRule>>>>();
+const conditional = new WeakMap<DocumentNode, boolean>();
+
+/** Whether the document uses @skip or @include anywhere (then what it selects depends on the variables). */
+function hasConditions(document: DocumentNode): boolean {
+  let found = conditional.get(document);
+  if (found === undefined) {
+    found = false;
+    visit(document, {
+      Directive(node) {
+        if (node.name.value === 'skip' || node.name.value === 'include') {
+          found = true;
+          return BREAK;
+        }
+        return undefined;
+      },
+    });
+    conditional.set(document, found);
+  }
+  return found;
+}
+
+function walkSelectedRules(rules: AccessRules, request: AccessRequest): Map<string, AccessRule> {
   const selected = new Map<string, AccessRule>();
-  if (rules.fields.size === 0 && rules.types.size === 0) return selected;
   const { schema } = request;
   const variables = operationVariables(schema, request.operation, request.variables);
   const fragments = fragmentsOf(request.document);
