@@ -53,7 +53,13 @@ export async function startStack(
 ): Promise<{ gateway: Service; subgraphs: Service[] }> {
   log(`starting ${SUBGRAPH_NAMES.join(', ')} in ${root}`);
   const subgraphs = SUBGRAPH_NAMES.map((name) =>
-    startService(name, PROCESS_COMMANDS.subgraph(name, root), root, env, Number(env[`SUBGRAPH_${name.toUpperCase()}_PORT`])),
+    startService(
+      name,
+      PROCESS_COMMANDS.subgraph(name, root),
+      root,
+      env,
+      Number(env[`SUBGRAPH_${name.toUpperCase()}_PORT`]),
+    ),
   );
   subgraphs.forEach(track);
   await Promise.all(subgraphs.map((service) => waitReady(service)));
