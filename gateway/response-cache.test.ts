@@ -7,7 +7,7 @@ import pino from 'pino';
 import { connectRedis, type RedisConnection } from '../lib/redis';
 import { describeWithRedis } from '../test/redis-available';
 import { pausableRedis, type PausableRedis } from '../test/redis-fakes';
-import { ResponseCache } from './response-cache';
+import { ResponseCache, stringifyResult } from './response-cache';
 
 const REDIS_PORT = Number(new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379);
 
@@ -77,6 +77,27 @@ describe('ResponseCache', () => {
     expect(await cache.lookup('a')).toHaveProperty('hit');
     expect(await cache.lookup('c')).toHaveProperty('hit');
     expect(await cache.lookup('b')).toEqual({ miss: expect.any(Number), stale: false });
+  });
+});
+
+describe('stringifyResult', () => {
+  it("sends a hit's data as the JSON made when it was stored: the same text as Apollo's, without serialising it again", async () => {
+    const cache = new ResponseCache();
+    const data = { products: [{ id: '1', title: 'Kettle "Mk II"', price: 1999, tags: ['a', null] }] };
+    await cache.fill('page', answer(['Product:1'], data), await missEpoch(cache, 'page'));
+    const found = await cache.lookup('page');
+    const hit = (found as { hit: { data: Record<string, unknown> } }).hit.data;
+    const extensions = { cost: { requested: 7, remaining: 93 } };
+    const stringify = jest.spyOn(JSON, 'stringify');
+    const text = stringifyResult({ errors: undefined, data: hit, extensions });
+    expect(stringify.mock.calls.some(([value]) => value === hit || (value as { data?: unknown })?.data === hit)).toBe(
+      false,
+    );
+    stringify.mockRestore();
+    expect(text).toBe(`${JSON.stringify({ data, extensions })}\n`);
+    // Anything else is Apollo's default, byte for byte.
+    const other = { errors: [{ message: 'x' }], data: { a: 1 }, extensions: undefined };
+    expect(stringifyResult(other)).toBe(`${JSON.stringify(other)}\n`);
   });
 });
 

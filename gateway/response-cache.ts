@@ -79,11 +79,29 @@ interface Entry extends StoredEntry {
   size: number;
 }
 
-const inMemory = (stored: StoredEntry, json: string): Entry => ({
-  ...stored,
-  data: deepFreeze(stored.data),
-  size: 2 * json.length,
-});
+const inMemory = (stored: StoredEntry, json: string): Entry => {
+  const data = deepFreeze(stored.data);
+  dataJson.set(data, JSON.stringify(data));
+  return { ...stored, data, size: 2 * json.length };
+};
+
+/** The JSON of each stored answer's `data`, made once: a hit is not serialised again (stringifyResult). */
+const dataJson = new WeakMap<object, string>();
+
+/**
+ * Apollo Server's `stringifyResult` (its default is `JSON.stringify(value) + '\n'`): the same text, but
+ * the `data` of a cache hit is the JSON made when it was stored, spliced in, instead of being serialised
+ * again on every hit (a fifth of a hit's CPU). Fields keep Apollo's order: errors, data, extensions.
+ */
+export function stringifyResult(value: { errors?: unknown; data?: unknown; extensions?: unknown }): string {
+  const cached = value.data && typeof value.data === 'object' ? dataJson.get(value.data) : undefined;
+  if (cached === undefined) return `${JSON.stringify(value)}\n`;
+  const parts: string[] = [];
+  if (value.errors !== undefined) parts.push(`"errors":${JSON.stringify(value.errors)}`);
+  parts.push(`"data":${cached}`);
+  if (value.extensions !== undefined) parts.push(`"extensions":${JSON.stringify(value.extensions)}`);
+  return `{${parts.join(',')}}\n`;
+}
 
 /** Tag versions and (with Redis) the shared layer. Undefined from any method: the store cannot answer now (bypass). */
 interface VersionStore {

@@ -37,6 +37,7 @@ import {
 import {
   collectEntityTags,
   ResponseCache,
+  stringifyResult,
   useResponseCache,
   type ResponseCacheContext,
   type ResponseCacheOptions,
@@ -245,6 +246,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     apollo: {
       gateway,
       formatError: withPersistedQueryErrorCodes(maskUnexpectedErrors(logger)),
+      // A response-cache hit's data is sent as the JSON made when it was stored (response-cache.ts).
+      stringifyResult,
       // Explicit, never from NODE_ENV (Apollo's default): production mode must not change what clients see.
       introspection: options.introspection ?? true,
       validationRules: queryLimits.validationRules,
