@@ -143,5 +143,14 @@ describeWithRedis('ResponseCache on Redis', () => {
     // And the cache works again for both, from then on.
     await reader.fill('page', answer(['Product:1']), await missEpoch(reader, 'page'));
     expect(await writer.lookup('page')).toHaveProperty('hit');
+    // Every key it wrote is under the namespace: the entry, the epoch and the floor (the lost bump set no tag).
+    const keys = await opened[1]!.client.keys(`*${namespace}*`);
+    expect(keys.sort()).toEqual(
+      [
+        `${namespace}:response:page`,
+        `${namespace}:{${namespace}:responses}:epoch`,
+        `${namespace}:{${namespace}:responses}:floor`,
+      ].sort(),
+    );
   }, 20_000);
 });

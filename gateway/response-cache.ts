@@ -183,7 +183,8 @@ class RedisVersions implements VersionStore {
     private readonly namespace: string,
     private readonly tagTtlMs: number,
   ) {
-    this.slot = `{${namespace}:responses}`;
+    // Under the namespace like every key, and one hash tag (`{<ns>:responses}`) for the bump script's keys.
+    this.slot = `${namespace}:{${namespace}:responses}`;
     // The first thing once Redis answers again: drop every answer stored before the lost write.
     guard.onRecover(() => void this.flushIfLost());
   }
