@@ -1,6 +1,7 @@
 // First: production mode unless NODE_ENV says otherwise, then tracing, which must patch modules before anything loads them.
 import '../lib/production-mode';
 import '../lib/instrumentation';
+import { getHeapStatistics } from 'node:v8';
 import { runServer } from '../lib/cli';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
@@ -11,6 +12,8 @@ runServer(async () => {
   const config = loadConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const gateway = await startConfiguredGateway(config, logger);
-  logger.info({ url: gateway.url, mode: process.env.NODE_ENV }, 'gateway ready');
+  // The heap's limit, so an operator sees the bound `start:gateway` sets (gateway/memory.md) took effect.
+  const heapLimitMb = Math.round(getHeapStatistics().heap_size_limit / 1024 / 1024);
+  logger.info({ url: gateway.url, mode: process.env.NODE_ENV, heapLimitMb }, 'gateway ready');
   return gateway.stop;
 });

@@ -197,6 +197,26 @@ describe('npm start', () => {
     60_000,
   );
 
+  it('npm run start:gateway: production mode, its heap bounded (gateway/memory.md), SIGTERM exits 0', async () => {
+    const gateway = await start({ GATEWAY_PORT: String(await freePort()) }, 'start:gateway');
+    await until(() => gateway.output().includes('gateway ready'), 30_000);
+    const ready = JSON.parse(
+      gateway
+        .output()
+        .split('\n')
+        .find((line) => line.includes('gateway ready'))!,
+    ) as {
+      mode: string;
+      heapLimitMb: number;
+    };
+    expect(ready.mode).toBe('production');
+    // 256 MiB of old space and three 8 MiB semi-spaces, where V8's default on this machine is gigabytes.
+    expect(ready.heapLimitMb).toBeGreaterThanOrEqual(256);
+    expect(ready.heapLimitMb).toBeLessThanOrEqual(320);
+    gateway.child.kill('SIGTERM');
+    expect(await gateway.exited).toBe(0);
+  }, 60_000);
+
   it('exits 1 saying what to do when DATABASE_URL names a missing database or an unreachable server', async () => {
     const missing = await start({ DATABASE_URL: withDatabase(adminUrl, 'no_such_database_here') });
     expect(await missing.exited).toBe(1);
