@@ -70,6 +70,18 @@ export async function npmStart(env: NodeJS.ProcessEnv, script = 'start', cwd = R
   return { child, killAll, output: () => output, ready, exited };
 }
 
+/** The exit code, or a failure that shows what the service printed when it has not exited within `timeoutMs`. */
+export async function exitCode(service: Started, timeoutMs = 45_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`still running after ${timeoutMs} ms; it printed:\n${service.output()}`)),
+      timeoutMs,
+    );
+  });
+  return Promise.race([service.exited, late]).finally(() => clearTimeout(timer));
+}
+
 /** Waits until `check` holds (it may be async), polling every 50 ms; throws after `timeoutMs`. */
 export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
