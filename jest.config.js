@@ -1,3 +1,6 @@
+/** ESM-only packages (pg-boss and what it imports), compiled to CommonJS for Jest like our own files. */
+const ESM_PACKAGES = ['pg-boss', 'serialize-error', 'non-error', 'rrule-temporal', 'temporal-spec'];
+
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
@@ -16,7 +19,15 @@ module.exports = {
       '@swc/jest',
       { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } },
     ],
+    [`/node_modules/(${ESM_PACKAGES.join('|')})/.+\\.js$`]: [
+      '@swc/jest',
+      {
+        jsc: { parser: { syntax: 'ecmascript', importAttributes: true }, target: 'es2022' },
+        module: { type: 'commonjs' },
+      },
+    ],
   },
+  transformIgnorePatterns: [`/node_modules/(?!(${ESM_PACKAGES.join('|')})/)`],
   // The generated Prisma client imports its siblings with .js extensions (ESM style).
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   globalSetup: '<rootDir>/test/global-setup.ts',

@@ -3,6 +3,7 @@ import { createLocalJWKSet, jwtVerify, SignJWT, errors as joseErrors, type JWTVe
 import { LRUCache } from 'lru-cache';
 import { ANONYMOUS, type Caller } from '../lib/authorization';
 import type { Config } from '../lib/config';
+import { isDelegationToken, verifyDelegation } from '../lib/delegation';
 import { clientError, ErrorCode } from '../lib/errors';
 import { createIdentitySigner } from '../lib/identity';
 import { isUuid } from '../lib/ids';
@@ -17,6 +18,11 @@ export interface BearerAuthOptions {
   issuer: string;
   /** Required `aud` claim. */
   audience: string;
+  /**
+   * IDENTITY_SECRET: also accept the jobs worker's delegation tokens (lib/delegation.ts), with which a job acts
+   * as the caller who started it. Defaults to none (only client tokens).
+   */
+  delegationSecret?: string;
 }
 
 /** UNAUTHENTICATED with HTTP 401: the request carried a token we cannot accept. */
@@ -52,12 +58,15 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
     }
     let payload: { sub?: string; scope?: unknown; exp?: number };
     try {
-      ({ payload } = await jwtVerify(token, key as Uint8Array, {
-        issuer: options.issuer,
-        audience: options.audience,
-        algorithms,
-        requiredClaims: ['exp', 'sub'],
-      }));
+      ({ payload } =
+        options.delegationSecret && isDelegationToken(token)
+          ? { payload: await verifyDelegation(options.delegationSecret, token) }
+          : await jwtVerify(token, key as Uint8Array, {
+              issuer: options.issuer,
+              audience: options.audience,
+              algorithms,
+              requiredClaims: ['exp', 'sub'],
+            }));
     } catch (error) {
       if (error instanceof joseErrors.JWTExpired) throw rejected('The token has expired.');
       throw rejected('The token is not valid.');
@@ -110,6 +119,7 @@ export function gatewaySecurity(config: Config) {
       jwksFile: config.JWT_JWKS_FILE,
       issuer: config.JWT_ISSUER,
       audience: config.JWT_AUDIENCE,
+      delegationSecret: secrets.identitySecret,
     }),
     signIdentity: createIdentitySigner(secrets.identitySecret),
   };

@@ -5,7 +5,7 @@ import {
   ApolloServerPluginSchemaReportingDisabled,
   ApolloServerPluginUsageReportingDisabled,
 } from '@apollo/server/plugin/disabled';
-import type { RequestHandler } from 'express';
+import type { Express, RequestHandler } from 'express';
 import type { Caller } from '../lib/authorization';
 import { ENTITY_TAGS_HEADER } from '../lib/entity-tags';
 import { maskUnexpectedErrors } from '../lib/errors';
@@ -23,6 +23,7 @@ import { useDeprecationNotices } from './deprecations';
 import { landingPageWithGraphiQLFallback } from './explorer/landing-page';
 import { loadExplorerRoutes } from './explorer/routes';
 import { httpCachePlugins, persistedQueries, withPersistedQueryErrorCodes } from './http-cache';
+import { jobsRoutes, type JobsRoutesOptions } from './jobs-routes';
 import { createGatewayMetrics } from './metrics';
 import { useOutageStatus } from './outage-status';
 import { useQueryLimits, type QueryCostContext, type QueryLimitsOptions } from './query-limits';
@@ -119,6 +120,11 @@ export interface GatewayOptions {
   introspection?: boolean;
   /** Whether the Sandbox landing page and GraphiQL at /graphiql are served (EXPLORER). Defaults to true. */
   explorer?: boolean;
+  /**
+   * Serves the jobs' HTTP side (jobs-routes.ts: the 202 bridge and result downloads) from this results folder,
+   * verifying signed links with `links`. Defaults to none (no /jobs routes).
+   */
+  jobs?: Pick<JobsRoutesOptions, 'dir' | 'links'>;
   /** Express "trust proxy" setting for client IPs. Defaults to false. */
   trustProxy?: string;
   logger: Logger;
@@ -297,7 +303,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     middleware: [stampArrival, admission.shedEarly, limits.middleware],
     afterBody: [admission.middleware],
     // GraphiQL 5 with the explorer plugin at /graphiql, bundled from npm and served from here (gateway/explorer).
-    routes: await explorerRoutes,
+    routes: combineRoutes(await explorerRoutes, options.jobs && jobsRoutes({ ...options.jobs, credentialsOf })),
     metrics: metrics.registry,
     metricsToken: options.metricsToken,
     trustProxy: options.trustProxy,
@@ -322,3 +328,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
   };
 }
+
+/** Several modules' routes, registered in order. */
+const combineRoutes =
+  (...routes: Array<((app: Express) => void) | undefined>) =>
+  (app: Express) => {
+    for (const register of routes) register?.(app);
+  };

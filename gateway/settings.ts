@@ -1,5 +1,7 @@
-import type { Config } from '../lib/config';
+import { jobsDir, type Config } from '../lib/config';
 import type { RedisConnection } from '../lib/redis';
+import { createResultLinks } from '../lib/result-links';
+import { loadSecrets } from '../lib/secrets';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { gatewaySecurity } from './auth';
 import type { GatewayOptions } from './server';
@@ -41,6 +43,10 @@ export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<G
       .map((name) => name.trim())
       .filter(Boolean),
     breaker: { resetTimeoutMs: config.BREAKER_RESET_MS },
+    jobs: {
+      dir: jobsDir(config),
+      links: createResultLinks(loadSecrets(config).identitySecret, { ttlSeconds: config.JOBS_LINK_TTL_SECONDS }),
+    },
     queryLimits: {
       maxCost: config.MAX_QUERY_COST,
       maxDepth: config.MAX_QUERY_DEPTH,

@@ -135,6 +135,48 @@ const schema = z.object({
   INTROSPECTION: z.enum(['on', 'off']).default('on'),
   /** `off` serves no explorer: no Sandbox landing page on GET / and no GraphiQL at /graphiql. Defaults to on. */
   EXPLORER: z.enum(['on', 'off']).default('on'),
+  /**
+   * Where jobs write their results (`<id>.jsonl`): every worker and gateway must reach the same folder (a shared
+   * volume when they run on several machines). Defaults to DATA_DIR/jobs.
+   */
+  JOBS_DIR: z.string().min(1).optional(),
+  /** `off`: `npm start` runs no jobs worker in its process (run `npm run start:worker` instead). Defaults to on. */
+  JOBS_WORKER: z.enum(['on', 'off']).default('on'),
+  /** Bulk queries one worker process runs at once. Defaults to 2. */
+  JOBS_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  /** Bulk queries one client may have running at once, over all workers; the rest wait QUEUED. Defaults to 2. */
+  JOBS_MAX_RUNNING_PER_CLIENT: z.coerce.number().int().min(1).max(1_000).default(2),
+  /** Where workers send a bulk query's pages (the gateway's /graphql). Defaults to http://HOST:GATEWAY_PORT/graphql. */
+  JOBS_GATEWAY_URL: url.optional(),
+  /** Times a job that failed (gateway or subgraph down, a worker lost) is tried again before it is FAILED. Defaults to 5. */
+  JOBS_RETRY_LIMIT: z.coerce.number().int().min(0).max(100).default(5),
+  /** First delay before a job is tried again, doubled each time (with jitter). Defaults to 2 s. */
+  JOBS_RETRY_DELAY_SECONDS: z.coerce.number().int().min(1).max(3_600).default(2),
+  /** A running job's worker proves it is alive this often; one silent for this long is given to another worker (10 at least). Defaults to 10 s. */
+  JOBS_HEARTBEAT_SECONDS: z.coerce.number().int().min(10).max(3_600).default(10),
+  /** How long a job's signed result link works. Defaults to 3600 s. */
+  JOBS_LINK_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(7 * 86_400)
+    .default(3_600),
+  /** Port of a worker's /healthz, /readyz and /metrics (`npm run start:worker`, and the worker inside `npm start`). Defaults to 4010. */
+  WORKER_PORT: port.default(4010),
+  /** Times a webhook message is sent again after its receiver failed it. Defaults to 6. */
+  WEBHOOK_RETRY_LIMIT: z.coerce.number().int().min(0).max(50).default(6),
+  /** First delay before a webhook message is sent again, doubled each time (with jitter). Defaults to 5 s. */
+  WEBHOOK_RETRY_DELAY_SECONDS: z.coerce.number().int().min(1).max(3_600).default(5),
+  /** How long a webhook receiver has to answer. Defaults to 10000 ms. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  /**
+   * Hosts webhook subscriptions may point at, comma-separated (`hooks.example.com`, or `.example.com` for its
+   * subdomains). Defaults to any host: restrict it in production (see the README's "Webhooks").
+   */
+  WEBHOOK_ALLOWED_HOSTS: z
+    .string()
+    .regex(/^\s*\.?[a-z0-9.-]+(\s*,\s*\.?[a-z0-9.-]+)*\s*$/i, 'must be host names, comma-separated')
+    .optional(),
   /** pino log level. Defaults to info. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long SIGTERM waits for in-flight requests before closing. Defaults to 10000 ms. */
@@ -201,6 +243,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success || problems.length) throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
   return { ...parsed.data, subgraphs };
 }
+
+/** Where jobs' results are: JOBS_DIR, or DATA_DIR/jobs. */
+export const jobsDir = (config: Pick<Config, 'JOBS_DIR' | 'DATA_DIR'>) =>
+  config.JOBS_DIR ?? resolve(config.DATA_DIR, 'jobs');
 
 /** The setting that names a subgraph's port (in messages such as "port in use: set …"). */
 export const subgraphPortSetting = (name: string) => `SUBGRAPH_${name.toUpperCase()}_PORT`;

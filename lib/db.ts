@@ -36,6 +36,8 @@ export interface ConnectionWatcher {
 }
 
 export interface DatabaseClient {
+  /** The connection string it was made with. */
+  url: string;
   prisma: PrismaClient;
   pool: pg.Pool;
   /** True when PostgreSQL answers a trivial query. Used by /readyz. */
@@ -214,6 +216,7 @@ export function createDatabaseClient(url: string, options: DatabaseClientOptions
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   POOLS.set(prisma, pool);
   return {
+    url,
     prisma,
     pool,
     ping: async () => {

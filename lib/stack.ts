@@ -69,6 +69,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const launch = async (name: SubgraphName, port: number, withServices: SubgraphServices) => {
     const logger = loggerFor(name);
     const server = await startSubgraph(name, definitions[name], {
+      config,
       port,
       host: config.HOST,
       database: databases[name],

@@ -1,10 +1,12 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import type { Caller } from './authorization';
-import type { PrismaClient } from './db';
+import type { Config } from './config';
+import type { DatabaseClient, PrismaClient } from './db';
 import type { EntityCache } from './entity-cache';
 import type { EntityTags } from './entity-tags';
 import type { IdentitySigner } from './identity';
 import type { LoaderOptions } from './loaders';
+import type { Logger } from './logger';
 
 /** What a subgraph's loaders are built with, besides its database. */
 export interface LoaderDependencies {
@@ -23,6 +25,21 @@ export interface LoaderDependencies {
    * everything it served (gateway/response-cache.ts).
    */
   tags: EntityTags;
+  /** What the subgraph's own `open` gave it for the life of its process (undefined without one). */
+  resources?: unknown;
+}
+
+/** What a subgraph's `open` is given: its process's settings, database and logger. */
+export interface OpenOptions {
+  config: Config;
+  database: DatabaseClient;
+  logger: Logger;
+}
+
+/** What a subgraph holds for the life of its process, and how to release it. */
+export interface SubgraphResources<TResources> {
+  resources: TResources;
+  close(): Promise<void>;
 }
 
 /**
@@ -30,13 +47,19 @@ export interface LoaderDependencies {
  * loaders each request gets. Its contract is the schema.graphql beside it; everything else (server,
  * caller verification, metrics, cache control) is the same for every subgraph (lib/subgraph.ts).
  */
-export interface SubgraphDefinition<TLoaders = unknown> {
+export interface SubgraphDefinition<TLoaders = unknown, TResources = unknown> {
   resolvers: GraphQLResolverMap<never>;
+  /**
+   * Opens what the subgraph holds for the life of its process besides its database pool (the jobs
+   * subgraph: its queue), when it starts; closed when it stops. Its loaders get it as `resources`.
+   * Defaults to none.
+   */
+  open?(options: OpenOptions): Promise<SubgraphResources<TResources>>;
   /**
    * Per request: the loaders resolvers read with, and the invalidators writes call (as DataLoader's
    * `clear(key)`, they forget a key in this request and in the cross-request cache).
    */
-  createLoaders(db: PrismaClient, dependencies: LoaderDependencies): TLoaders;
+  createLoaders(db: PrismaClient, dependencies: LoaderDependencies & { resources: TResources }): TLoaders;
 }
 
 /** The module the registry loads for a subgraph. */
@@ -54,6 +77,8 @@ export interface SubgraphContext<TDb, TLoaders> extends Caller {
 }
 
 /** Types a subgraph's definition (its index.ts default export). */
-export function defineSubgraph<TLoaders>(definition: SubgraphDefinition<TLoaders>): SubgraphDefinition<TLoaders> {
+export function defineSubgraph<TLoaders, TResources = undefined>(
+  definition: SubgraphDefinition<TLoaders, TResources>,
+): SubgraphDefinition<TLoaders, TResources> {
   return definition;
 }

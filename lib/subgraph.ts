@@ -31,7 +31,7 @@ export const SUBGRAPHS_DIR = join(__dirname, '..', 'subgraphs');
 export const contractOf = (name: string) => readFileSync(join(SUBGRAPHS_DIR, name, 'schema.graphql'), 'utf8');
 
 /** What every subgraph of a process is served with: caller verification and what its loaders need. */
-export interface SubgraphServices extends Omit<LoaderDependencies, 'tags'> {
+export interface SubgraphServices extends Omit<LoaderDependencies, 'tags' | 'resources'> {
   /** Reads the caller from the gateway's signed identity header; throws 401 when it is missing, forged or made for another body. */
   verifyCaller: IdentityVerifier;
   /** Releases what the services hold (the cache's Redis connection). */
@@ -73,6 +73,8 @@ export interface StartSubgraphOptions {
   shutdownGraceMs?: number;
   /** Protects /metrics (see METRICS_TOKEN). Defaults to none. */
   metricsToken?: string;
+  /** The process's settings, for a subgraph with its own `open` (which needs them). Defaults to none. */
+  config?: Config;
 }
 
 /** This subgraph's metrics: the common GraphQL families, database pool use and entity cache counts. */
@@ -117,7 +119,12 @@ export function buildSchemaFor(name: string, resolvers: SubgraphDefinition['reso
  * Every subgraph's request context, built the same way: the caller from the gateway's signed identity
  * (401 without a valid one), the subgraph's tables, and a fresh set of its loaders for this request.
  */
-export function createContext(definition: SubgraphDefinition, database: DatabaseClient, services: SubgraphServices) {
+export function createContext(
+  definition: SubgraphDefinition,
+  database: DatabaseClient,
+  services: SubgraphServices,
+  resources?: unknown,
+) {
   return async ({ req }: { req: IncomingMessage }): Promise<SubgraphContext<unknown, unknown>> => {
     const caller = await services.verifyCaller(req);
     const tags = new EntityTags(req.headers[ENTITY_TAGS_HEADER] === '1');
@@ -125,7 +132,7 @@ export function createContext(definition: SubgraphDefinition, database: Database
       ...caller,
       db: database.prisma,
       tags,
-      loaders: definition.createLoaders(database.prisma, { ...services, tags }),
+      loaders: definition.createLoaders(database.prisma, { ...services, tags, resources }),
     };
   };
 }
@@ -142,6 +149,8 @@ export async function startSubgraph(
 ): Promise<RunningServer> {
   const { database, services } = options;
   const metrics = subgraphMetrics(name, database, services.cache);
+  if (definition.open && !options.config) throw new Error(`The ${name} subgraph opens resources: give it its config`);
+  const opened = await definition.open?.({ config: options.config!, database, logger: options.logger });
   const stopLoggingOutages = logDatabaseOutages(name, database, options.logger);
   try {
     const server = await startGraphQLHttpServer<SubgraphContext<unknown, unknown>>({
@@ -167,7 +176,7 @@ export async function startSubgraph(
           useEntityTags(),
         ],
       },
-      context: createContext(definition, database, services),
+      context: createContext(definition, database, services, opened?.resources),
       ready: () => database.ping(),
       host: options.host,
       port: options.port,
@@ -180,10 +189,12 @@ export async function startSubgraph(
       stop: async () => {
         await server.stop();
         stopLoggingOutages();
+        await opened?.close();
       },
     };
   } catch (error) {
     stopLoggingOutages();
+    await opened?.close();
     throw error;
   }
 }
@@ -205,6 +216,7 @@ export async function runSubgraph(name: SubgraphName, config: Config, databaseUr
   const services = createSubgraphServices(config, logger);
   await services.cache?.ready(1_000);
   const server = await startSubgraph(name, definition, {
+    config,
     services,
     metricsToken: config.METRICS_TOKEN,
     port: config.subgraphs[name].port,

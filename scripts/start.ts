@@ -8,6 +8,7 @@ import { createLogger } from '../lib/logger';
 import { startStack } from '../lib/stack';
 import { migrate } from '../prisma/migrate';
 import { generateDataset, isEmpty, seed } from '../prisma/seed';
+import { startConfiguredWorker } from '../subgraphs/jobs/worker';
 
 /**
  * `npm start`: the whole service in one process. Database (embedded unless DATABASE_URL), migrations,
@@ -38,12 +39,26 @@ async function main(): Promise<() => Promise<void>> {
     await database.stop();
     throw error;
   });
+  // The jobs worker, in this process too unless JOBS_WORKER=off (then run `npm run start:worker`).
+  const worker =
+    config.JOBS_WORKER === 'on'
+      ? await startConfiguredWorker(config, createLogger('jobs-worker', config.LOG_LEVEL), {
+          databaseUrl: database.url,
+          gatewayUrl: config.JOBS_GATEWAY_URL ?? `${stack.gateway.url}/graphql`,
+        }).catch(async (error: unknown) => {
+          await stack.stop();
+          await database.stop();
+          throw error;
+        })
+      : undefined;
   const url = stack.gateway.url.replace('//127.0.0.1:', '//localhost:');
   logger.info({ url, readyInMs: Date.now() - started, mode: process.env.NODE_ENV }, 'storefront supergraph ready');
   console.log(`\n  Storefront supergraph ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}\n`);
 
   return async () => {
     logger.info('draining');
+    // First: its pages in hand go through the gateway.
+    await worker?.stop();
     await stack.stop();
     await database.stop();
   };

@@ -14,6 +14,7 @@ export const SUBGRAPHS = [
   { name: 'accounts', port: 4001, load: () => require('./accounts') as SubgraphModule },
   { name: 'catalog', port: 4002, load: () => require('./catalog') as SubgraphModule },
   { name: 'reviews', port: 4003, load: () => require('./reviews') as SubgraphModule },
+  { name: 'jobs', port: 4004, load: () => require('./jobs') as SubgraphModule },
 ] as const satisfies readonly SubgraphEntry[];
 /* eslint-enable @typescript-eslint/no-require-imports */
 
