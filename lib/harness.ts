@@ -2,10 +2,14 @@
  * The whole stack (lib/stack.ts) on free ports over one database, with every SQL statement counted per
  * subgraph and a client that signs in as anyone: what the integration tests and `npm run bench:*` run.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { issueToken } from '../gateway/auth';
 import type { GatewayOptions } from '../gateway/server';
+import { startConfiguredWorker, type JobsWorkerOptions, type RunningWorker } from '../subgraphs/jobs/worker';
 import { SUBGRAPH_NAMES, type SubgraphName } from '../subgraphs/registry';
-import { loadConfig } from './config';
+import { loadConfig, type Config } from './config';
 import { createDatabaseClient, type DatabaseClient, type SqlStatement } from './db';
 import { createIdentitySigner, IDENTITY_HEADER } from './identity';
 import { createLogger } from './logger';
@@ -105,6 +109,13 @@ export interface Harness extends RunningStack {
     variables?: Record<string, unknown>,
     options?: QueryOptions,
   ): Promise<GraphQLResponse<T>>;
+  /** The configuration every part was started with. */
+  config: Config;
+  /**
+   * Starts a jobs worker in this process against this stack's gateway and database (the caller stops it), with
+   * option overrides (concurrency, settings, gatewayUrl…). Results go to the harness's own JOBS_DIR (a temporary folder).
+   */
+  startWorker(overrides?: Partial<JobsWorkerOptions>): Promise<RunningWorker>;
   /** A bearer token for `userId` (with `scopes`, none by default), signed as the gateway expects. */
   tokenFor(userId: string, options?: { scopes?: readonly string[]; expiresIn?: string }): Promise<string>;
 }
@@ -142,6 +153,11 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     RESPONSE_CACHE: 'off',
     // Keys name this database: test runs sharing a Redis never read each other's rows or budgets.
     REDIS_NAMESPACE: namespace,
+    // Results of this stack's jobs: a folder of its own.
+    JOBS_DIR: mkdtempSync(join(tmpdir(), 'storefront-jobs-')),
+    // Failed runs are tried again soon: tests wait for them.
+    JOBS_RETRY_DELAY_SECONDS: '1',
+    WEBHOOK_RETRY_DELAY_SECONDS: '1',
     ...options.env,
   });
   const sql = createStatementLog();
@@ -174,6 +190,14 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     namespace,
     database,
     sql,
+    config,
+    startWorker: (overrides = {}) =>
+      startConfiguredWorker(config, createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent'), {
+        databaseUrl,
+        gatewayUrl: stack.gateway.url,
+        port: null,
+        ...overrides,
+      }),
     tokenFor,
     async query(query, variables = {}, options = {}) {
       const url = options.url ?? stack.gateway.url;

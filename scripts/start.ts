@@ -44,7 +44,7 @@ async function main(): Promise<() => Promise<void>> {
     config.JOBS_WORKER === 'on'
       ? await startConfiguredWorker(config, createLogger('jobs-worker', config.LOG_LEVEL), {
           databaseUrl: database.url,
-          gatewayUrl: config.JOBS_GATEWAY_URL ?? `${stack.gateway.url}/graphql`,
+          gatewayUrl: config.JOBS_GATEWAY_URL ?? stack.gateway.url,
         }).catch(async (error: unknown) => {
           await stack.stop();
           await database.stop();
