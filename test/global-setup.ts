@@ -1,8 +1,11 @@
 import { rmSync } from 'node:fs';
 import pg from 'pg';
+import { loadConfig } from '../lib/config';
 import { startEmbeddedPostgres } from '../lib/database';
+import { createLogger } from '../lib/logger';
 import { migrate } from '../prisma/migrate';
 import { generateDataset, seed } from '../prisma/seed';
+import { openQueue, queueSettings } from '../subgraphs/jobs/queue';
 import {
   adminQuery,
   canConnect,
@@ -35,6 +38,14 @@ export default async function globalSetup(): Promise<void> {
   await adminQuery(adminUrl, `CREATE DATABASE ${pg.escapeIdentifier(template)}`);
   const templateUrl = withDatabase(adminUrl, template);
   await migrate(templateUrl);
+  // pg-boss's schema and the service's queues, as the jobs subgraph creates them on first start: copied with
+  // the template, so each test database does not create them again.
+  const queue = await openQueue({
+    databaseUrl: templateUrl,
+    settings: queueSettings(loadConfig({})),
+    logger: createLogger('setup', 'silent'),
+  });
+  await queue.stop({ graceful: false, close: true });
   // A migrated but empty copy, for tests that seed their own data (the bench-scale ones).
   const emptyTemplate = `${template}_empty`;
   await adminQuery(

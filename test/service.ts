@@ -20,11 +20,15 @@ export interface Started {
 }
 
 /**
- * `npm start` (or `script`) in `cwd`, every registry subgraph's port free, `env` on top. NODE_ENV is not
+ * `npm start` (or `script`) in `cwd`, every registry subgraph's port and the worker's free, `env` on top. NODE_ENV is not
  * passed on (Jest sets it to `test`): the entry point's own default, production, is what is tested.
  */
 export async function npmStart(env: NodeJS.ProcessEnv, script = 'start', cwd = ROOT): Promise<Started> {
-  const [gateway, ...subgraphs] = await Promise.all([freePort(), ...SUBGRAPH_NAMES.map(() => freePort())]);
+  const [gateway, worker, ...subgraphs] = await Promise.all([
+    freePort(),
+    freePort(),
+    ...SUBGRAPH_NAMES.map(() => freePort()),
+  ]);
   const { NODE_ENV: _jestsOwn, ...inherited } = process.env;
   const child = spawn('npm', ['run', '-s', script], {
     cwd,
@@ -33,6 +37,7 @@ export async function npmStart(env: NodeJS.ProcessEnv, script = 'start', cwd = R
       LOG_LEVEL: 'info',
       SEED_SCALE: '1',
       GATEWAY_PORT: String(gateway),
+      WORKER_PORT: String(worker),
       ...Object.fromEntries(
         SUBGRAPH_NAMES.map((name, index) => [`SUBGRAPH_${name.toUpperCase()}_PORT`, String(subgraphs[index])]),
       ),

@@ -138,7 +138,9 @@ export function sendBulkQuery(
 }
 
 /** A transaction of node-postgres (the worker's) as pg-boss's Db. */
-export const fromPgClient = (client: { query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> }): Db => ({
+export const fromPgClient = (client: {
+  query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}): Db => ({
   executeSql: (text, values) => client.query(text, values),
 });
 
