@@ -4,10 +4,12 @@
  * runs as a real process (`npm start`'s script) exporting to a collector this test runs.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
+import { issueToken } from '../gateway/auth';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { adminQuery, withDatabase } from './databases';
 import { describeWithRedis } from './redis-available';
@@ -64,7 +66,7 @@ const attribute = (span: ExportedSpan, key: string) => {
 };
 
 describeWithRedis('tracing', () => {
-  it('joins gateway request, query plan, subgraph fetches, resolvers and SQL in one trace', async () => {
+  it('joins gateway request, query plan, subgraph fetches, resolvers and SQL in one trace, and a job to the request that queued it', async () => {
     const collector = await startCollector();
     const adminUrl = process.env.TEST_ADMIN_URL!;
     const name = `${process.env.TEST_TEMPLATE_DB}_trace`;
@@ -78,6 +80,7 @@ describeWithRedis('tracing', () => {
         ...process.env,
         DATABASE_URL: withDatabase(adminUrl, name),
         GATEWAY_PORT: '0',
+        WORKER_PORT: '0',
         ...Object.fromEntries(SUBGRAPH_NAMES.map((subgraph) => [`SUBGRAPH_${subgraph.toUpperCase()}_PORT`, '0'])),
         SEED_SCALE: '0',
         LOG_LEVEL: 'info',
@@ -179,6 +182,53 @@ describeWithRedis('tracing', () => {
         collector.spans.some((span) => span.name === 'gateway.plan' && span.traceId === gatewayRequest!.traceId),
       ).toBe(true);
       expect(collector.spans.every((span) => span.service === 'storefront')).toBe(true);
+
+      // A bulk query's spans continue the trace of the request that queued it: pg-boss stored its context, the
+      // worker's `process bulk-query` span continues it, and the pages it sends the gateway are below that.
+      const traceId = randomBytes(16).toString('hex');
+      const token = await issueToken({
+        secret: 'trace-test-jwt-secret-of-32-characters!!',
+        issuer: 'storefront-supergraph',
+        audience: 'storefront',
+        userId: randomUUID(),
+      });
+      const graphql = async (query: string, headers: Record<string, string> = {}) => {
+        const answer = await fetch(gatewayUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, ...headers },
+          body: JSON.stringify({ query }),
+        });
+        return (await answer.json()) as { data: Record<string, { id: string; status: string; job: { id: string } }> };
+      };
+      const queued = await graphql(
+        'mutation { runBulkQuery(query: "{ products { edges { node { id } } } }") { job { id } } }',
+        {
+          traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`,
+        },
+      );
+      const jobId = queued.data.runBulkQuery!.job.id;
+      for (let i = 0; i < 100; i += 1) {
+        const { data } = await graphql(`{ job(id: "${jobId}") { id status } }`);
+        if (data.job?.status === 'COMPLETED') break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const processSpan = () =>
+        collector.spans.find((span) => span.traceId === traceId && span.name === 'process bulk-query');
+      const below = (span: ExportedSpan, ancestor: ExportedSpan) => {
+        const all = new Map(collector.spans.map((each) => [each.spanId, each]));
+        for (let at: ExportedSpan | undefined = span; at; at = at.parentSpanId ? all.get(at.parentSpanId) : undefined)
+          if (at.spanId === ancestor.spanId) return true;
+        return false;
+      };
+      const pageRequests = () =>
+        collector.spans.filter(
+          (span) => span.kind === 2 && span.name.startsWith('POST') && span.traceId === traceId && span.parentSpanId,
+        );
+      for (let i = 0; i < 100 && !(processSpan() && pageRequests().some((span) => below(span, processSpan()!))); i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(processSpan()).toBeDefined();
+      // The page's request arrives at the gateway below the worker's span, in the same trace.
+      expect(pageRequests().some((span) => below(span, processSpan()!))).toBe(true);
     } finally {
       child.kill('SIGTERM');
       await exited;
