@@ -20,7 +20,7 @@ const dataset = generateDataset(FIXTURE_SCALE);
 const [alice, bob] = dataset.users as [(typeof dataset.users)[0], (typeof dataset.users)[0]];
 const product = dataset.products[3]!;
 const suite = useHarness();
-const noSql = { accounts: 0, catalog: 0, reviews: 0 };
+const noSql = { accounts: 0, catalog: 0, reviews: 0, jobs: 0 };
 
 const anonymous: QueryOptions = {};
 const signedIn: QueryOptions = { as: alice.id };

@@ -194,7 +194,7 @@ describe('GET', () => {
     expect(status).toBe(400);
     expect(body!.errors![0]!.extensions).toEqual({ code: 'BAD_REQUEST' });
     expect(body!.errors![0]!.message).toMatch(/CSRF/);
-    expect(suite.harness.sql.counts()).toEqual({ accounts: 0, catalog: 0, reviews: 0 });
+    expect(suite.harness.sql.counts()).toEqual({ accounts: 0, catalog: 0, reviews: 0, jobs: 0 });
   });
 });
 

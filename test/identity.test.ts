@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { SignJWT } from 'jose';
 import { createIdentitySigner, IDENTITY_HEADER } from '../lib/identity';
 import { generateDataset } from '../prisma/seed';
+import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { FIXTURE_SCALE } from './global-setup';
 import { requestBody, TEST_IDENTITY_SECRET, TEST_JWT_SECRET, testSubgraphServices, useHarness } from './harness';
 
@@ -64,7 +65,7 @@ describe('bearer tokens at the gateway', () => {
     expect(data).toBeUndefined();
     expect(errors).toHaveLength(1);
     expect(errors![0]!.extensions).toEqual({ code: 'UNAUTHENTICATED' });
-    expect(suite.harness.sql.counts()).toEqual({ accounts: 0, catalog: 0, reviews: 0 });
+    expect(suite.harness.sql.counts()).toEqual({ accounts: 0, catalog: 0, reviews: 0, jobs: 0 });
   });
 
   it('needs a signed-in user to write a review', async () => {
@@ -131,7 +132,7 @@ describe('`npm run token -- --scope`', () => {
 describe('signed identity between gateway and subgraphs', () => {
   const forgedSigner = createIdentitySigner('a-secret-the-gateway-does-not-have!!');
 
-  it.each(['accounts', 'catalog', 'reviews'] as const)(
+  it.each(SUBGRAPH_NAMES)(
     '%s refuses a request without the identity header (401)',
     async (name) => {
       const { status, errors } = await suite.harness.query(

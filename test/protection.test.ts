@@ -20,7 +20,7 @@ import { slowProxy } from './service';
 
 const suite = useHarness();
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const noSql = { accounts: 0, catalog: 0, reviews: 0 };
+const noSql = { accounts: 0, catalog: 0, reviews: 0, jobs: 0 };
 
 /** Gateways a test starts; stopped after it. */
 const started: Array<{ stop(): Promise<void> }> = [];

@@ -78,11 +78,11 @@ describe('the subgraph registry', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('takes a fourth subgraph from a folder and one line: composed, typed, started and queried through the gateway', async () => {
+  it('takes a fifth subgraph from a folder and one line: composed, typed, started and queried through the gateway', async () => {
     const before = snapshot(scratch);
     cpSync(join(__dirname, 'fixtures', 'inventory'), join(scratch, 'subgraphs', 'inventory'), { recursive: true });
     const registry = readFileSync(join(scratch, REGISTRY), 'utf8');
-    const line = "  { name: 'inventory', port: 4004, load: () => require('./inventory') as SubgraphModule },\n";
+    const line = "  { name: 'inventory', port: 4005, load: () => require('./inventory') as SubgraphModule },\n";
     const edited = registry.replace(/( {2}\{ name: 'reviews'.*\n)/, `$1${line}`);
     expect(edited).not.toBe(registry);
     writeFileSync(join(scratch, REGISTRY), edited);
@@ -92,7 +92,7 @@ describe('the subgraph registry', () => {
     run(join(BIN, 'graphql-codegen'), ['--config', 'codegen.ts', '--silent']);
     expect(run(process.execPath, ['--import', 'tsx', 'scripts/compose.ts'])).toMatch(/Wrote .*supergraph\.graphql/);
     const supergraph = readFileSync(join(scratch, 'schema', 'supergraph.graphql'), 'utf8');
-    expect(supergraph).toMatch(/INVENTORY @join__graph\(name: "inventory", url: "http:\/\/localhost:4004\/graphql"\)/);
+    expect(supergraph).toMatch(/INVENTORY @join__graph\(name: "inventory", url: "http:\/\/localhost:4005\/graphql"\)/);
     // The new folder type-checks against the shared code and its generated resolver types.
     writeFileSync(
       join(scratch, 'tsconfig.inventory.json'),
