@@ -315,7 +315,7 @@ describe('HTTP surface', () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({
       status: 'ready',
-      subgraphs: { accounts: 'ready', catalog: 'ready', reviews: 'ready' },
+      subgraphs: { accounts: 'ready', catalog: 'ready', reviews: 'ready', jobs: 'ready' },
     });
     const landing = await fetch(suite.harness.gatewayUrl, { headers: { accept: 'text/html' } });
     expect(landing.status).toBe(200);
