@@ -1,4 +1,4 @@
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PgBoss } from 'pg-boss';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -9,6 +9,7 @@ import type { Logger } from '../../lib/logger';
 import { createMetrics } from '../../lib/metrics';
 import { createResultLinks } from '../../lib/result-links';
 import { loadSecrets } from '../../lib/secrets';
+import { portInUse } from '../../lib/startup-errors';
 import { failExhausted, runBulkQuery, type BulkRunContext } from './bulk-run';
 import {
   openQueue,
@@ -106,7 +107,11 @@ export async function startJobsWorker(options: JobsWorkerOptions): Promise<Runni
   const database = createDatabaseClient(options.databaseUrl, { poolSize: concurrency + 4 });
   const metrics = workerMetrics(database);
   let boss: PgBoss;
+  let server: Server | null = null;
   try {
+    // First: a port already in use is said at once, before anything else is started.
+    if (options.port != null)
+      server = await serveHealth(options.port, options.host ?? '127.0.0.1', database, metrics.registry);
     boss = await openQueue({
       databaseUrl: options.databaseUrl,
       settings,
@@ -115,6 +120,7 @@ export async function startJobsWorker(options: JobsWorkerOptions): Promise<Runni
       poolSize: concurrency + 3,
     });
   } catch (error) {
+    server?.close();
     await database.close();
     throw error;
   }
@@ -175,10 +181,6 @@ export async function startJobsWorker(options: JobsWorkerOptions): Promise<Runni
         message!,
       ),
   );
-  const server =
-    options.port == null
-      ? null
-      : await serveHealth(options.port, options.host ?? '127.0.0.1', database, metrics.registry);
   const url = server ? `http://${options.host ?? '127.0.0.1'}:${(server.address() as AddressInfo).port}` : null;
   logger.info({ concurrency, maxRunningPerClient: settings.maxRunningPerClient, url }, 'jobs worker ready');
   return {
@@ -214,7 +216,13 @@ async function serveHealth(
       );
     send(404, '{"error":"not found"}');
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  await new Promise<void>((resolve, reject) =>
+    server
+      .once('error', (error: NodeJS.ErrnoException) =>
+        reject(error.code === 'EADDRINUSE' ? portInUse(port, host, 'WORKER_PORT') : error),
+      )
+      .listen(port, host, resolve),
+  );
   return server;
 }
 
