@@ -6,7 +6,11 @@ import { useAdmission, type AdmissionOptions } from './admission';
 /** A server whose every admitted request waits until the test releases it (then answers at once until `hold()`). */
 async function serve(options: AdmissionOptions) {
   const refusals = { count: 0 };
-  const admission = useAdmission({ ...options, onRefuse: () => (refusals.count += 1) });
+  const admission = useAdmission({
+    isBackground: (res) => res.req.headers['x-background'] === '1',
+    ...options,
+    onRefuse: () => (refusals.count += 1),
+  });
   const waiting: Array<() => void> = [];
   let holding = true;
   const app = express();
@@ -17,8 +21,8 @@ async function serve(options: AdmissionOptions) {
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  const send = async () => {
-    const response = await fetch(url, { method: 'POST' });
+  const send = async ({ background = false } = {}) => {
+    const response = await fetch(url, { method: 'POST', headers: background ? { 'x-background': '1' } : {} });
     return {
       status: response.status,
       retryAfter: response.headers.get('retry-after'),
@@ -53,6 +57,34 @@ async function serve(options: AdmissionOptions) {
 }
 
 describe('admission', () => {
+  it('runs background work on spare capacity only: never queued, never past half the slots', async () => {
+    const server = await serve({ maxInFlight: 4, initialInFlight: 4, maxQueueMs: 1_000 });
+    try {
+      // Idle: a background request runs like any other.
+      server.releaseAll();
+      expect((await server.send({ background: true })).status).toBe(200);
+      server.hold();
+      const held = [server.send(), server.send()];
+      await server.until(() => server.waiting.length === 2);
+      // Two of four slots in use: background work is refused at once, with Retry-After, and counted.
+      const started = Date.now();
+      const refused = await server.send({ background: true });
+      expect(refused.status).toBe(503);
+      expect(refused.retryAfter).toBe('1');
+      expect(refused.body.errors[0].extensions.code).toBe('OVERLOADED');
+      expect(Date.now() - started).toBeLessThan(500);
+      expect(server.refusals.count).toBe(1);
+      // A client's request still gets the third slot.
+      const third = server.send();
+      await server.until(() => server.waiting.length === 3);
+      server.releaseAll();
+      expect((await Promise.all([...held, third])).map((answer) => answer.status)).toEqual([200, 200, 200]);
+      expect((await server.send({ background: true })).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('queues a request for at most maxQueueMs, admits it when a slot frees, else refuses it with 503 OVERLOADED', async () => {
     const server = await serve({ maxInFlight: 1, maxQueueMs: 300 });
     try {

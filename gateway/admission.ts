@@ -2,7 +2,7 @@ import type { RequestHandler, Response } from 'express';
 import { ErrorCode } from '../lib/errors';
 
 /** Why a request was refused at admission. */
-export type AdmissionRefusal = 'overloaded' | 'event_loop';
+export type AdmissionRefusal = 'overloaded' | 'event_loop' | 'background';
 
 export interface AdmissionOptions {
   /** The most requests executing at once: the ceiling of the adaptive limit (MAX_IN_FLIGHT). Defaults to 512. */
@@ -25,6 +25,13 @@ export interface AdmissionOptions {
    * is not saturation; a loop late again and again is. Defaults to 250 ms.
    */
   maxEventLoopDelayMs?: number;
+  /**
+   * Whether a request is background work (a job's page, sent as its owner by a jobs worker). Background work
+   * runs only on spare capacity: it never waits for a slot, never takes more than half of them, and is refused
+   * (503 OVERLOADED, reason `background`) while anything waits or the event loop runs more than half of
+   * `maxEventLoopDelayMs` late; the worker waits and sends the page again. Defaults to none: every request is foreground.
+   */
+  isBackground?: (res: Response) => boolean;
   /** Told of every refusal (metrics). Defaults to none. */
   onRefuse?: (reason: AdmissionRefusal) => void;
 }
@@ -152,6 +159,11 @@ export function useAdmission(options: AdmissionOptions = {}): Admission {
 
   const middleware: RequestHandler = (_req, res, next) => {
     if (lagging()) return refuse(res, 'event_loop');
+    if (options.isBackground?.(res)) {
+      const spare =
+        queue.length === 0 && inFlight < Math.floor(limit / 2) && eventLoopDelayMs <= maxEventLoopDelayMs / 2;
+      return spare ? run(res, next) : refuse(res, 'background');
+    }
     if (inFlight < Math.floor(limit) && queue.length === 0) return run(res, next);
     if (maxQueueMs <= 0 || queueFull()) return refuse(res, 'overloaded');
     const waiter = {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as jose from 'jose';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
+import { createDelegationSigner } from '../lib/delegation';
 import { createBearerAuthenticator, issueToken } from './auth';
 
 // So jest.spyOn can count jwtVerify calls (the module's own exports are not configurable).
@@ -126,5 +127,38 @@ describe('a token seen before', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+});
+
+describe("a jobs worker's delegation tokens", () => {
+  const identitySecret = 'identity-secret-of-at-least-32-characters';
+  const authenticate = createBearerAuthenticator({
+    secret: 'client-secret-of-at-least-32-characters!',
+    ...claims,
+    delegationSecret: identitySecret,
+  });
+  const delegation = { callerId: USER, scopes: ['catalog:write'], jobId: '0195a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c' };
+
+  it('act as the caller, with their scopes, marked as background work', async () => {
+    const token = await createDelegationSigner(identitySecret)(delegation);
+    expect(await authenticate(`Bearer ${token}`)).toEqual({
+      callerId: USER,
+      scopes: ['catalog:write'],
+      background: true,
+    });
+    // A client's own token is never background.
+    const own = await issueToken({ secret: 'client-secret-of-at-least-32-characters!', ...claims, userId: USER });
+    expect((await authenticate(`Bearer ${own}`)).background).toBeUndefined();
+  });
+
+  it('are refused when signed with another secret, or by a gateway that accepts none', async () => {
+    const forged = await createDelegationSigner('another-secret-of-at-least-32-characters')(delegation);
+    expect(await rejection(authenticate(`Bearer ${forged}`))).toMatchObject({ code: 'UNAUTHENTICATED' });
+    const genuine = await createDelegationSigner(identitySecret)(delegation);
+    const withoutDelegation = createBearerAuthenticator({
+      secret: 'client-secret-of-at-least-32-characters!',
+      ...claims,
+    });
+    expect(await rejection(withoutDelegation(`Bearer ${genuine}`))).toMatchObject({ code: 'UNAUTHENTICATED' });
   });
 });

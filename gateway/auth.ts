@@ -57,16 +57,17 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
       throw rejected('The token has expired.');
     }
     let payload: { sub?: string; scope?: unknown; exp?: number };
+    const delegationSecret = options.delegationSecret && isDelegationToken(token) ? options.delegationSecret : null;
+    const delegated = delegationSecret !== null;
     try {
-      ({ payload } =
-        options.delegationSecret && isDelegationToken(token)
-          ? { payload: await verifyDelegation(options.delegationSecret, token) }
-          : await jwtVerify(token, key as Uint8Array, {
-              issuer: options.issuer,
-              audience: options.audience,
-              algorithms,
-              requiredClaims: ['exp', 'sub'],
-            }));
+      ({ payload } = delegationSecret
+        ? { payload: await verifyDelegation(delegationSecret, token) }
+        : await jwtVerify(token, key as Uint8Array, {
+            issuer: options.issuer,
+            audience: options.audience,
+            algorithms,
+            requiredClaims: ['exp', 'sub'],
+          }));
     } catch (error) {
       if (error instanceof joseErrors.JWTExpired) throw rejected('The token has expired.');
       throw rejected('The token is not valid.');
@@ -83,6 +84,7 @@ export function createBearerAuthenticator(options: BearerAuthOptions) {
     const caller: Caller = Object.freeze({
       callerId: payload.sub.toLowerCase(),
       scopes: Object.freeze(scopes) as string[],
+      ...(delegated && { background: true as const }),
     });
     verified.set(token, { caller, expiresAt: payload.exp! * 1_000 });
     return caller;

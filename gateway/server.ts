@@ -17,7 +17,7 @@ import type { RedisConnection } from '../lib/redis';
 import { supergraphForGateway, useAccessControl } from './access-control';
 import { useAdmission, type Admission, type AdmissionOptions } from './admission';
 import type { BearerAuthenticator } from './auth';
-import { credentialsChecker, isIdentified } from './credentials';
+import { credentialsChecker, isIdentified, type Credentials } from './credentials';
 import { DeprecationUsage } from './deprecation-usage';
 import { useDeprecationNotices } from './deprecations';
 import { landingPageWithGraphiQLFallback } from './explorer/landing-page';
@@ -163,7 +163,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // Every subgraph's /readyz, for the gateway's own and to close a breaker as soon as its subgraph is back.
   const health = new SubgraphHealth(() => dataSources, { required: options.readinessSubgraphs, logger });
   const deadlineMs = options.deadlineMs ?? 5_000;
-  const admission = useAdmission({ ...options.admission, onRefuse: (reason) => metrics.countRefusal(reason) });
+  const admission = useAdmission({
+    ...options.admission,
+    // A job's pages (a delegation token, verified before the body is read by the IP rate's check) yield to clients.
+    isBackground: (res) => (res.locals.credentials as Credentials | undefined)?.caller.background === true,
+    onRefuse: (reason) => metrics.countRefusal(reason),
+  });
   const metrics = createGatewayMetrics({
     admission: admission.state,
     readiness: () => health.readiness(),

@@ -51,6 +51,11 @@ export interface Caller {
   callerId: string | null;
   /** Scopes granted by the caller's token (OAuth 2.0 `scope`). Empty for an anonymous caller. */
   scopes: readonly string[];
+  /**
+   * True when a job acts for the caller (a delegation token, lib/delegation.ts): background work, which the
+   * gateway runs only on spare capacity (gateway/admission.ts). Absent for the caller's own requests.
+   */
+  background?: true;
 }
 
 export const ANONYMOUS: Caller = Object.freeze({ callerId: null, scopes: Object.freeze([]) as readonly string[] });

@@ -2,7 +2,7 @@
  * The whole stack (lib/stack.ts) on free ports over one database, with every SQL statement counted per
  * subgraph and a client that signs in as anyone: what the integration tests and `npm run bench:*` run.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueToken } from '../gateway/auth';
@@ -223,6 +223,7 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
     async stop() {
       await stack.stop();
       await database.close();
+      rmSync(config.JOBS_DIR!, { recursive: true, force: true });
     },
   };
 }
