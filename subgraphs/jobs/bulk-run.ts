@@ -18,6 +18,8 @@ export interface BulkRunContext {
   gatewayUrl: string;
   /** A bearer token with which the page runs as the job's owner (lib/delegation.ts). */
   delegate(job: { callerId: string; scopes: string[]; jobId: string }): Promise<string>;
+  /** Runs of one owner's jobs at once, over every worker (JOBS_MAX_RUNNING_PER_CLIENT). */
+  maxRunningPerClient: number;
   /** True once the worker is asked to stop: the run hands its job back after the page in hand. */
   stopping(): boolean;
   /** How long one page may take. */
@@ -135,6 +137,7 @@ export async function runBulkQuery(context: BulkRunContext, message: QueueJob<Bu
   const jobId = message.data.jobId;
   const lock = await pool.connect();
   let locked = false;
+  let slot: string | null = null;
   try {
     locked = (await lock.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [jobId])).rows[0]
       .locked as boolean;
@@ -149,6 +152,20 @@ export async function runBulkQuery(context: BulkRunContext, message: QueueJob<Bu
       await finish(context, job, 'COMPLETED');
       return;
     }
+    // pg-boss's groupConcurrency alone lets fetches that run at once (a worker's localConcurrency, or several
+    // workers) claim two runs of one owner: each sees no active run of the group, SKIP LOCKED hands them
+    // different rows. One of the owner's slots, a session advisory lock, makes the limit hold; a run that finds
+    // them all taken is sent again, for when one is free, and the job stays as it is.
+    slot = await takeSlot(lock, job.ownerId, context.maxRunningPerClient);
+    if (!slot) {
+      await sendBulkQuery(
+        context.boss,
+        fromPgClient(pool),
+        { jobId, ownerId: job.ownerId },
+        new Date(Date.now() + SLOT_WAIT_MS),
+      );
+      return;
+    }
     const started = await pool.query(
       `UPDATE jobs SET status = 'RUNNING', started_at = coalesce(started_at, now())
         WHERE id = $1::uuid AND status IN ('QUEUED', 'RUNNING') RETURNING started_at AS "startedAt"`,
@@ -158,9 +175,29 @@ export async function runBulkQuery(context: BulkRunContext, message: QueueJob<Bu
     job.startedAt = started.rows[0].startedAt as Date;
     await work(context, job, message);
   } finally {
-    if (locked) await lock.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [jobId]).catch(() => undefined);
-    lock.release();
+    // A connection back in the pool must hold no lock: one that could not be unlocked is closed instead.
+    let stuck = false;
+    for (const key of [slot, locked ? jobId : null]) {
+      if (key === null) continue;
+      await lock.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch(() => {
+        stuck = true;
+      });
+    }
+    lock.release(stuck);
   }
+}
+
+/** How long a run that found all its owner's slots taken waits before it is tried again. */
+const SLOT_WAIT_MS = 1_000;
+
+/** Takes one of the owner's `slots` on the connection's session: its lock key, or null when all are taken. */
+async function takeSlot(client: pg.PoolClient, ownerId: string, slots: number): Promise<string | null> {
+  for (let slot = 0; slot < slots; slot += 1) {
+    const key = `bulk-query-slot:${ownerId}:${slot}`;
+    const { rows } = await client.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [key]);
+    if (rows[0].locked) return key;
+  }
+  return null;
 }
 
 async function work(context: BulkRunContext, job: JobRow, message: QueueJob<BulkQueryMessage>): Promise<void> {

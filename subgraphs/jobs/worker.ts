@@ -133,6 +133,7 @@ export async function startJobsWorker(options: JobsWorkerOptions): Promise<Runni
     dir: options.dir,
     gatewayUrl: options.gatewayUrl,
     delegate: ({ callerId, scopes, jobId }) => signDelegation({ callerId, scopes, jobId }),
+    maxRunningPerClient: settings.maxRunningPerClient,
     stopping: () => stopping,
     pageTimeoutMs: options.pageTimeoutMs ?? 60_000,
     logger,
