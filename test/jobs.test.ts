@@ -6,6 +6,8 @@
  * 202 bridge serves non-GraphQL clients.
  */
 import { readdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createResultLinks } from '../lib/result-links';
 import { generateDataset } from '../prisma/seed';
 import { queueSettings } from '../subgraphs/jobs/queue';
@@ -196,6 +198,51 @@ describe('bulk queries', () => {
     ]);
   });
 
+  it('waits while the gateway has no room for background work, then goes on: no retry spent, nothing lost', async () => {
+    const dave = userId(4);
+    // In front of the gateway: its first three answers to the worker are what a gateway with no spare capacity
+    // answers background work (503 OVERLOADED, Retry-After: 1); then every page goes through.
+    let refused = 0;
+    const gateway = new URL(suite.harness.gatewayUrl);
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        if (refused < 3) {
+          refused += 1;
+          res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+          res.end(JSON.stringify({ errors: [{ message: 'At capacity.', extensions: { code: 'OVERLOADED' } }] }));
+          return;
+        }
+        void fetch(gateway, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: req.headers.authorization! },
+          body: Buffer.concat(chunks),
+        }).then(async (answer) =>
+          res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text()),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      await jobs.startWorker({ gatewayUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/graphql` });
+      const queued = await jobs.queue(dave, ALL_PRODUCTS);
+      const done = await jobs.finished(dave, queued.id);
+      expect(refused).toBe(3);
+      expect(done).toMatchObject({ status: 'COMPLETED', objectCount: dataset.products.length, errorCode: null });
+      // The same run waited and sent the page again: no retry of the run was spent, and no other run was sent.
+      const runs = await suite.harness.database.pool.query<{ state: string; retryCount: number }>(
+        `SELECT state, retry_count AS "retryCount" FROM pgboss.job WHERE name = 'bulk-query' AND data->>'jobId' = $1`,
+        [queued.id],
+      );
+      expect(runs.rows).toEqual([{ state: 'completed', retryCount: 0 }]);
+      expect(byId(jsonLines((await jobs.download(done.url!)).body))).toEqual(await jobs.products());
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
   it('refuses what it cannot run with userErrors and queues nothing; an anonymous caller is UNAUTHENTICATED', async () => {
     const alice = userId(2);
     const before = {
@@ -362,8 +409,15 @@ describe('bulk queries', () => {
     ).toBe(true);
 
     const ended = await Promise.all(ids.map((id) => jobs.job(carol, id)));
-    for (const job of ended)
-      expect(job).toMatchObject({ status: 'COMPLETED', objectCount: dataset.products.length, pageCount: 5 });
+    for (const job of ended) {
+      // Each in pages of the size its cost allows (the same for all three), every product once.
+      const { pageSize } = (await jobs.row(job!.id))!;
+      expect(job).toMatchObject({
+        status: 'COMPLETED',
+        objectCount: dataset.products.length,
+        pageCount: Math.ceil(dataset.products.length / pageSize),
+      });
+    }
     // One after the other: each started after the one before it ended.
     const spans = ended
       .map((job) => [Date.parse(job!.startedAt!), Date.parse(job!.finishedAt!)] as const)
@@ -539,7 +593,7 @@ describe('bulk queries', () => {
 });
 
 describe('a spent budget', () => {
-  // A page of 25 products costs 52 and fits the budget once a window: a job of 50 products pauses mid-way.
+  // A page of n products costs 2n + 2: 29 a page fits the budget once a window, so a job of 50 products pauses mid-way.
   const suite = useHarness({ env: { BUDGET_POINTS: '60', MAX_QUERY_COST: '60', BUDGET_WINDOW_SECONDS: '2' } });
   const jobs = jobsClient(suite);
   afterEach(() => jobs.stopWorkers());
@@ -560,17 +614,26 @@ describe('a spent budget', () => {
       20_000,
     );
     expect([...statuses].filter((status) => FINAL.has(status))).toEqual(['COMPLETED']);
-    // 100 and 50 a page were over MAX_QUERY_COST; 25 fits, in two pages.
+    // 100 a page was over MAX_QUERY_COST (an estimate of 202); the size in proportion, 29, fits (60), in two pages.
     expect(await jobs.row(queued.id)).toEqual({
       status: 'COMPLETED',
       objectCount: dataset.products.length,
       pageCount: 2,
-      pageSize: 25,
+      pageSize: 29,
       errorCode: null,
     });
     // Paused: its run ended and the job was sent again to start at the budget's reset.
     expect(await jobs.runs(queued.id)).toBeGreaterThan(1);
-    const done = (await jobs.job(ivan, queued.id))!;
+    // Read as the owner once their budget is back (the last page spent it).
+    const done = await until(
+      "the owner's budget to reset",
+      async () => {
+        const answer = await suite.harness.query(JOB, { id: queued.id }, { as: ivan });
+        return answer.errors ? null : (answer.data!.job as JobView);
+      },
+      5_000,
+      200,
+    );
     expect(done).toMatchObject({ status: 'COMPLETED', objectCount: dataset.products.length, errorCode: null });
     const lines = jsonLines((await jobs.download(done.url!)).body);
     expect(byId(lines)).toEqual(await jobs.products());

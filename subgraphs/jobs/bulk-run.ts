@@ -59,16 +59,23 @@ export class RetryableJobError extends Error {
 /** What became of one page. */
 type PageOutcome =
   | { kind: 'page'; nodes: unknown[]; hasNextPage: boolean; endCursor: string | null }
-  | { kind: 'too-costly' }
+  /** Over the caller's cost limit: `fits` is the page size whose estimate is within it (null: no size fits). */
+  | { kind: 'too-costly'; fits: number | null }
+  /** The gateway had no spare capacity for background work (or none at all): wait and send the page again. */
+  | { kind: 'busy'; retryAfterMs: number }
   | { kind: 'budget-spent'; resumeAt: Date }
   | { kind: 'retry'; code: string; message: string }
   | { kind: 'fail'; code: string; message: string };
+
+/** How long a run keeps sending a page the gateway has no room for, before the run counts as failed. */
+const BUSY_LIMIT_MS = 5 * 60_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Codes of failures that may pass: the run is retried. Any other code fails the job (it would fail again). */
 const PASSING = new Set<string>([
   ErrorCode.SUBGRAPH_UNAVAILABLE,
   ErrorCode.DEPENDENCY_UNAVAILABLE,
-  ErrorCode.OVERLOADED,
   ErrorCode.REQUEST_TIMEOUT,
   ErrorCode.INTERNAL_SERVER_ERROR,
 ]);
@@ -82,9 +89,10 @@ async function fetchPage(
 ): Promise<PageOutcome> {
   const token = await context.delegate({ callerId: job.ownerId, scopes: job.scopes, jobId: job.id });
   let status: number;
+  let retryAfter: string | string[] | undefined;
   let body: {
     data?: Record<string, unknown> | null;
-    errors?: Array<{ message: string; extensions?: { code?: string; cost?: { resetAt?: string } } }>;
+    errors?: Array<{ message: string; extensions?: { code?: string; cost?: Record<string, unknown> } }>;
   };
   try {
     const response = await request(context.gatewayUrl, {
@@ -95,6 +103,7 @@ async function fetchPage(
       bodyTimeout: context.pageTimeoutMs,
     });
     status = response.statusCode;
+    retryAfter = response.headers['retry-after'];
     body = (await response.body.json()) as typeof body;
   } catch (error) {
     return {
@@ -114,10 +123,22 @@ async function fetchPage(
   const code = error?.extensions?.code ?? (status >= 500 ? ErrorCode.DEPENDENCY_UNAVAILABLE : ErrorCode.BAD_REQUEST);
   const message = error?.message ?? `The gateway answered HTTP ${status}`;
   if (code === ErrorCode.RATE_LIMITED) {
-    const resetAt = error?.extensions?.cost?.resetAt;
+    const resetAt = error?.extensions?.cost?.resetAt as string | undefined;
     return { kind: 'budget-spent', resumeAt: resetAt ? new Date(resetAt) : new Date(Date.now() + 60_000) };
   }
-  if (code === ErrorCode.QUERY_TOO_COMPLEX) return { kind: 'too-costly' };
+  if (code === ErrorCode.QUERY_TOO_COMPLEX) {
+    // The estimate grows with the page size: the size that fits is in proportion. A selection count over the
+    // limit (`{ selections, maxSelections }`) does not depend on it: no page size fits.
+    const { estimated, max } = (error?.extensions?.cost ?? {}) as { estimated?: number | null; max?: number };
+    return {
+      kind: 'too-costly',
+      fits: estimated && max ? Math.min(pageSize - 1, Math.floor((pageSize * max) / estimated)) : null,
+    };
+  }
+  if (code === ErrorCode.OVERLOADED) {
+    const seconds = Number(retryAfter);
+    return { kind: 'busy', retryAfterMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1_000 : 1_000 };
+  }
   return PASSING.has(code) ? { kind: 'retry', code, message } : { kind: 'fail', code, message };
 }
 
@@ -204,6 +225,7 @@ async function work(context: BulkRunContext, job: JobRow, message: QueueJob<Bulk
   const { pool, dir } = context;
   const file = await PartFile.open(dir, job.id, Number(job.fileSize));
   let { pageSize, cursor } = job;
+  let busySince: number | null = null;
   try {
     for (;;) {
       if (context.stopping() || message.signal.aborted) {
@@ -213,6 +235,7 @@ async function work(context: BulkRunContext, job: JobRow, message: QueueJob<Bulk
         return;
       }
       const outcome = await fetchPage(context, job, pageSize, cursor);
+      if (outcome.kind !== 'busy') busySince = null;
       switch (outcome.kind) {
         case 'page': {
           const lines = outcome.nodes.map((node) => `${JSON.stringify(node)}\n`).join('');
@@ -241,13 +264,22 @@ async function work(context: BulkRunContext, job: JobRow, message: QueueJob<Bulk
           break;
         }
         case 'too-costly': {
-          // The caller's query limits refuse a page this large: halve it (kept for later runs).
-          if (pageSize === 1) {
+          // The caller's query limits refuse a page this large: take the size that fits (kept for later runs).
+          if (outcome.fits === null || outcome.fits < 1) {
             await fail(context, job, file, ErrorCode.QUERY_TOO_COMPLEX, 'Even one node per page is too costly.');
             return;
           }
-          pageSize = Math.floor(pageSize / 2);
+          pageSize = outcome.fits;
           await pool.query('UPDATE jobs SET page_size = $2 WHERE id = $1::uuid', [job.id, pageSize]);
+          break;
+        }
+        case 'busy': {
+          // Background work yields to clients: the page is sent again once the gateway has room. Only a gateway
+          // busy for longer than BUSY_LIMIT_MS makes it a failed run (retried with backoff, as an outage is).
+          busySince ??= Date.now();
+          if (Date.now() - busySince > BUSY_LIMIT_MS)
+            throw new RetryableJobError(ErrorCode.OVERLOADED, 'The gateway had no room for background work.');
+          await sleep(outcome.retryAfterMs * (0.5 + Math.random()));
           break;
         }
         case 'budget-spent': {
