@@ -1,9 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { runMain } from '../lib/cli';
 import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
-import { createLogger } from '../lib/logger';
-import { connectRedis } from '../lib/redis';
-import { createBenchDatabase, median, parseIterations, printTable } from './bench-kit';
+import { createBenchDatabase, median, parseIterations, printTable, redisUrlOrNothing } from './bench-kit';
 import { STOREFRONT_PAGE } from './operations';
 
 /**
@@ -14,14 +12,6 @@ import { STOREFRONT_PAGE } from './operations';
  * and the cache's hit rate.
  */
 const SIZES = [20, 100];
-
-async function redisUrlOrNothing(): Promise<string | undefined> {
-  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const probe = connectRedis(url, createLogger('bench', 'silent'));
-  const ready = await probe.ready(1_000);
-  await probe.close();
-  return ready ? url : undefined;
-}
 
 async function run(harness: Harness, first: number): Promise<{ ms: number; statements: string }> {
   harness.sql.reset();

@@ -6,10 +6,8 @@ import { parseArgs } from 'node:util';
 import { runMain } from '../lib/cli';
 import { loadConfig } from '../lib/config';
 import { startSubgraphsAndGateway, type Harness } from '../lib/harness';
-import { createLogger } from '../lib/logger';
-import { connectRedis } from '../lib/redis';
 import type { RunningWorker } from '../subgraphs/jobs/worker';
-import { createBenchDatabase, printTable } from './bench-kit';
+import { createBenchDatabase, describeEnv, printTable, redisUrlOrNothing } from './bench-kit';
 import { probeCapacity } from './load/capacity';
 import { LoadGenerator, type Sample } from './load/open-loop';
 import { withRedis } from './load/stack';
@@ -104,14 +102,6 @@ function parseOptions(argv: string[]): Options | 'help' {
     users: whole('users', values.users, 200),
     env,
   };
-}
-
-async function redisUrlOrNothing(): Promise<string | undefined> {
-  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const probe = connectRedis(url, createLogger('bench', 'silent'));
-  const ready = await probe.ready(1_000);
-  await probe.close();
-  return ready ? url : undefined;
 }
 
 /** This process's CPU (share of one core) and event-loop delay over a phase: the whole stack runs here. */
@@ -347,13 +337,7 @@ async function main() {
         `Entity cache ${config.ENTITY_CACHE === 'on' ? (redisUrl ? `in Redis (${redisUrl})` : 'in memory (no Redis reachable)') : 'off'}, ` +
         `RESPONSE_CACHE=${config.RESPONSE_CACHE}, MAX_QUERY_COST=${config.MAX_QUERY_COST}, admission as deployed ` +
         `(MAX_EVENT_LOOP_DELAY_MS=${config.MAX_EVENT_LOOP_DELAY_MS}, ADMISSION_TARGET_MS=${config.ADMISSION_TARGET_MS})` +
-        `${
-          Object.keys(options.env).length
-            ? `; --env ${Object.entries(options.env)
-                .map(([k, v]) => `${k}=${v}`)
-                .join(' ')}`
-            : ''
-        }.`,
+        `${describeEnv(options.env)}.`,
     );
     console.log(
       `Budget: the harness sets BUDGET_POINTS=${config.BUDGET_POINTS} per ${config.BUDGET_WINDOW_SECONDS} s (the default is ` +

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { loadConfig } from '../lib/config';
 import { ensureDatabase } from '../lib/database';
+import { createLogger } from '../lib/logger';
+import { connectRedis } from '../lib/redis';
 import { migrate } from '../prisma/migrate';
 import { BENCH_SCALE, generateDataset, seed } from '../prisma/seed';
 
@@ -69,3 +71,20 @@ export function printTable(header: string[], rows: string[][]): void {
   const line = (row: string[]) => `| ${row.map((cell, column) => cell.padEnd(widths[column]!)).join(' | ')} |`;
   console.log([line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n'));
 }
+
+/** REDIS_URL (default the local 6379) when a Redis answers there within a second, else undefined (in-memory stores). */
+export async function redisUrlOrNothing(): Promise<string | undefined> {
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const probe = connectRedis(url, createLogger('bench', 'silent'));
+  const ready = await probe.ready(1_000);
+  await probe.close();
+  return ready ? url : undefined;
+}
+
+/** The `--env KEY=VALUE` overrides of a run, for its header ('' when there are none). */
+export const describeEnv = (env: Record<string, string>) =>
+  Object.keys(env).length
+    ? `; --env ${Object.entries(env)
+        .map(([key, value]) => `${key}=${value}`)
+        .join(' ')}`
+    : '';

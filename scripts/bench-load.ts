@@ -8,7 +8,7 @@ import pg from 'pg';
 import { issueToken } from '../gateway/auth';
 import { runMain } from '../lib/cli';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
-import { createBenchDatabase, printTable } from './bench-kit';
+import { createBenchDatabase, describeEnv, printTable } from './bench-kit';
 import { probeCapacity, type Capacity } from './load/capacity';
 import { LoadGenerator, type Sample } from './load/open-loop';
 import { parseOptions, USAGE, type Options } from './load/options';
@@ -140,13 +140,7 @@ function printHeader(options: Options, argv: string[], databaseDescription: stri
     `Processes: ${SUBGRAPH_NAMES.join(', ')} (\`${PROCESS_COMMANDS.subgraph('<name>').slice(1).join(' ')}\`) and the gateway ` +
       `(\`${PROCESS_COMMANDS.gateway().slice(1).join(' ')}\`); NODE_ENV=${env.NODE_ENV}, LOG_LEVEL=${env.LOG_LEVEL}, ` +
       `REDIS_URL=${env.REDIS_URL || '(none: in memory)'}, REDIS_NAMESPACE=${env.REDIS_NAMESPACE}, BUDGET_POINTS=${env.BUDGET_POINTS}, ` +
-      `IP_RATE_LIMIT=${env.IP_RATE_LIMIT}${
-        Object.keys(options.env).length
-          ? `; --env ${Object.entries(options.env)
-              .map(([key, value]) => `${key}=${value}`)
-              .join(' ')}`
-          : ''
-      }.`,
+      `IP_RATE_LIMIT=${env.IP_RATE_LIMIT}${describeEnv(options.env)}.`,
   );
   console.log(
     `Load: the storefront page (products(first: 20), each with price, rating, 5 reviews and their authors) as ${options.users} ` +
