@@ -46,6 +46,10 @@ describe('the cost directives in the contract', () => {
       'Mutation.updateProduct': 10,
       'Mutation.createReview': 10,
       'Mutation.deleteReview': 10,
+      'Mutation.runBulkQuery': 10,
+      'Mutation.cancelJob': 10,
+      'Mutation.createWebhookSubscription': 10,
+      'Mutation.deleteWebhookSubscription': 10,
       'Product.averageRating': 2,
       'Product.reviewCount': 2,
     });
@@ -62,7 +66,15 @@ describe('the cost directives in the contract', () => {
         if (getNamedType(field.type).name.endsWith('Connection')) connections.push(`${type.name}.${field.name}`);
       }
     }
-    expect(connections.sort()).toEqual(['Product.reviews', 'Query.products', 'Query.users', 'User.reviews']);
+    expect(connections.sort()).toEqual([
+      'Product.reviews',
+      'Query.jobs',
+      'Query.products',
+      'Query.users',
+      'Query.webhookSubscriptions',
+      'User.reviews',
+      'WebhookSubscription.deliveries',
+    ]);
     expect([...model.listSizes.keys()].sort()).toEqual(connections);
   });
 });

@@ -139,7 +139,7 @@ describe('recovery and readiness', () => {
     await until(async () => !Object.values((await readyz()).body.subgraphs).includes('unknown'));
     expect((await readyz()).body).toEqual({
       status: 'ready',
-      subgraphs: { accounts: 'ready', catalog: 'ready', reviews: 'ready' },
+      subgraphs: { accounts: 'ready', catalog: 'ready', reviews: 'ready', jobs: 'ready' },
     });
 
     await suite.harness.stopSubgraph('reviews');
