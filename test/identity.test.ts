@@ -132,18 +132,15 @@ describe('`npm run token -- --scope`', () => {
 describe('signed identity between gateway and subgraphs', () => {
   const forgedSigner = createIdentitySigner('a-secret-the-gateway-does-not-have!!');
 
-  it.each(SUBGRAPH_NAMES)(
-    '%s refuses a request without the identity header (401)',
-    async (name) => {
-      const { status, errors } = await suite.harness.query(
-        '{ __typename }',
-        {},
-        { url: suite.harness.subgraphs[name].url, unsigned: true },
-      );
-      expect(status).toBe(401);
-      expect(errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
-    },
-  );
+  it.each(SUBGRAPH_NAMES)('%s refuses a request without the identity header (401)', async (name) => {
+    const { status, errors } = await suite.harness.query(
+      '{ __typename }',
+      {},
+      { url: suite.harness.subgraphs[name].url, unsigned: true },
+    );
+    expect(status).toBe(401);
+    expect(errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
+  });
 
   it('refuses an identity signed with the wrong secret, so nobody can act as someone else', async () => {
     const { status, data, errors } = await suite.harness.query(
