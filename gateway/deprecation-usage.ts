@@ -50,14 +50,16 @@ export class DeprecationUsage {
       local.lastUsed = at.toISOString();
       this.local.set(`${coordinate} ${client}`, local);
     }
-    await this.guard?.attempt((redis) => {
-      const multi = redis.multi();
-      for (const coordinate of coordinates) {
-        multi.hIncrBy(this.key(coordinate), client, 1);
-        multi.hSet(`${this.key(coordinate)}:last`, client, at.toISOString());
-      }
-      return multi.exec();
-    });
+    // Sent together (one round trip), not as a MULTI: on a Redis Cluster a transaction's keys must share a
+    // slot, and these need no transaction (a count read before its time is harmless).
+    await this.guard?.attempt((redis) =>
+      Promise.all(
+        coordinates.flatMap((coordinate) => [
+          redis.hIncrBy(this.key(coordinate), client, 1),
+          redis.hSet(`${this.key(coordinate)}:last`, client, at.toISOString()),
+        ]),
+      ),
+    );
   }
 
   /**

@@ -52,7 +52,8 @@ class AffordableMemoryLimiter extends RateLimiterMemory {
  * insured by local counters, behind the connection's guard: when Redis is not connected, errs, or
  * takes longer than REDIS_TIMEOUT_MS (down, or hung), this gateway decides on its local counters, and
  * for the next second it does so at once, without asking Redis (rate-limiter-flexible's insurance
- * limiter still answers for a command that errs on a connected client). Each consume is one EVAL.
+ * limiter still answers for a command that errs on a connected client). Each consume is one EVAL of
+ * one key (so on a Redis Cluster each client's counter lives in its own slot, on any master).
  * With `allOrNothing`, points that do not fit are refused without being counted, here and in Redis.
  */
 function sharedLimiter(

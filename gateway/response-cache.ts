@@ -40,6 +40,12 @@ export interface ResponseCacheContext {
   fetchedTags?: FetchedTags;
   /** When the request's answer is due (epoch ms): the longest it waits for another request's fill. */
   deadline?: number;
+  /**
+   * Set before it runs when this request computes an answer to store: with read replicas its fetches read the
+   * primary (gateway/read-your-writes.ts), since an answer read from a replica still behind a write would be
+   * stored as current after that write's bump.
+   */
+  filling?: boolean;
 }
 
 /** `promise`'s value, or undefined once `ms` have passed. */
@@ -107,7 +113,7 @@ export function stringifyResult(value: { errors?: unknown; data?: unknown; exten
 interface VersionStore {
   /** The current epoch, and the floor: entries current at an epoch below it are all stale (after a lost bump). */
   epoch(): Promise<Epoch | undefined>;
-  /** The epoch and the shared entry's JSON (one round trip). */
+  /** The epoch and the shared entry's JSON (one round trip, to two masters of a cluster). */
   epochAndEntry(key: string): Promise<[Epoch, string | undefined] | undefined>;
   /** Each tag's last bump epoch (0: never bumped). */
   versions(tags: readonly string[]): Promise<number[] | undefined>;
@@ -152,15 +158,29 @@ class MemoryVersions implements VersionStore {
   async share() {}
 }
 
-/** INCR the epoch, set every tag to it (with the tags' TTL): one atomic step, so no reader sees half a bump. */
-const BUMP_SCRIPT = `
+/**
+ * INCR the epoch (KEYS[1]). There was none if that makes 1: the first use, or the versions were lost (the Redis,
+ * or the cluster master holding them, restarted empty) while entries stored before may remain (in other masters,
+ * in gateways' memory) with tags that no longer say what changed. So the epoch starts from Redis's clock, in
+ * microseconds, above every epoch counted before (a counter would have to take a million bumps a second to
+ * outrun it), and the floor (KEYS[2]) is raised to it: everything stored before is stale.
+ */
+const NEXT_EPOCH = `
 local epoch = redis.call('INCR', KEYS[1])
-for i = 2, #KEYS do redis.call('SET', KEYS[i], epoch, 'PX', ARGV[1]) end
+if epoch == 1 then
+  local now = redis.call('TIME')
+  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+  redis.call('SET', KEYS[1], epoch)
+  redis.call('SET', KEYS[2], epoch)
+end`;
+
+/** The next epoch, and every tag (KEYS[3…]) set to it with the tags' TTL: one atomic step, so no reader sees half a bump. */
+const BUMP_SCRIPT = `${NEXT_EPOCH}
+for i = 3, #KEYS do redis.call('SET', KEYS[i], epoch, 'PX', ARGV[1]) end
 return epoch`;
 
-/** INCR the epoch and raise the floor to it: every entry stored so far is stale. */
-const FLUSH_SCRIPT = `
-local epoch = redis.call('INCR', KEYS[1])
+/** The next epoch, and the floor raised to it: every entry stored so far is stale. */
+const FLUSH_SCRIPT = `${NEXT_EPOCH}
 redis.call('SET', KEYS[2], epoch)
 return epoch`;
 
@@ -171,7 +191,8 @@ const parseEpoch = (current: string | null, floor: string | null): Epoch => ({
 
 /**
  * Versions and entries in Redis, through the connection's guard (a slow or failing Redis is a bypass,
- * never a wait). The epoch and tag keys share a hash tag, so the bump script touches one cluster slot.
+ * never a wait). The epoch, floor and tag keys share a hash tag, so the scripts and MGETs touch one cluster
+ * slot; entries have none, and spread over a cluster's masters.
  */
 class RedisVersions implements VersionStore {
   private readonly slot: string;
@@ -199,10 +220,20 @@ class RedisVersions implements VersionStore {
 
   private async flushIfLost() {
     if (!this.lostBump) return;
-    const flushed = await this.guard.attempt((client) =>
+    if ((await this.flush()) !== undefined) this.lostBump = false;
+  }
+
+  /** Raises the floor to a new epoch (see FLUSH_SCRIPT); undefined when Redis did not take it. */
+  private async flush(): Promise<Epoch | undefined> {
+    const epoch = await this.guard.attempt((client) =>
       client.eval(FLUSH_SCRIPT, { keys: [this.epochKey, this.floorKey], arguments: [] }),
     );
-    if (flushed !== undefined) this.lostBump = false;
+    return epoch === undefined ? undefined : { current: Number(epoch), floor: Number(epoch) };
+  }
+
+  /** The epoch read, or, when there is none (a first use, or lost: see NEXT_EPOCH), a new one above everything stored. */
+  private orNew(epoch: Epoch): Promise<Epoch | undefined> | Epoch {
+    return epoch.current === 0 ? this.flush() : epoch;
   }
 
   private tagKey(tag: string) {
@@ -217,18 +248,21 @@ class RedisVersions implements VersionStore {
     if (this.lostBump) await this.flushIfLost();
     if (this.lostBump) return undefined;
     const values = await this.guard.attempt((client) => client.mGet([this.epochKey, this.floorKey]));
-    return values && parseEpoch(values[0] ?? null, values[1] ?? null);
+    return values && this.orNew(parseEpoch(values[0] ?? null, values[1] ?? null));
   }
 
   async epochAndEntry(key: string): Promise<[Epoch, string | undefined] | undefined> {
     if (this.lostBump) await this.flushIfLost();
     if (this.lostBump) return undefined;
+    // Sent together, not as one pipeline: on a cluster the entry is in another slot (and often another master).
+    // The entry may then be read before the epoch; the checks hold either way (see response-cache.md).
     const replies = await this.guard.attempt((client: RedisClient) =>
-      client.multi().mGet([this.epochKey, this.floorKey]).get(this.entryKey(key)).execAsPipeline(),
+      Promise.all([client.mGet([this.epochKey, this.floorKey]), client.get(this.entryKey(key))]),
     );
     if (!replies) return undefined;
-    const [[current, floor], stored] = replies as unknown as [[string | null, string | null], string | null];
-    return [parseEpoch(current, floor), stored ?? undefined];
+    const [[current, floor], stored] = replies;
+    const epoch = await this.orNew(parseEpoch(current ?? null, floor ?? null));
+    return epoch && [epoch, stored ?? undefined];
   }
 
   async versions(tags: readonly string[]) {
@@ -240,7 +274,7 @@ class RedisVersions implements VersionStore {
   async bump(tags: readonly string[]) {
     const epoch = await this.guard.attempt((client) =>
       client.eval(BUMP_SCRIPT, {
-        keys: [this.epochKey, ...tags.map((tag) => this.tagKey(tag))],
+        keys: [this.epochKey, this.floorKey, ...tags.map((tag) => this.tagKey(tag))],
         arguments: [String(this.tagTtlMs)],
       }),
     );
@@ -336,7 +370,9 @@ export class ResponseCache {
 
   /** Whether an entry is current at `epoch` (see the module comment). */
   private async check(entry: Entry, epoch: Epoch): Promise<{ hit: Entry } | 'stale' | 'bypass'> {
-    if (entry.epoch < epoch.floor) return 'stale';
+    // Above the current epoch: stored before the versions went back (lost with a Redis restarted empty, or
+    // bumps a cluster's failed master took but its replica had not received yet), so its tags cannot be trusted.
+    if (entry.epoch < epoch.floor || entry.epoch > epoch.current) return 'stale';
     if (entry.epoch !== epoch.current) {
       const versions = await this.versions.versions(entry.tags);
       if (!versions) return 'bypass';
@@ -469,6 +505,7 @@ export function useResponseCache<TContext extends BaseContext & ResponseCacheCon
           let done!: (entry: Entry | undefined) => void;
           filling.set(key, new Promise((resolve) => (done = resolve)));
           fill = { key, epoch: found.miss, done };
+          requestContext.contextValue.filling = true;
           return null;
         },
         async willSendResponse(requestContext) {

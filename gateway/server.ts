@@ -13,6 +13,7 @@ import { startGraphQLHttpServer, type RunningServer } from '../lib/http-server';
 import { IDENTITY_HEADER, type IdentitySigner } from '../lib/identity';
 import type { Logger } from '../lib/logger';
 import { useMetrics, useRequestLog } from '../lib/metrics';
+import { READ_AFTER_HEADER, type ReadAfterSigner } from '../lib/read-replicas';
 import type { RedisConnection } from '../lib/redis';
 import { supergraphForGateway, useAccessControl } from './access-control';
 import { useAdmission, type Admission, type AdmissionOptions } from './admission';
@@ -36,6 +37,13 @@ import {
   type RequestLimitsOptions,
 } from './rate-limits';
 import {
+  CallerWrites,
+  collectWriteLsn,
+  readAfterOf,
+  useReadYourWrites,
+  type ReadYourWritesContext,
+} from './read-your-writes';
+import {
   collectEntityTags,
   ResponseCache,
   stringifyResult,
@@ -51,7 +59,8 @@ import { SUPERGRAPH_PATH, SupergraphFile } from './supergraph-file';
 process.env.APOLLO_TELEMETRY_DISABLED = '1';
 
 /** Per request: the caller (verified user id and token scopes, or ANONYMOUS), their budget and the operation's cost. */
-export interface GatewayContext extends BaseContext, Caller, BudgetContext, QueryCostContext, ResponseCacheContext {
+export interface GatewayContext
+  extends BaseContext, Caller, BudgetContext, QueryCostContext, ResponseCacheContext, ReadYourWritesContext {
   /** When the answer is due (epoch ms): REQUEST_DEADLINE_MS after the request's headers arrived. */
   deadline: number;
 }
@@ -103,6 +112,12 @@ export interface GatewayOptions {
   readinessSubgraphs?: readonly string[];
   /** Per-operation cost and document limits. Defaults to useQueryLimits' defaults. */
   queryLimits?: Omit<QueryLimitsOptions<GatewayContext>, 'supergraphSdl' | 'onEstimated' | 'authorize'>;
+  /**
+   * Read-your-writes over the subgraphs' read replicas (gateway/read-your-writes.ts): each caller's last write
+   * position, sent signed with their fetches (`sign`, from the identity secret), kept `ttlMs` (in Redis too
+   * when the gateway has it). For subgraphs with DATABASE_REPLICA_URLS. Defaults to none (off).
+   */
+  readYourWrites?: { sign: ReadAfterSigner; ttlMs?: number };
   /** Shares rate-limit counters between gateways. Defaults to none (in memory). */
   redis?: RedisConnection;
   /** Known API keys, "name=key,name=key". Defaults to none. */
@@ -179,6 +194,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     options.responseCache === false
       ? undefined
       : new ResponseCache({ ...options.responseCache, redis: options.redis, namespace });
+  const callerWrites =
+    options.readYourWrites &&
+    new CallerWrites({ redis: options.redis, namespace, ttlMs: options.readYourWrites.ttlMs });
+  const signReadAfter = options.readYourWrites?.sign;
   const gateway = new ApolloGateway({
     supergraphSdl: supergraphFile ?? supergraphSdl,
     buildService: ({ name, url }) => {
@@ -194,18 +213,33 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         shareFetches: options.shareSubgraphFetches ?? true,
         onShared: (subgraph) => metrics.countSharedFetch(subgraph),
         // With the response cache, every answer says which entities it holds or changed.
-        ...(responseCache && {
-          headers: { [ENTITY_TAGS_HEADER]: '1' },
-          didReceive: (response, { subgraph, operation, context }) =>
-            collectEntityTags(subgraph, operation, response, context),
+        ...(responseCache && { headers: { [ENTITY_TAGS_HEADER]: '1' } }),
+        // What answers report: the response cache's entity tags; with read replicas, a mutation's write position.
+        ...((responseCache || callerWrites) && {
+          didReceive: (response, { subgraph, operation, context }) => {
+            if (responseCache) collectEntityTags(subgraph, operation, response, context);
+            if (callerWrites) collectWriteLsn(operation, response, context);
+          },
         }),
-        // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body.
+        // A request that must read the primary (after its caller's write) shares no fetch with others.
+        ...(callerWrites && { ownFetchesOnly: (context) => readAfterOf(context) !== undefined }),
+        // Every subgraph call carries the caller's identity (anonymous callers too), signed for its exact body,
+        // and, with read replicas, where it must read (signed for that identity).
         signRequest: {
           describe: (context) =>
-            JSON.stringify({ callerId: context.callerId ?? null, scopes: context.scopes ?? [] } satisfies Caller),
-          sign: async (caller, body) => ({
-            [IDENTITY_HEADER]: await options.signIdentity(JSON.parse(caller) as Caller, body),
-          }),
+            JSON.stringify({
+              callerId: context.callerId ?? null,
+              scopes: context.scopes ?? [],
+              ...(callerWrites && { readAfter: readAfterOf(context) }),
+            } satisfies Caller & { readAfter?: string }),
+          sign: async (described, body) => {
+            const { readAfter, ...caller } = JSON.parse(described) as Caller & { readAfter?: string };
+            const identity = await options.signIdentity(caller, body);
+            return {
+              [IDENTITY_HEADER]: identity,
+              ...(readAfter && signReadAfter && { [READ_AFTER_HEADER]: signReadAfter(readAfter, identity) }),
+            };
+          },
         },
       });
       dataSources.push(source);
@@ -286,6 +320,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         ...(responseCache
           ? [useResponseCache<GatewayContext>(responseCache, { onLookup: metrics.countResponseCacheLookup })]
           : []),
+        // Where the request's fetches read (after the response cache decided whether it fills), and a write's position.
+        ...(callerWrites ? [useReadYourWrites<GatewayContext>(callerWrites)] : []),
         // Cache-Control from the subgraphs' hints, no caching for mutations, and the ETag.
         ...httpCachePlugins<GatewayContext>(),
         // Apollo's embedded Sandbox (from Apollo's CDN), falling back to GraphiQL at /graphiql when it cannot load.

@@ -1,4 +1,5 @@
 import { jobsDir, type Config } from '../lib/config';
+import { createReadAfterSigner } from '../lib/read-replicas';
 import type { RedisConnection } from '../lib/redis';
 import { createResultLinks } from '../lib/result-links';
 import { loadSecrets } from '../lib/secrets';
@@ -18,6 +19,10 @@ export function gatewaySettings(config: Config, redis?: RedisConnection): Omit<G
     subgraphUrls: bySubgraph((subgraph) => subgraph.url),
     subgraphTimeoutsMs: bySubgraph((subgraph) => subgraph.timeoutMs),
     redis,
+    // Subgraphs read from replicas: follow each caller's writes so their reads see them.
+    readYourWrites: config.DATABASE_REPLICA_URLS && {
+      sign: createReadAfterSigner(loadSecrets(config).identitySecret),
+    },
     apiKeys: config.API_KEYS,
     trustProxy: config.TRUST_PROXY,
     metricsToken: config.METRICS_TOKEN,

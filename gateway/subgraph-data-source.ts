@@ -2,6 +2,7 @@ import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@
 import { GraphQLError } from 'graphql';
 import CircuitBreaker from 'opossum';
 import { Agent, type Dispatcher } from 'undici';
+import { urlList } from '../lib/config';
 import { ErrorCode } from '../lib/errors';
 
 /** The code a client sees when a subgraph could not answer. Stable: clients branch on it. */
@@ -51,7 +52,11 @@ type AnyContext = Record<string, any>;
 export interface SubgraphDataSourceOptions<TContext extends AnyContext> {
   /** Subgraph name, used in errors and logs. Required; there is no default. */
   name: string;
-  /** The subgraph's GraphQL endpoint. Required; there is no default. */
+  /**
+   * The subgraph's GraphQL endpoint, or several comma-separated (its replicas, SUBGRAPH_<NAME>_URL): each
+   * call goes to the next one in turn, and a call whose connection is refused moves on to the next (see
+   * `call`). Required; there is no default.
+   */
   url: string;
   /**
    * Longest a subgraph call (connect, send, headers and whole body) may take before it is aborted and
@@ -91,6 +96,11 @@ export interface SubgraphDataSourceOptions<TContext extends AnyContext> {
    * (`writes`). Defaults to true.
    */
   shareFetches?: boolean;
+  /**
+   * Whether a request's query fetches are its own, neither taking another request's answer nor giving its own
+   * (with read replicas: a request that must read the primary, right after its caller's write). Defaults to none.
+   */
+  ownFetchesOnly?(context: Partial<TContext>): boolean;
   /** The gateway's write counter, shared by its data sources (see WriteClock). Defaults to one of its own. */
   writes?: WriteClock;
   /** Headers sent with every call (the response cache asks subgraphs for entity tags). Defaults to none. */
@@ -174,6 +184,28 @@ class SubgraphCallError extends Error {
   }
 }
 
+/** One of a subgraph's endpoints, and until when it is passed over after a refused connection (epoch ms). */
+interface Endpoint {
+  origin: string;
+  path: string;
+  downUntil: number;
+}
+
+/** How long an endpoint whose connection was refused is passed over while another one is left. */
+const ENDPOINT_DOWN_MS = 1_000;
+
+/**
+ * Errors of a connection that was never made, so the request never reached the subgraph and another
+ * endpoint may be tried, mutations included. A reset or a timeout is not one: the request may have run.
+ */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+function neverConnected(error: unknown): boolean {
+  const { code, errors } = error as { code?: unknown; errors?: unknown };
+  if (typeof code === 'string' && NOT_CONNECTED.has(code)) return true;
+  // Node's happy eyeballs reports every address it tried in an AggregateError.
+  return Array.isArray(errors) && errors.length > 0 && errors.every(neverConnected);
+}
+
 /** The client-visible error: names the subgraph and the reason, never a host, URL or stack. */
 export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureReason): GraphQLError {
   return new GraphQLError(`The ${subgraph} subgraph is unavailable.`, {
@@ -192,8 +224,10 @@ export function subgraphUnavailable(subgraph: string, reason: SubgraphFailureRea
  */
 export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extends RemoteGraphQLDataSource<TContext> {
   readonly subgraph: string;
-  private readonly origin: string;
-  private readonly path: string;
+  /** Every endpoint (one per replica), in the order calls take them. */
+  readonly urls: readonly string[];
+  private readonly endpoints: Endpoint[];
+  private nextEndpoint = 0;
   private readonly timeoutMs: number;
   private readonly options: SubgraphDataSourceOptions<TContext>;
   private readonly logger: SubgraphDataSourceLogger;
@@ -206,11 +240,15 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
 
   constructor(options: SubgraphDataSourceOptions<TContext>) {
     // Only fields of the base class: its constructor Object.assign()s whatever it is given onto `this`.
-    super({ url: options.url });
+    const urls = urlList(options.url);
+    if (!urls.length) throw new Error(`No URL for the ${options.name} subgraph`);
+    super({ url: urls[0] });
     this.subgraph = options.name;
-    const url = new URL(options.url);
-    this.origin = url.origin;
-    this.path = `${url.pathname}${url.search}`;
+    this.urls = urls;
+    this.endpoints = urls.map((endpoint) => {
+      const url = new URL(endpoint);
+      return { origin: url.origin, path: `${url.pathname}${url.search}`, downUntil: 0 };
+    });
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.options = options;
     this.logger = options.logger;
@@ -265,7 +303,7 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
     const operation = incoming?.operation?.operation;
     try {
       let answer: SubgraphAnswer;
-      if (operation === 'query' && this.options.shareFetches !== false) {
+      if (operation === 'query' && this.options.shareFetches !== false && !this.options.ownFetchesOnly?.(context)) {
         answer = await this.shared(body, caller, deadline);
       } else if (operation === 'mutation') {
         // Before and after: a query sent during the write does not join one sent before it, nor one after it.
@@ -416,9 +454,30 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
   }
 
   /**
+   * The endpoint for the next call: the next in turn that is not passed over, else (all of them refused
+   * their connection within ENDPOINT_DOWN_MS) simply the next in turn.
+   */
+  private pickEndpoint(): Endpoint {
+    const now = Date.now();
+    const count = this.endpoints.length;
+    const first = this.nextEndpoint;
+    for (let offset = 0; offset < count; offset += 1) {
+      const endpoint = this.endpoints[(first + offset) % count]!;
+      if (endpoint.downUntil <= now) {
+        this.nextEndpoint = (first + offset + 1) % count;
+        return endpoint;
+      }
+    }
+    this.nextEndpoint = (first + 1) % count;
+    return this.endpoints[first]!;
+  }
+
+  /**
    * One HTTP exchange, under the breaker: resolves with the whole body read, or rejects with the reason.
    * Reading the body here puts a slow body under the timeout and the breaker too, and lets the socket go
-   * back to the pool at once.
+   * back to the pool at once. With several endpoints, one whose connection is refused is passed over for
+   * ENDPOINT_DOWN_MS and the call tries the next (within the same timeout), so a dead replica costs no
+   * failed page and the breaker, which is the whole subgraph's, opens only when none connects.
    */
   private async call(
     body: string,
@@ -428,29 +487,45 @@ export class SubgraphDataSource<TContext extends AnyContext = AnyContext> extend
     const left = deadline === undefined ? Infinity : deadline - Date.now();
     const cutByDeadline = left < this.timeoutMs;
     const timeout = AbortSignal.timeout(Math.max(1, Math.min(this.timeoutMs, left)));
-    try {
-      const response = await this.dispatcher.request({
-        origin: this.origin,
-        path: this.path,
-        method: 'POST',
-        headers,
-        body,
-        signal: timeout,
-      });
-      const text = await response.body.text();
-      // 5xx is the subgraph failing; 4xx is this request's problem and must not open the breaker for all.
-      if (response.statusCode >= 500) throw new SubgraphCallError('bad_status', response.statusCode);
-      return {
-        status: response.statusCode,
-        contentType: header(response.headers['content-type']),
-        cacheControl: header(response.headers['cache-control']),
-        text,
-      };
-    } catch (error) {
-      if (error instanceof SubgraphCallError) throw error;
-      const reason = timeout.aborted ? (cutByDeadline ? 'deadline' : 'timeout') : 'unreachable';
-      throw new SubgraphCallError(reason, undefined, { cause: error });
+    for (let attempt = 1; ; attempt += 1) {
+      const endpoint = this.pickEndpoint();
+      try {
+        return await this.exchange(endpoint, body, headers, timeout);
+      } catch (error) {
+        if (error instanceof SubgraphCallError) throw error;
+        const failover = this.endpoints.length > 1 && !timeout.aborted && neverConnected(error);
+        if (failover) endpoint.downUntil = Date.now() + ENDPOINT_DOWN_MS;
+        if (failover && attempt < this.endpoints.length) continue;
+        const reason = timeout.aborted ? (cutByDeadline ? 'deadline' : 'timeout') : 'unreachable';
+        throw new SubgraphCallError(reason, undefined, { cause: error });
+      }
     }
+  }
+
+  /** The HTTP exchange with one endpoint; a 5xx throws bad_status, a failed connection or read throws as undici did. */
+  private async exchange(
+    endpoint: Endpoint,
+    body: string,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<SubgraphAnswer> {
+    const response = await this.dispatcher.request({
+      origin: endpoint.origin,
+      path: endpoint.path,
+      method: 'POST',
+      headers,
+      body,
+      signal,
+    });
+    const text = await response.body.text();
+    // 5xx is the subgraph failing; 4xx is this request's problem and must not open the breaker for all.
+    if (response.statusCode >= 500) throw new SubgraphCallError('bad_status', response.statusCode);
+    return {
+      status: response.statusCode,
+      contentType: header(response.headers['content-type']),
+      cacheControl: header(response.headers['cache-control']),
+      text,
+    };
   }
 }
 

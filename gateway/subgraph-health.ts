@@ -6,6 +6,8 @@ export interface MonitoredSubgraph {
   readonly subgraph: string;
   /** Its GraphQL endpoint; its readiness check is /readyz beside it. */
   readonly url: string;
+  /** Every replica's endpoint when it has several (SUBGRAPH_<NAME>_URL listing them): ready while any one is. Defaults to `url` alone. */
+  readonly urls?: readonly string[];
   breakerState(): BreakerState;
   closeBreaker(): void;
 }
@@ -85,16 +87,13 @@ export class SubgraphHealth {
   }
 
   private async check(subgraph: MonitoredSubgraph): Promise<void> {
-    let readiness: SubgraphReadiness;
-    try {
-      const response = await fetch(new URL('/readyz', subgraph.url), {
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 500),
-      });
-      await response.body?.cancel();
-      readiness = response.ok ? 'ready' : 'not_ready';
-    } catch {
-      readiness = 'unreachable';
-    }
+    // With replicas, the subgraph is as ready as its readiest one: calls pass over a dead replica.
+    const answers = await Promise.all((subgraph.urls ?? [subgraph.url]).map((url) => this.readinessOf(url)));
+    const readiness: SubgraphReadiness = answers.includes('ready')
+      ? 'ready'
+      : answers.includes('not_ready')
+        ? 'not_ready'
+        : 'unreachable';
     const previous = this.states.get(subgraph.subgraph);
     const wasDown = readiness !== 'ready' || (previous?.wasDown ?? false);
     if (previous && previous.readiness !== readiness) {
@@ -108,5 +107,17 @@ export class SubgraphHealth {
       readiness,
       wasDown: readiness !== 'ready' || (wasDown && subgraph.breakerState() !== 'closed'),
     });
+  }
+
+  private async readinessOf(url: string): Promise<SubgraphReadiness> {
+    try {
+      const response = await fetch(new URL('/readyz', url), {
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? 500),
+      });
+      await response.body?.cancel();
+      return response.ok ? 'ready' : 'not_ready';
+    } catch {
+      return 'unreachable';
+    }
   }
 }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { SUBGRAPHS, type SubgraphName } from '../subgraphs/registry';
+import { clusterUrl, isRedisNodeList, isRedisUrl } from './redis-url';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const url = z.string().url();
@@ -12,8 +13,37 @@ const url = z.string().url();
 const schema = z.object({
   /** PostgreSQL connection string. Defaults to an embedded PostgreSQL started from Node. */
   DATABASE_URL: url.optional(),
-  /** Redis connection string. Defaults to in-memory stores. */
-  REDIS_URL: url.optional(),
+  /**
+   * Read replicas of DATABASE_URL (streaming standbys), comma-separated connection strings: every subgraph reads
+   * from them and writes to DATABASE_URL, and a caller's reads after their own write go to whichever has it
+   * (lib/read-replicas.md). Set it on the gateway too: it turns on the gateway's side of read-your-writes.
+   * Defaults to none.
+   */
+  DATABASE_REPLICA_URLS: z
+    .string()
+    .transform((value) =>
+      value
+        .split(',')
+        .map((part) => part.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(url).min(1, 'must name at least one connection string'))
+    .optional(),
+  /**
+   * Redis connection string (`redis://`, `rediss://` for TLS), or a Redis Cluster's seed nodes as
+   * `redis+cluster://[user:password@]host:port,host:port` (what REDIS_CLUSTER_NODES is turned into). Defaults to in-memory stores.
+   */
+  REDIS_URL: z.string().refine(isRedisUrl, 'must be a redis:// URL, or redis+cluster://host:port,host:port').optional(),
+  /**
+   * Seed nodes of a Redis Cluster, `host:port` comma-separated (a few masters: the client learns the rest from
+   * the first that answers). When set, budgets, the IP rate, the entity and response caches, persisted queries
+   * and deprecation usage all live in that cluster, and REDIS_URL, if also set, gives only the user, password
+   * and TLS (`rediss://`) of its nodes. Defaults to none.
+   */
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .refine(isRedisNodeList, 'must be host:port, comma-separated ([IPv6]:port for an IPv6 address)')
+    .optional(),
   /** Interface the gateway and subgraphs listen on. Defaults to 127.0.0.1. */
   HOST: z.string().min(1).default('127.0.0.1'),
   /** Gateway port. Defaults to 4000. */
@@ -187,16 +217,36 @@ const schema = z.object({
 export interface SubgraphSettings {
   /** Where it listens. Defaults to its port in subgraphs/registry.ts. */
   port: number;
-  /** Where the gateway (and other subgraphs) reach it. Defaults to http://HOST:<port>/graphql. */
+  /**
+   * Where the gateway (and other subgraphs) reach it: one URL, or several comma-separated (replicas of the
+   * subgraph; see urlList). Defaults to http://HOST:<port>/graphql.
+   */
   url: string;
   /** Timeout of each gateway call to it. Defaults to SUBGRAPH_TIMEOUT_MS. */
   timeoutMs: number;
 }
 
+/**
+ * The URLs of a comma-separated list (SUBGRAPH_<NAME>_URL may name every replica of a subgraph; the gateway
+ * spreads its calls over them, gateway/subgraph-data-source.ts), trimmed, empty entries dropped.
+ */
+export const urlList = (value: string): string[] =>
+  value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+
 const subgraphSchema = (defaultPort: number) =>
   z.object({
     PORT: port.default(defaultPort),
-    URL: url.optional(),
+    URL: z
+      .string()
+      .refine(
+        (value) => urlList(value).length > 0 && urlList(value).every((entry) => url.safeParse(entry).success),
+        'must be a URL, or several comma-separated',
+      )
+      .transform((value) => urlList(value).join(','))
+      .optional(),
     TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
   });
 
@@ -241,6 +291,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   if (!parsed.success || problems.length) throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
+  const { REDIS_CLUSTER_NODES, REDIS_URL } = parsed.data;
+  // One string names the Redis for every user of it (lib/redis.ts reads the cluster form).
+  if (REDIS_CLUSTER_NODES) parsed.data.REDIS_URL = clusterUrl(REDIS_CLUSTER_NODES, REDIS_URL);
   return { ...parsed.data, subgraphs };
 }
 

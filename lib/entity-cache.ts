@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import KeyvRedis from '@keyv/redis';
 import Keyv from 'keyv';
 import type { Logger } from './logger';
-import { connectRedis, type RedisConnection, type RedisGuard } from './redis';
+import { connectRedis, deleteMatching, type RedisConnection, type RedisGuard } from './redis';
 
 /** Cache reads and writes wait at most this long; past it the subgraph goes to the database. */
 const DEFAULT_TIMEOUT_MS = 50;
@@ -93,7 +93,9 @@ export interface EntityCacheOptions {
 /**
  * A cross-request read-through cache of entities in Keyv (Redis when configured, memory otherwise).
  * Keys are `<namespace>:<subgraph>:<Type>:v<shape version>:<id>`, so a deploy that changes a type's shape never
- * reads old shapes. A cache that fails or is slow is skipped (bounded wait), never fatal.
+ * reads old shapes. A cache that fails or is slow is skipped (bounded wait), never fatal. On a Redis Cluster
+ * the keys carry no hash tag, so entities spread over the masters: Keyv splits each batch read (MGET) and
+ * write (MULTI) by slot, and nothing here needs two keys changed together (each has its own tombstone).
  */
 /** What is cached: a type of a subgraph, and the version of its cached shape. */
 export interface CachedType {
@@ -174,11 +176,7 @@ export class EntityCache {
       await this.keyv.clear();
       return;
     }
-    const keys: string[] = [];
-    for await (const batch of this.redis.client.scanIterator({ MATCH: `${this.options.namespace}:*`, COUNT: 1_000 }))
-      keys.push(...(batch as unknown as string[]));
-    for (let start = 0; start < keys.length; start += 1_000)
-      await this.redis.client.del(keys.slice(start, start + 1_000));
+    await deleteMatching(this.redis.client, `${this.options.namespace}:*`);
   }
 
   async close(): Promise<void> {

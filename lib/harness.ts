@@ -164,10 +164,12 @@ export async function startSubgraphsAndGateway(databaseUrl: string, options: Har
   const stack = await startStack({
     config,
     databaseUrl,
-    // Each subgraph has its own pool, as in production, so statements are counted per subgraph.
+    // Each subgraph has its own pool, as in production, so statements are counted per subgraph (and each
+    // read replica's statement says which: SqlStatement.replica).
     databaseFor: (name) =>
       createDatabaseClient(databaseUrl, {
         poolSize: 5,
+        replicaUrls: config.DATABASE_REPLICA_URLS,
         onStatement: (statement) => sql.statements[name].push(statement),
       }),
     logger: createLogger('test', process.env.TEST_LOG_LEVEL ?? 'silent'),

@@ -11,7 +11,7 @@ import type { SubgraphDefinition } from './subgraph-definition';
 export interface StackOptions {
   config: Config;
   databaseUrl: string;
-  /** Each subgraph's database client (tests count statements with theirs). Defaults to a pool of DB_POOL_SIZE. */
+  /** Each subgraph's database client (tests count statements with theirs). Defaults to a pool of DB_POOL_SIZE (and one per DATABASE_REPLICA_URLS). */
   databaseFor?: (name: SubgraphName) => DatabaseClient;
   /** Logger of every part. Defaults to one per part, named after it, at LOG_LEVEL. */
   logger?: Logger;
@@ -62,7 +62,11 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   for (const entry of SUBGRAPHS) {
     definitions[entry.name] = entry.load().default;
     databases[entry.name] =
-      options.databaseFor?.(entry.name) ?? createDatabaseClient(options.databaseUrl, { poolSize: config.DB_POOL_SIZE });
+      options.databaseFor?.(entry.name) ??
+      createDatabaseClient(options.databaseUrl, {
+        poolSize: config.DB_POOL_SIZE,
+        replicaUrls: config.DATABASE_REPLICA_URLS,
+      });
   }
   // Each subgraph has its own services, as it has in a process of its own: its cache counters are its own.
   for (const entry of SUBGRAPHS) services[entry.name] = await newServices(entry.name);

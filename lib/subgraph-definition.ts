@@ -7,6 +7,7 @@ import type { EntityTags } from './entity-tags';
 import type { IdentitySigner } from './identity';
 import type { LoaderOptions } from './loaders';
 import type { Logger } from './logger';
+import type { ReadAfterSigner, ReadSession } from './read-replicas';
 
 /** What a subgraph's loaders are built with, besides its database. */
 export interface LoaderDependencies {
@@ -16,6 +17,11 @@ export interface LoaderDependencies {
   cache: EntityCache | null;
   /** Signs an identity for calls this subgraph makes to another one. */
   signIdentity: IdentitySigner;
+  /**
+   * Signs READ_AFTER_HEADER for such a call (lib/read-replicas.ts): a check before a write asks the other
+   * subgraph to read its primary, as the write's own reads do. Defaults to none (the call reads where it may).
+   */
+  signReadAfter?: ReadAfterSigner;
   /** Where another subgraph is reached (SUBGRAPH_<NAME>_URL, or where the harness started it). */
   subgraphUrl(name: string): string;
   /**
@@ -74,6 +80,8 @@ export interface SubgraphContext<TDb, TLoaders> extends Caller {
   loaders: TLoaders;
   /** What this request's answer holds and its writes change (the loaders' tags). */
   tags: EntityTags;
+  /** Where this request reads, with read replicas (lib/read-replicas.ts; `db` is its view); none without them. */
+  reads?: ReadSession;
 }
 
 /** Types a subgraph's definition (its index.ts default export). */

@@ -11,7 +11,7 @@ import { parse } from 'graphql';
 import { Counter, Gauge } from 'prom-client';
 import { subgraphEntry, type SubgraphName } from '../subgraphs/registry';
 import { subgraphAccessRules, useAccessRules } from './authorization';
-import { subgraphPortSetting, type Config } from './config';
+import { subgraphPortSetting, urlList, type Config } from './config';
 import { createDatabaseClient, type DatabaseClient } from './db';
 import { databaseOutageAsError, logDatabaseOutages } from './dependency-outage';
 import { EntityCache, parseTtls } from './entity-cache';
@@ -21,6 +21,13 @@ import { startGraphQLHttpServer, type RunningServer } from './http-server';
 import { createIdentitySigner, createIdentityVerifier, type IdentityVerifier } from './identity';
 import { createLogger, type Logger } from './logger';
 import { createMetrics, useMetrics, useRequestLog } from './metrics';
+import {
+  createReadAfterSigner,
+  createReadAfterVerifier,
+  ReadRouter,
+  useReadReplicas,
+  type ReadAfterVerifier,
+} from './read-replicas';
 import { loadSecrets } from './secrets';
 import { useStaticCacheControl } from './static-cache-control';
 import type { LoaderDependencies, SubgraphContext, SubgraphDefinition } from './subgraph-definition';
@@ -34,12 +41,15 @@ export const contractOf = (name: string) => readFileSync(join(SUBGRAPHS_DIR, nam
 export interface SubgraphServices extends Omit<LoaderDependencies, 'tags' | 'resources'> {
   /** Reads the caller from the gateway's signed identity header; throws 401 when it is missing, forged or made for another body. */
   verifyCaller: IdentityVerifier;
+  /** Reads the signed read-after header (lib/read-replicas.ts): where a request must read when there are read replicas. */
+  verifyReadAfter: ReadAfterVerifier;
   /** Releases what the services hold (the cache's Redis connection). */
   close(): Promise<void>;
 }
 
 export function createSubgraphServices(config: Config, logger: Logger): SubgraphServices {
   const { identitySecret } = loadSecrets(config);
+  const turns = new Map<string, number>();
   const cache =
     config.ENTITY_CACHE === 'on'
       ? new EntityCache({
@@ -52,10 +62,18 @@ export function createSubgraphServices(config: Config, logger: Logger): Subgraph
       : null;
   return {
     verifyCaller: createIdentityVerifier(identitySecret),
+    verifyReadAfter: createReadAfterVerifier(identitySecret),
     signIdentity: createIdentitySigner(identitySecret),
+    signReadAfter: createReadAfterSigner(identitySecret),
     loaderOptions: { batching: config.BATCHING === 'on' },
     cache,
-    subgraphUrl: (name) => config.subgraphs[subgraphEntry(name).name].url,
+    // SUBGRAPH_<NAME>_URL may list several replicas: each call takes the next one in turn.
+    subgraphUrl: (name) => {
+      const urls = urlList(config.subgraphs[subgraphEntry(name).name].url);
+      const turn = (turns.get(name) ?? 0) % urls.length;
+      turns.set(name, turn + 1);
+      return urls[turn]!;
+    },
     close: async () => {
       await cache?.close();
     },
@@ -77,8 +95,8 @@ export interface StartSubgraphOptions {
   config?: Config;
 }
 
-/** This subgraph's metrics: the common GraphQL families, database pool use and entity cache counts. */
-function subgraphMetrics(name: string, database: DatabaseClient, cache: EntityCache | null) {
+/** This subgraph's metrics: the common GraphQL families, database pool use, read replicas and entity cache counts. */
+function subgraphMetrics(name: string, database: DatabaseClient, cache: EntityCache | null, reads?: ReadRouter) {
   const metrics = createMetrics(name);
   const { pool } = database;
   new Gauge({
@@ -92,6 +110,17 @@ function subgraphMetrics(name: string, database: DatabaseClient, cache: EntityCa
       this.set({ state: 'waiting' }, pool.waitingCount);
     },
   });
+  if (reads) {
+    new Gauge({
+      name: 'db_read_replica_up',
+      help: 'Whether each read replica (by its index in DATABASE_REPLICA_URLS) answers: 0 while its reads go to the primary.',
+      labelNames: ['replica'],
+      registers: [metrics.registry],
+      collect() {
+        reads.availability().forEach((up, index) => this.set({ replica: String(index) }, up ? 1 : 0));
+      },
+    });
+  }
   if (cache) {
     for (const kind of ['hits', 'misses', 'errors'] as const) {
       new Counter({
@@ -117,22 +146,38 @@ export function buildSchemaFor(name: string, resolvers: SubgraphDefinition['reso
 
 /**
  * Every subgraph's request context, built the same way: the caller from the gateway's signed identity
- * (401 without a valid one), the subgraph's tables, and a fresh set of its loaders for this request.
+ * (401 without a valid one), the subgraph's tables, and a fresh set of its loaders for this request. With
+ * read replicas (`reads`), the tables are the request's ReadSession's view (lib/read-replicas.ts).
  */
 export function createContext(
   definition: SubgraphDefinition,
   database: DatabaseClient,
   services: SubgraphServices,
   resources?: unknown,
+  reads?: ReadRouter,
 ) {
   return async ({ req }: { req: IncomingMessage }): Promise<SubgraphContext<unknown, unknown>> => {
     const caller = await services.verifyCaller(req);
     const tags = new EntityTags(req.headers[ENTITY_TAGS_HEADER] === '1');
+    if (!reads)
+      return {
+        ...caller,
+        db: database.prisma,
+        tags,
+        loaders: definition.createLoaders(database.prisma, { ...services, tags, resources }),
+      };
+    const session = await reads.session(services.verifyReadAfter(req.headers));
     return {
       ...caller,
-      db: database.prisma,
+      db: session.db,
       tags,
-      loaders: definition.createLoaders(database.prisma, { ...services, tags, resources }),
+      reads: session,
+      loaders: definition.createLoaders(session.db, {
+        ...services,
+        cache: session.cache(services.cache),
+        tags,
+        resources,
+      }),
     };
   };
 }
@@ -148,7 +193,9 @@ export async function startSubgraph(
   options: StartSubgraphOptions,
 ): Promise<RunningServer> {
   const { database, services } = options;
-  const metrics = subgraphMetrics(name, database, services.cache);
+  // Read replicas: where each request reads (lib/read-replicas.ts). Without them, nothing of it runs.
+  const reads = database.replicas.length ? new ReadRouter(database, { logger: options.logger }) : undefined;
+  const metrics = subgraphMetrics(name, database, services.cache, reads);
   if (definition.open && !options.config) throw new Error(`The ${name} subgraph opens resources: give it its config`);
   const opened = await definition.open?.({ config: options.config!, database, logger: options.logger });
   const stopLoggingOutages = logDatabaseOutages(name, database, options.logger);
@@ -174,9 +221,11 @@ export async function startSubgraph(
           useAccessRules(subgraphAccessRules(name, contractOf(name))),
           // The entities the answer holds (when the gateway asks) and its writes changed: the response cache's invalidation.
           useEntityTags(),
+          // A mutation reads the primary, and its answer says where the primary's WAL was after it.
+          ...(reads ? [useReadReplicas(reads)] : []),
         ],
       },
-      context: createContext(definition, database, services, opened?.resources),
+      context: createContext(definition, database, services, opened?.resources, reads),
       ready: () => database.ping(),
       host: options.host,
       port: options.port,
@@ -189,11 +238,13 @@ export async function startSubgraph(
       stop: async () => {
         await server.stop();
         stopLoggingOutages();
+        reads?.close();
         await opened?.close();
       },
     };
   } catch (error) {
     stopLoggingOutages();
+    reads?.close();
     await opened?.close();
     throw error;
   }
@@ -212,7 +263,10 @@ export interface RunningSubgraph {
 export async function runSubgraph(name: SubgraphName, config: Config, databaseUrl: string): Promise<RunningSubgraph> {
   const logger = createLogger(name, config.LOG_LEVEL);
   const { default: definition } = subgraphEntry(name).load();
-  const database = createDatabaseClient(databaseUrl, { poolSize: config.DB_POOL_SIZE });
+  const database = createDatabaseClient(databaseUrl, {
+    poolSize: config.DB_POOL_SIZE,
+    replicaUrls: config.DATABASE_REPLICA_URLS,
+  });
   const services = createSubgraphServices(config, logger);
   await services.cache?.ready(1_000);
   const server = await startSubgraph(name, definition, {

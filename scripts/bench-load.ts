@@ -9,11 +9,12 @@ import { issueToken } from '../gateway/auth';
 import { runMain } from '../lib/cli';
 import { SUBGRAPH_NAMES } from '../subgraphs/registry';
 import { createBenchDatabase, describeEnv, printTable } from './bench-kit';
-import { probeCapacity, type Capacity } from './load/capacity';
+import { printCapacity, probeCapacity, type Capacity } from './load/capacity';
 import { LoadGenerator, type Sample } from './load/open-loop';
 import { parseOptions, USAGE, type Options } from './load/options';
 import { freePorts, killServices, PROCESS_COMMANDS, TICKS_PER_SECOND, type Service } from './load/processes';
 import { ResourceSampler, type Reading } from './load/resources';
+import { runScale } from './load/scale';
 import { runSpeed } from './load/speed';
 import { cleanRedis, describeEndings, firstPage, startStack, stopStack, withRedis } from './load/stack';
 import { duration, megabytes, percent, rate, slope, summarise, windows, type Summary } from './load/stats';
@@ -31,7 +32,10 @@ import { STOREFRONT_PAGE } from './operations';
  * (scripts/load/capacity.ts; `--rate R` skips that), then runs: warm-up R/2 (not reported), sustained
  * R/2, overload 2R, recovery R/2, spike 10 × R/2 = 5R, after-spike R/2 (time back to normal) and a soak
  * at R/2 (RSS every 10 s). Prints per phase the statuses, the share refused, latency of accepted and
- * refused requests, and every process's RSS and CPU. A benchmark that prints figures, never a test.
+ * refused requests, and every process's RSS and CPU. `--scale 1,2,3` and/or `--subgraph-replicas 1,2` run
+ * the scale mode instead (scripts/load/scale.ts): several gateway processes and several processes of every
+ * subgraph, capacity and latency at a fixed rate per configuration, pages/s per added process. A
+ * benchmark that prints figures, never a test.
  */
 
 const ROOT = join(__dirname, '..');
@@ -144,38 +148,9 @@ function printHeader(options: Options, argv: string[], databaseDescription: stri
   );
   console.log(
     `Load: the storefront page (products(first: 20), each with price, rating, 5 reviews and their authors) as ${options.users} ` +
-      `signed-in users in turn; ${options.speedOnly ? '' : `the overload phases open loop (fixed arrival rate, latency from each request's scheduled send time); `}` +
+      `signed-in users in turn; ${options.speedOnly || options.scale ? '' : `the overload phases open loop (fixed arrival rate, latency from each request's scheduled send time); `}` +
       `${options.connections} client connections; client timeout ${options.timeoutMs / 1000} s; deadline ${options.deadlineMs / 1000} s (--deadline-ms).\n`,
   );
-}
-
-function printCapacity(capacity: Capacity | undefined, sustainable: number) {
-  if (!capacity) {
-    console.log(`Capacity: R = ${rate(sustainable)} rps, given with --rate (no probe).\n`);
-    return;
-  }
-  const closed = capacity.closedLoop;
-  console.log(
-    `Capacity probe: closed loop with ${closed.concurrency} requests outstanding for ${closed.seconds} s answered ` +
-      `${closed.throughput.toFixed(1)} pages/s (p50 ${duration(closed.summary.okP50)}, p99 ${duration(closed.summary.okP99)}); ` +
-      `then open-loop steps of ${capacity.stepSeconds} s, ` +
-      `passing while every request gets 200 and accepted p99 stays ≤ 1 s:\n`,
-  );
-  printTable(
-    ['rate', 'requests', '200', 'refused', 'timeout/error/other', 'p50', 'p99', 'max', 'verdict'],
-    capacity.steps.map(({ rate: stepRate, summary, passed }) => [
-      `${rate(stepRate)} rps`,
-      String(summary.total),
-      String(summary.ok),
-      String(summary.tooMany + summary.overloaded),
-      String(summary.timeout + summary.error + summary.other),
-      duration(summary.okP50),
-      duration(summary.okP99),
-      duration(summary.anyMax),
-      passed ? 'passed' : 'failed',
-    ]),
-  );
-  console.log(`\nR = ${rate(sustainable)} rps (the fastest step that passed).\n`);
 }
 
 function printPhases(runs: PhaseRun[], summaries: Map<PhaseRun, Summary>, deadlineMs: number) {
@@ -492,6 +467,10 @@ async function main() {
     );
 
     const body = JSON.stringify({ query: STOREFRONT_PAGE, variables: { first: 20 } });
+    if (options.scale) {
+      await runScale({ options, scale: options.scale, env, tokens, body, services, log });
+      return;
+    }
     await runSpeed({
       options,
       env,

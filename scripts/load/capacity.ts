@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
+import { printTable } from '../bench-kit';
 import type { LoadGenerator, Sample } from './open-loop';
-import { summarise, type Summary } from './stats';
+import { duration, rate, summarise, type Summary } from './stats';
 
 /**
  * Finds the sustainable rate R: a short closed-loop run estimates the saturated throughput X, then
@@ -85,4 +86,34 @@ export async function probeCapacity(
     stepSeconds: options.stepSeconds,
     rate: best,
   };
+}
+
+/** The probe's closed loop and steps, and R; or that R was given (`capacity` undefined). */
+export function printCapacity(capacity: Capacity | undefined, sustainable: number) {
+  if (!capacity) {
+    console.log(`Capacity: R = ${rate(sustainable)} rps, given with --rate (no probe).\n`);
+    return;
+  }
+  const closed = capacity.closedLoop;
+  console.log(
+    `Capacity probe: closed loop with ${closed.concurrency} requests outstanding for ${closed.seconds} s answered ` +
+      `${closed.throughput.toFixed(1)} pages/s (p50 ${duration(closed.summary.okP50)}, p99 ${duration(closed.summary.okP99)}); ` +
+      `then open-loop steps of ${capacity.stepSeconds} s, ` +
+      `passing while every request gets 200 and accepted p99 stays ≤ 1 s:\n`,
+  );
+  printTable(
+    ['rate', 'requests', '200', 'refused', 'timeout/error/other', 'p50', 'p99', 'max', 'verdict'],
+    capacity.steps.map(({ rate: stepRate, summary, passed }) => [
+      `${rate(stepRate)} rps`,
+      String(summary.total),
+      String(summary.ok),
+      String(summary.tooMany + summary.overloaded),
+      String(summary.timeout + summary.error + summary.other),
+      duration(summary.okP50),
+      duration(summary.okP99),
+      duration(summary.anyMax),
+      passed ? 'passed' : 'failed',
+    ]),
+  );
+  console.log(`\nR = ${rate(sustainable)} rps (the fastest step that passed).\n`);
 }

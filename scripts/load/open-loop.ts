@@ -34,13 +34,16 @@ export interface Sample {
 }
 
 export interface Target {
-  /** Gateway origin, `http://127.0.0.1:<port>`. */
-  origin: string;
+  /**
+   * Gateway origin, `http://127.0.0.1:<port>`; or several (gateway processes), taken in turn: request n
+   * goes to origin n mod length, each origin with its own pool of `connections` / length connections.
+   */
+  origin: string | readonly string[];
   /** The request body (JSON), the same for every request. */
   body: string;
   /** Bearer tokens, one per user; request n uses token n mod length (round robin). */
   tokens: string[];
-  /** Connections the pool may open. */
+  /** Connections the pool may open (over all origins). */
   connections: number;
   /** Client timeout of one request, from when it is handed to the pool (ms). */
   timeoutMs: number;
@@ -50,22 +53,28 @@ export interface Target {
 const ERRORS_KEY = '"errors":[';
 
 export class LoadGenerator {
-  private readonly pool: Pool;
+  private readonly pools: Pool[];
   private readonly pending = new Set<Promise<Sample>>();
   private next = 0;
+  private nextPool = 0;
   /** Most requests outstanding at once since the last `resetPeak()`. */
   peakOutstanding = 0;
   /** Failures by code (`error` outcomes), over the whole run. */
   readonly errors = new Map<string, number>();
 
   constructor(private readonly target: Target) {
-    this.pool = new Pool(target.origin, {
-      connections: target.connections,
-      pipelining: 1,
-      // The client timeout below is the only limit: undici's own would count idle time instead.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
+    const origins = typeof target.origin === 'string' ? [target.origin] : target.origin;
+    if (!origins.length) throw new Error('The load generator needs an origin');
+    this.pools = origins.map(
+      (origin) =>
+        new Pool(origin, {
+          connections: Math.ceil(target.connections / origins.length),
+          pipelining: 1,
+          // The client timeout below is the only limit: undici's own would count idle time instead.
+          headersTimeout: 0,
+          bodyTimeout: 0,
+        }),
+    );
   }
 
   get outstanding(): number {
@@ -79,6 +88,7 @@ export class LoadGenerator {
   /** One request, scheduled at `scheduled`; its sample is pushed to `into` once it has ended, and resolved. */
   private fire(scheduled: number, into: Sample[]): Promise<Sample> {
     const token = this.target.tokens[this.next++ % this.target.tokens.length]!;
+    const pool = this.pools[this.nextPool++ % this.pools.length]!;
     const sent = performance.now();
     const signal = AbortSignal.timeout(this.target.timeoutMs);
     const done = (async () => {
@@ -90,7 +100,7 @@ export class LoadGenerator {
         graphqlErrors: false,
       };
       try {
-        const response = await this.pool.request({
+        const response = await pool.request({
           path: '/graphql',
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
@@ -166,6 +176,6 @@ export class LoadGenerator {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    await Promise.all(this.pools.map((pool) => pool.destroy()));
   }
 }

@@ -70,13 +70,16 @@ export async function startStack(
   return { gateway, subgraphs };
 }
 
+/** Whether `service` is a gateway: `gateway`, or `gateway <n>` when the scale mode runs several. */
+export const isGateway = (service: Service) => /^gateway( \d+)?$/.test(service.name);
+
 /**
- * Stops `stack`: the gateway first (it calls the subgraphs), then the rest; whatever ignores SIGTERM
+ * Stops `stack`: the gateways first (they call the subgraphs), then the rest; whatever ignores SIGTERM
  * for `graceMs` is killed. Returns how each ended.
  */
 export async function stopStack(stack: Service[], graceMs = 20_000): Promise<Map<string, number | string>> {
   const endings = new Map<string, number | string>();
-  for (const group of [stack.filter((s) => s.name === 'gateway'), stack.filter((s) => s.name !== 'gateway')])
+  for (const group of [stack.filter(isGateway), stack.filter((s) => !isGateway(s))])
     for (const [name, ending] of await stopServices(group, graceMs)) endings.set(name, ending);
   return endings;
 }

@@ -1,6 +1,7 @@
 import { ANONYMOUS } from '../../lib/authorization';
 import { dependencyUnavailable } from '../../lib/errors';
 import { IDENTITY_HEADER, type IdentitySigner } from '../../lib/identity';
+import { READ_AFTER_HEADER, READ_PRIMARY, type ReadAfterSigner } from '../../lib/read-replicas';
 
 export interface CatalogClient {
   /** Whether the catalog knows a product with this id; DEPENDENCY_UNAVAILABLE when the catalog cannot say. */
@@ -27,7 +28,13 @@ interface EntitiesAnswer {
  * to an error is the catalog failing to look the product up (its database down), not the product
  * missing; that, a non-2xx status, a timeout or a refused connection are all DEPENDENCY_UNAVAILABLE.
  */
-export function createCatalogClient(url: string, signIdentity: IdentitySigner, timeoutMs = 2_000): CatalogClient {
+export function createCatalogClient(
+  url: string,
+  signIdentity: IdentitySigner,
+  timeoutMs = 2_000,
+  /** Asks the catalog to read its primary (with read replicas): the answer decides a write. Defaults to none. */
+  signReadAfter?: ReadAfterSigner,
+): CatalogClient {
   return {
     async productExists(id) {
       let body: EntitiesAnswer | undefined;
@@ -36,10 +43,15 @@ export function createCatalogClient(url: string, signIdentity: IdentitySigner, t
           query: PRODUCT_BY_KEY,
           variables: { representations: [{ __typename: 'Product', id }] },
         });
+        // Whether a product exists does not depend on who asks: the call is signed as anonymous.
+        const identity = await signIdentity(ANONYMOUS, request);
         const response = await fetch(url, {
           method: 'POST',
-          // Whether a product exists does not depend on who asks: the call is signed as anonymous.
-          headers: { 'content-type': 'application/json', [IDENTITY_HEADER]: await signIdentity(ANONYMOUS, request) },
+          headers: {
+            'content-type': 'application/json',
+            [IDENTITY_HEADER]: identity,
+            ...(signReadAfter && { [READ_AFTER_HEADER]: signReadAfter(READ_PRIMARY, identity) }),
+          },
           body: request,
           signal: AbortSignal.timeout(timeoutMs),
         });

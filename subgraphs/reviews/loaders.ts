@@ -77,7 +77,7 @@ async function loadSlicesCached(
 /** Created once per request: batching within a request; the entity cache is what spans requests. */
 export function createLoaders(
   db: ReviewsDb,
-  { loaderOptions, cache, signIdentity, subgraphUrl, tags }: LoaderDependencies,
+  { loaderOptions, cache, signIdentity, signReadAfter, subgraphUrl, tags }: LoaderDependencies,
 ) {
   const sliceCache = cache?.type<SliceResult>(PRODUCT_REVIEWS_CACHE);
   const slices = new DataLoader<ReviewSlice, SliceResult, string>(
@@ -109,7 +109,7 @@ export function createLoaders(
      * tables). The client is made when asked, so only createReview pays for it, not every read.
      */
     productExists: (productId: string) =>
-      createCatalogClient(subgraphUrl('catalog'), signIdentity).productExists(productId),
+      createCatalogClient(subgraphUrl('catalog'), signIdentity, undefined, signReadAfter).productExists(productId),
     /**
      * After a review of `productId` by `authorId` is written (or `reviewId` deleted), before answering: its
      * stats and first pages, and the review itself, in this request and across requests; and the product's
