@@ -16,7 +16,7 @@ export const USAGE = `npm run bench:load -- [options]
                           gateways' SUBGRAPH_<NAME>_URL listing them all (one per subgraph call, in turn);
                           every gateway count is run with every replica count (default 1)
   --scale-rounds N        rounds of every configuration in scale mode, in alternating order (forward, then
-                          backward), figures the median over rounds (default 2, 1 with --quick)
+                          backward); throughput is the best round's, latency over all (default 2, 1 with --quick)
   --scale-config KEY      what the scale mode serves: entity (default: entity cache on, response cache off, so
                           every page is computed), warm (response cache on), shared, cold (see the speed
                           section), or default (the service's own defaults)
