@@ -231,11 +231,15 @@ describe('bulk queries', () => {
       expect(refused).toBe(3);
       expect(done).toMatchObject({ status: 'COMPLETED', objectCount: dataset.products.length, errorCode: null });
       // The same run waited and sent the page again: no retry of the run was spent, and no other run was sent.
-      const runs = await suite.harness.database.pool.query<{ state: string; retryCount: number }>(
-        `SELECT state, retry_count AS "retryCount" FROM pgboss.job WHERE name = 'bulk-query' AND data->>'jobId' = $1`,
-        [queued.id],
-      );
-      expect(runs.rows).toEqual([{ state: 'completed', retryCount: 0 }]);
+      // pg-boss settles its job just after the handler returns, a moment after the row says COMPLETED.
+      const runs = await until('the run to be settled', async () => {
+        const { rows } = await suite.harness.database.pool.query<{ state: string; retryCount: number }>(
+          `SELECT state, retry_count AS "retryCount" FROM pgboss.job WHERE name = 'bulk-query' AND data->>'jobId' = $1`,
+          [queued.id],
+        );
+        return rows.every((row) => row.state !== 'active') ? rows : null;
+      });
+      expect(runs).toEqual([{ state: 'completed', retryCount: 0 }]);
       expect(byId(jsonLines((await jobs.download(done.url!)).body))).toEqual(await jobs.products());
     } finally {
       proxy.closeAllConnections();
